@@ -1,0 +1,390 @@
+"""The lab: three Debian 12 hosts (app, db, ops) as systemd containers and an S3 endpoint, with an
+inventory in the contract's shape (trustops.inventory), so the cloud's playbooks run here unchanged.
+
+Everything the lab makes carries the Docker label `trustops.lab=<name>` and lives in its state
+directory, so `down` removes exactly what `up` made and nothing else.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lab import images
+from lab.system import LabError, Progress, docker_ready, ensure_docker, is_root, port_free, run, wait_tcp
+from trustops import inventory
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ROLES = inventory.ROLES
+S3_REGION = "eu-central-1"
+MOTO_VERSION = "5.2.5"
+
+# Container ports each role publishes on 127.0.0.1 (host port = base + offset below).
+SERVICE_PORTS = {
+    "app": {22: 1, 443: 43, 80: 80},
+    "db": {22: 2},
+    "ops": {22: 3, 9090: 90, 9093: 93},
+}
+S3_PORT_OFFSET = 66
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Where and how a lab runs. Two labs with other names and port bases can run side by side."""
+
+    name: str = "trustops-lab"
+    port_base: int = 2200
+    state_dir: Path = field(default_factory=lambda: PROJECT_DIR / ".lab")
+
+    @classmethod
+    def from_env(cls) -> "LabConfig":
+        name = os.environ.get("TRUSTOPS_LAB_NAME", "trustops-lab")
+        base = int(os.environ.get("TRUSTOPS_LAB_PORT_BASE", "2200"))
+        default_dir = PROJECT_DIR / (".lab" if name == "trustops-lab" else f".lab-{name}")
+        return cls(name=name, port_base=base, state_dir=Path(os.environ.get("TRUSTOPS_LAB_DIR", default_dir)))
+
+    def __post_init__(self) -> None:
+        if not self.name.replace("-", "").isalnum() or not self.name[0].isalpha():
+            raise LabError(f"lab name {self.name!r}: use letters, digits and '-' only")
+        if not 1024 <= self.port_base <= 65000:
+            raise LabError(f"port base {self.port_base} must be between 1024 and 65000")
+
+    def container(self, role: str) -> str:
+        return f"{self.name}-{role}"
+
+    @property
+    def network(self) -> str:
+        return f"{self.name}-net"
+
+    def ports(self, role: str) -> dict[int, int]:
+        return {inner: self.port_base + off for inner, off in SERVICE_PORTS[role].items()}
+
+    @property
+    def s3_port(self) -> int:
+        return self.port_base + S3_PORT_OFFSET
+
+    @property
+    def key_file(self) -> Path:
+        return self.state_dir / "deploy_ed25519"
+
+    @property
+    def inventory_file(self) -> Path:
+        return self.state_dir / "inventory.yml"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.state_dir / "known_hosts"
+
+    @property
+    def s3_credentials_file(self) -> Path:
+        return self.state_dir / "s3-credentials.json"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _locked(cfg: LabConfig):
+    cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(cfg.state_dir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise LabError(f"another trustops command is working on lab {cfg.name!r}; wait for it") from exc
+        yield
+
+
+def _inspect(name: str) -> dict | None:
+    proc = run(["docker", "inspect", name], check=False)
+    return json.loads(proc.stdout)[0] if proc.returncode == 0 else None
+
+
+def _labelled(kind: str, cfg: LabConfig) -> list[str]:
+    args = ["docker", kind, "ls", "-q", "--filter", f"label=trustops.lab={cfg.name}"]
+    if kind == "container":
+        args.insert(3, "-a")
+    return run(args).stdout.split()
+
+
+def _generate_key(path: Path) -> str:
+    """A deploy key made now, on this machine; never committed (the state dir is git-ignored)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    if not path.exists():
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        path.with_suffix(".pub").write_text(pub.decode() + " trustops-lab-deploy\n")
+    return path.with_suffix(".pub").read_text().strip()
+
+
+def _ensure_network(cfg: LabConfig, progress: Progress) -> str:
+    info = _inspect(cfg.network)
+    if info is None:
+        progress.step(f"creating lab network {cfg.network}")
+        run(["docker", "network", "create", "--label", f"trustops.lab={cfg.name}", cfg.network])
+        info = _inspect(cfg.network)
+    return info["IPAM"]["Config"][0]["Subnet"]  # type: ignore[index]
+
+
+def _ensure_container(name: str, config_hash: str, run_args: list[str], ports: dict[int, int],
+                      progress: Progress) -> None:
+    """Start `name` as configured; reuse it when its config label matches, else recreate it."""
+    info = _inspect(name)
+    if info is not None:
+        if info["Config"]["Labels"].get("trustops.config") == config_hash:
+            if not info["State"]["Running"]:
+                progress.step(f"starting {name}")
+                run(["docker", "start", name])
+            return
+        progress.step(f"{name} changed: recreating it")
+        run(["docker", "rm", "-f", name])
+    for inner, outer in ports.items():
+        if not port_free(outer):
+            raise LabError(f"port 127.0.0.1:{outer} (for {name}:{inner}) is already in use; free it or "
+                           f"set TRUSTOPS_LAB_PORT_BASE to move the lab's ports")
+    publish = [a for inner, outer in ports.items() for a in ("-p", f"127.0.0.1:{outer}:{inner}")]
+    progress.step(f"starting {name}")
+    run(["docker", "run", "-d", "--name", name, "--label", f"trustops.config={config_hash}",
+         *publish, *run_args])
+
+
+def _host_run_args(cfg: LabConfig, role: str, image: str) -> list[str]:
+    # systemd as PID 1 without --privileged (CAP_SYS_RESOURCE is not in this machine's bounding
+    # set). /proc/sys stays read-only: a host's sysctl writes must never reach the machine's
+    # own kernel.* / vm.* / fs.*; namespaced net.* keys are set here instead.
+    return [
+        "--label", f"trustops.lab={cfg.name}", "--label", f"trustops.role={role}",
+        "--hostname", role, "--network", cfg.network, "--network-alias", role,
+        "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+        "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+        "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+        "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec,mode=1777",
+        "--sysctl", "net.ipv4.conf.all.rp_filter=1",
+        image,
+    ]
+
+
+_DEPLOY_USER_SCRIPT = r"""
+set -eu
+id deploy >/dev/null 2>&1 || useradd --create-home --shell /bin/bash deploy
+install -d -m 700 -o deploy -g deploy /home/deploy/.ssh
+cat > /home/deploy/.ssh/authorized_keys
+chown deploy:deploy /home/deploy/.ssh/authorized_keys; chmod 600 /home/deploy/.ssh/authorized_keys
+echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-deploy; chmod 440 /etc/sudoers.d/90-deploy
+"""
+
+
+def _prepare_host(cfg: LabConfig, role: str, pubkey: str) -> str:
+    """The same state cloud-init leaves on an Azure VM: a `deploy` user with the key and sudo.
+    Returns the host's own SSH host key line, read over docker (a trusted path, no TOFU)."""
+    name = cfg.container(role)
+    deadline = time.monotonic() + 60
+    while True:
+        proc = run(["docker", "exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"], check=False)
+        if proc.returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            logs = run(["docker", "logs", "--tail", "5", name], check=False).stdout.strip().replace("\n", " | ")
+            raise LabError(f"{name} did not boot (no SSH host key after 60s): {logs}")
+        time.sleep(0.3)
+    run(["docker", "exec", "-i", name, "sh", "-c", _DEPLOY_USER_SCRIPT], input=pubkey + "\n")
+    return " ".join(proc.stdout.split()[:2])
+
+
+def _wait_ssh(cfg: LabConfig, role: str, timeout: float = 60) -> None:
+    """Log in as deploy with the key through the published port: the path Ansible will use."""
+    import paramiko
+
+    port = cfg.ports(role)[22]
+    if not wait_tcp("127.0.0.1", port, timeout):
+        raise LabError(f"sshd of {cfg.container(role)} not reachable on 127.0.0.1:{port} within {timeout:.0f}s")
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(cfg.known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            client.connect("127.0.0.1", port=port, username="deploy", key_filename=str(cfg.key_file),
+                           timeout=5, allow_agent=False, look_for_keys=False)
+            _, out, _ = client.exec_command("sudo -n true && echo ok", timeout=10)
+            if out.read().strip() == b"ok":
+                return
+            last = "sudo for deploy does not work"
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline, reported below
+            last = f"{type(exc).__name__}: {exc}"
+        finally:
+            client.close()
+        time.sleep(0.5)
+    raise LabError(f"cannot log in to {cfg.container(role)} as deploy on 127.0.0.1:{port}: {last}")
+
+
+def _s3_credentials(cfg: LabConfig) -> dict[str, str]:
+    """Access keys for the lab's S3, generated at run time (moto accepts any, but nothing is fixed)."""
+    path = cfg.s3_credentials_file
+    if not path.exists():
+        creds = {"aws_access_key_id": "LAB" + secrets.token_hex(8).upper(),
+                 "aws_secret_access_key": secrets.token_urlsafe(30)}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(creds, fh)
+    return json.loads(path.read_text())
+
+
+def bucket_names(cfg: LabConfig) -> dict[str, str]:
+    return {"backups_bucket": f"{cfg.name}-backups", "files_bucket": f"{cfg.name}-files"}
+
+
+def s3_client(cfg: LabConfig):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{cfg.s3_port}", region_name=S3_REGION,
+                        **_s3_credentials(cfg))
+
+
+def _ensure_buckets(cfg: LabConfig) -> None:
+    """The two buckets the cloud stack has, with the same encryption, versioning and blocks."""
+    s3 = s3_client(cfg)
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for bucket in bucket_names(cfg).values():
+        if bucket not in existing:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": S3_REGION})
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]})
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True})
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def _write_inventory(cfg: LabConfig, subnet: str) -> dict:
+    hosts = []
+    for role in ROLES:
+        info = _inspect(cfg.container(role))
+        ip = info["NetworkSettings"]["Networks"][cfg.network]["IPAddress"]  # type: ignore[index]
+        hosts.append(inventory.Host(name=role, role=role, ansible_host="127.0.0.1",
+                                    ansible_port=cfg.ports(role)[22], private_ip=ip))
+    s3_info = _inspect(cfg.container("s3"))
+    s3_ip = s3_info["NetworkSettings"]["Networks"][cfg.network]["IPAddress"]  # type: ignore[index]
+    site = inventory.Site(
+        environment="lab", cloud="lab",
+        networks={"app": subnet, "db": subnet, "ops": subnet, "admin": [subnet]},
+        s3=inventory.S3(region=S3_REGION, endpoint_url=f"http://{s3_ip}:5000", **bucket_names(cfg)),
+        private_key_file=str(cfg.key_file),
+        ssh_common_args=f"-o UserKnownHostsFile={cfg.known_hosts} -o StrictHostKeyChecking=yes",
+        extra_vars={"trustops_lab_name": cfg.name,
+                    "trustops_lab_published": {r: cfg.ports(r) for r in ROLES},
+                    "trustops_lab_s3_local_url": f"http://127.0.0.1:{cfg.s3_port}",
+                    "trustops_lab_state_dir": str(cfg.state_dir)},
+    )
+    inv = inventory.build(site, hosts)
+    tmp = cfg.inventory_file.with_suffix(".tmp")
+    tmp.write_text("# Written by `trustops lab up`; shape: trustops/inventory.py\n"
+                   + yaml.safe_dump(inv, sort_keys=False))
+    tmp.replace(cfg.inventory_file)
+    return inv
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
+    """Bring the lab to its state; safe to run again (reuses what is already right)."""
+    progress = progress or Progress()
+    if not is_root() and not docker_ready():
+        raise LabError("lab up needs root (it installs packages, starts dockerd and runs debootstrap): "
+                       "run it as root or with sudo")
+    with _locked(cfg):
+        progress.step(f"lab {cfg.name!r}: checking Docker")
+        ensure_docker(progress)
+        base = images.base_image(progress)
+        host_image = images.build("host", base, progress)
+        s3_image = images.build("s3", base, progress, build_args={"MOTO_VERSION": MOTO_VERSION},
+                                prepare=images.moto_wheelhouse(MOTO_VERSION, progress))
+        subnet = _ensure_network(cfg, progress)
+        pubkey = _generate_key(cfg.key_file)
+        for role in ROLES:
+            config_hash = hashlib.sha256(json.dumps(
+                [host_image, cfg.ports(role), _host_run_args(cfg, role, host_image)]).encode()).hexdigest()[:16]
+            _ensure_container(cfg.container(role), config_hash, _host_run_args(cfg, role, host_image),
+                              cfg.ports(role), progress)
+        s3_args = ["--label", f"trustops.lab={cfg.name}", "--label", "trustops.role=s3",
+                   "--network", cfg.network, "--network-alias", "s3", s3_image]
+        s3_hash = hashlib.sha256(json.dumps([s3_image, cfg.s3_port]).encode()).hexdigest()[:16]
+        _ensure_container(cfg.container("s3"), s3_hash, s3_args, {5000: cfg.s3_port}, progress)
+        progress.step("preparing hosts (deploy user, host keys)")
+        known = [f"[127.0.0.1]:{cfg.ports(role)[22]} {_prepare_host(cfg, role, pubkey)}" for role in ROLES]
+        cfg.known_hosts.write_text("\n".join(known) + "\n")
+        progress.step("waiting for SSH on all hosts")
+        for role in ROLES:
+            _wait_ssh(cfg, role)
+        progress.step(f"S3 endpoint on 127.0.0.1:{cfg.s3_port}: creating buckets")
+        if not wait_tcp("127.0.0.1", cfg.s3_port, 60):
+            raise LabError(f"S3 endpoint {cfg.container('s3')} not reachable on 127.0.0.1:{cfg.s3_port}")
+        _retry(lambda: _ensure_buckets(cfg), what="creating the lab's S3 buckets")
+        inv = _write_inventory(cfg, subnet)
+        progress.step(f"lab {cfg.name!r} is up; inventory: {cfg.inventory_file}")
+        return inv
+
+
+def _retry(fn, what: str, attempts: int = 20, delay: float = 0.5):
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - the endpoint may still be starting
+            if i == attempts - 1:
+                raise LabError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+            time.sleep(delay)
+
+
+def down(cfg: LabConfig, progress: Progress | None = None) -> list[str]:
+    """Remove the lab's containers, network, keys and state; images stay as a cache."""
+    progress = progress or Progress()
+    removed: list[str] = []
+    if run(["docker", "info"], check=False, timeout=20).returncode == 0:
+        with _locked(cfg):
+            for cid in _labelled("container", cfg):
+                name = run(["docker", "inspect", "-f", "{{.Name}}", cid]).stdout.strip().lstrip("/")
+                progress.step(f"removing container {name}")
+                run(["docker", "rm", "-f", "-v", cid])
+                removed.append(name)
+            for nid in _labelled("network", cfg):
+                progress.step(f"removing network {cfg.network}")
+                run(["docker", "network", "rm", nid])
+                removed.append(cfg.network)
+    if cfg.state_dir.exists():
+        progress.step(f"removing state and keys in {cfg.state_dir}")
+        for path in sorted(cfg.state_dir.rglob("*"), reverse=True):
+            path.unlink() if not path.is_dir() else path.rmdir()
+        cfg.state_dir.rmdir()
+        removed.append(str(cfg.state_dir))
+    return removed
+
+
+def status(cfg: LabConfig) -> dict:
+    """What runs now: each host's state and ports, and where the inventory is."""
+    hosts = {}
+    docker_ok = shutil.which("docker") is not None and run(["docker", "info"], check=False, timeout=20).returncode == 0
+    for role in (*ROLES, "s3"):
+        info = _inspect(cfg.container(role)) if docker_ok else None
+        hosts[role] = {
+            "container": cfg.container(role),
+            "state": info["State"]["Status"] if info else "absent",
+            "ports": ({5000: cfg.s3_port} if role == "s3" else cfg.ports(role)),
+        }
+    return {"lab": cfg.name, "docker": docker_ok, "hosts": hosts,
+            "inventory": str(cfg.inventory_file) if cfg.inventory_file.exists() else None}

@@ -1,0 +1,76 @@
+"""Benchmark (not a test): cold and warm `trustops lab up`, against a named peer measured in the
+same run: one plain `docker run` of the same host image until sshd answers (the floor any lab
+of systemd containers pays).
+
+  cold  = no lab (containers, network, keys absent); images cached unless --from-scratch
+  warm  = the same command again on the running lab
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lab import environment, images  # noqa: E402
+from lab.system import Progress, wait_tcp  # noqa: E402
+
+CFG = environment.LabConfig(name="trustops-bench", port_base=2600,
+                            state_dir=Path(__file__).resolve().parents[2] / ".lab-trustops-bench")
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def peer_single_host(image: str) -> float:
+    name = "trustops-bench-peer"
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    t = time.perf_counter()
+    subprocess.run(["docker", "run", "-d", "--name", name, "-p", "127.0.0.1:2699:22", "--cap-add", "ALL",
+                    "--cap-drop", "SYS_RESOURCE", "--security-opt", "seccomp=unconfined", "--cgroupns=host",
+                    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", image],
+                   check=True, capture_output=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # sshd's banner, not just the docker-proxy accepting
+        try:
+            import socket
+            with socket.create_connection(("127.0.0.1", 2699), timeout=1) as s:
+                if s.recv(4).startswith(b"SSH"):
+                    break
+        except OSError:
+            time.sleep(0.1)
+    elapsed = time.perf_counter() - t
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--from-scratch", action="store_true", help="also remove cached lab images first")
+    args = ap.parse_args()
+    quiet = Progress(quiet=True)
+    environment.down(CFG, quiet)
+    if args.from_scratch:
+        out = subprocess.run(["docker", "images", "-q", "--filter", "reference=trustops-lab/*"],
+                             capture_output=True, text=True).stdout.split()
+        if out:
+            subprocess.run(["docker", "rmi", "-f", *out], capture_output=True)
+    cold = timed(lambda: environment.up(CFG, Progress()))
+    warm = timed(lambda: environment.up(CFG, quiet))
+    host_image = images.build("host", images.base_image(quiet), quiet)
+    peer = peer_single_host(host_image)
+    environment.down(CFG, quiet)
+    print(f"cold lab up ({'from scratch' if args.from_scratch else 'images cached'}): {cold:6.2f} s")
+    print(f"warm lab up (no change)                  : {warm:6.2f} s   (cold/warm = {cold / warm:.1f}x)")
+    print(f"peer: one docker run to sshd banner      : {peer:6.2f} s   (cold lab / peer = {cold / peer:.1f}x "
+          f"for 3 hosts + S3 + keys + inventory)")
+
+
+if __name__ == "__main__":
+    main()

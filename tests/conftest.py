@@ -1,0 +1,39 @@
+"""Shared fixtures. The `lab` fixture brings up a lab of its own (name trustops-test, ports
+2300+) so tests never touch an operator's running lab; CI runs it for real."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SAMPLES_DIR = PROJECT_DIR.parent / "shared" / "samples"
+sys.path.insert(0, str(PROJECT_DIR))
+
+from lab import environment  # noqa: E402
+from lab.system import Progress  # noqa: E402
+
+TEST_LAB = environment.LabConfig(name="trustops-test", port_base=2300,
+                                 state_dir=PROJECT_DIR / ".lab-trustops-test")
+
+
+@pytest.fixture(scope="session")
+def lab_config() -> environment.LabConfig:
+    return TEST_LAB
+
+
+@pytest.fixture(scope="session")
+def lab(lab_config):
+    """A running lab; removed at the end unless TRUSTOPS_KEEP_LAB=1."""
+    inv = environment.up(lab_config, Progress())
+    yield inv
+    if os.environ.get("TRUSTOPS_KEEP_LAB") != "1":
+        environment.down(lab_config, Progress(quiet=True))
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "lab" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.lab)

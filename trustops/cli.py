@@ -1,0 +1,107 @@
+"""`trustops`: what the native tools (pulumi, ansible-playbook, docker) do not already do."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lab import environment
+from lab.system import LabError, Progress
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ANSIBLE_DIR = PROJECT_DIR / "ansible"
+
+
+def _bin(name: str) -> str:
+    """A tool installed beside this Python (the project's virtualenv), else from PATH."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else name
+
+
+def ansible_env() -> dict[str, str]:
+    return dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"))
+
+
+def ansible_ping(inventory_file: Path) -> None:
+    proc = subprocess.run([_bin("ansible"), "-i", str(inventory_file), "all", "-m", "ansible.builtin.ping",
+                           "-o"], env=ansible_env(), capture_output=True, text=True)
+    sys.stderr.write(proc.stdout)
+    if proc.returncode != 0:
+        raise LabError(f"ansible cannot reach every lab host (exit {proc.returncode}): "
+                       f"{(proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:]}")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """The main job on the lab: hosts up, then (as they land) playbooks, app, monitors, report."""
+    cfg = environment.LabConfig.from_env()
+    progress = Progress()
+    environment.up(cfg, progress)
+    progress.step("checking that Ansible reaches every host")
+    ansible_ping(cfg.inventory_file)
+    _print_reach(cfg)
+    return 0
+
+
+def _print_reach(cfg: environment.LabConfig) -> None:
+    print(f"Lab {cfg.name!r} is up. Inventory: {cfg.inventory_file}")
+    for role in environment.ROLES:
+        port = cfg.ports(role)[22]
+        print(f"  {role:4} ssh -i {cfg.key_file} -o UserKnownHostsFile={cfg.known_hosts} -p {port} deploy@127.0.0.1")
+    print(f"  s3   http://127.0.0.1:{cfg.s3_port}  (credentials: {cfg.s3_credentials_file})")
+    print(f"  ansible: ANSIBLE_CONFIG=ansible/ansible.cfg ansible -i {cfg.inventory_file} all -m ping")
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    cfg = environment.LabConfig.from_env()
+    if args.action == "up":
+        environment.up(cfg)
+        _print_reach(cfg)
+    elif args.action == "down":
+        removed = environment.down(cfg)
+        print(f"Lab {cfg.name!r} removed ({len(removed)} items)" if removed else f"Lab {cfg.name!r}: nothing to remove")
+    else:
+        st = environment.status(cfg)
+        if args.json:
+            print(json.dumps(st, indent=2))
+        else:
+            print(f"lab {st['lab']}: docker {'running' if st['docker'] else 'NOT running'}")
+            for role, h in st["hosts"].items():
+                ports = ", ".join(f"127.0.0.1:{o}->{i}" for i, o in h["ports"].items())
+                print(f"  {role:4} {h['state']:8} {h['container']:24} {ports}")
+            print(f"  inventory: {st['inventory'] or '(none: run `trustops lab up`)'}")
+        return 0 if all(h["state"] == "running" for h in st["hosts"].values()) else 3
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trustops", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="bring up the main job on the lab (hosts, then the rest)")
+    up.set_defaults(func=cmd_up)
+    lab = sub.add_parser("lab", help="the local lab: Debian 12 hosts as systemd containers + S3")
+    lab.add_argument("action", choices=["up", "down", "status"])
+    lab.add_argument("--json", action="store_true", help="status as JSON")
+    lab.set_defaults(func=cmd_lab)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        print(f"trustops: error: {exc}", file=sys.stderr)
+        return 1
+    except PermissionError as exc:
+        print(f"trustops: error: permission denied on {exc.filename}: run as its owner or as root", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("trustops: interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
