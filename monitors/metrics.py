@@ -1,0 +1,37 @@
+"""The monitor's Prometheus metrics (namespace `trustops_monitor`). Labels are bounded: input
+names, event outcomes, rule names; never an address."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+NS = "trustops_monitor"
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.lines = Counter("lines_read", "Log lines read, by input.", ["input"], namespace=NS, registry=r)
+        self.parse_errors = Counter("parse_errors", "Lines skipped, by input and reason "
+                                    "(invalid_utf8, too_long, unparsed).", ["input", "reason"],
+                                    namespace=NS, registry=r)
+        self.events = Counter("events", "Security events parsed, by source type and outcome.",
+                              ["source_type", "outcome"], namespace=NS, registry=r)
+        self.detections = Counter("detections", "Detections, by rule and severity.", ["rule", "severity"],
+                                  namespace=NS, registry=r)
+        self.rotations = Counter("file_rotations", "Rotations seen, by input and kind (rename, truncate).",
+                                 ["input", "kind"], namespace=NS, registry=r)
+        self.lag_seconds = Gauge("lag_seconds", "How long unread data has waited at the end of the input.",
+                                 ["input"], namespace=NS, registry=r)
+        self.lag_bytes = Gauge("lag_bytes", "Bytes between the read position and the end of the file.",
+                               ["input"], namespace=NS, registry=r)
+        self.last_read = Gauge("last_read_timestamp_seconds", "When the input was last read (Unix time).",
+                               ["input"], namespace=NS, registry=r)
+        self.alerts_sent = Counter("alerts_sent", "Alert posts accepted by Alertmanager.", namespace=NS,
+                                   registry=r)
+        self.alert_failures = Counter("alert_send_failures", "Failed attempts to post to Alertmanager.",
+                                      namespace=NS, registry=r)
+        self.alerts_queued = Gauge("alerts_queued", "Alert posts waiting for Alertmanager.", namespace=NS,
+                                   registry=r)
+        self.alerts_firing = Gauge("alerts_firing", "Alerts firing now.", namespace=NS, registry=r)
+        self.groups = Gauge("tracked_groups", "Sources held in detection windows (bounded).", namespace=NS,
+                            registry=r)

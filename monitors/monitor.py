@@ -1,0 +1,425 @@
+"""The monitor: config, the line -> event -> detection pipeline, `replay` and the daemon loop."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from monitors import events as ev
+from monitors.alerts import AlertBook
+from monitors.metrics import Metrics
+from monitors.pg import DEBIAN_PREFIX, PostgresParser, compile_prefix
+from monitors.rules import DEFAULT_RULES, Detection, Engine, RuleError, duration, load_rules
+from monitors.tail import Checkpoint, FileTail
+from monitors.ufw import UfwParser
+
+DEFAULT_RUNBOOKS = "https://github.com/trustops/trustops/blob/main/runbooks"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+# ------------------------------------------------------------------------------- config
+
+_TOP_KEYS = {"instance", "inputs", "allowed_networks", "allowlist", "rules_file", "rules", "alertmanager",
+             "runbook_base_url", "metrics", "state_dir", "start_at", "max_line_bytes", "poll_interval",
+             "resolve_after"}
+_INPUT_KEYS = {"name", "type", "path", "format", "log_line_prefix", "journal_command"}
+
+
+@dataclass
+class InputSpec:
+    name: str
+    type: str                      # postgres | ufw
+    path: str | None = None
+    format: str = "stderr"         # postgres: stderr | jsonlog
+    log_line_prefix: str = DEBIAN_PREFIX
+    journal_command: list[str] | None = None
+
+
+@dataclass
+class Config:
+    instance: str
+    inputs: list[InputSpec]
+    allowed_networks: list[str] = field(default_factory=list)
+    allowlist: list[str] = field(default_factory=list)
+    rules_file: str = str(DEFAULT_RULES)
+    rules: dict = field(default_factory=dict)
+    alertmanager_url: str | None = None
+    runbook_base_url: str = DEFAULT_RUNBOOKS
+    metrics_listen: str | None = "127.0.0.1:9469"
+    state_dir: str = "/var/lib/trustops-monitor"
+    start_at: str = "end"
+    max_line_bytes: int = 64 * 1024
+    poll_interval: float = 1.0
+    resolve_after: float = 600.0
+
+
+def _cidrs(v, what: str) -> list[str]:
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise ConfigError(f"{what}: expected a list of CIDRs")
+    for c in v:
+        try:
+            ipaddress.ip_network(str(c), strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"{what}: {c!r} is not a CIDR ({exc})") from exc
+    return [str(c) for c in v]
+
+
+def load_config(path: Path | str | None = None, data: dict | None = None) -> Config:
+    """Read and check a monitor config; every problem is a ConfigError with one clear line."""
+    if data is None:
+        try:
+            data = yaml.safe_load(Path(path).read_text())  # type: ignore[arg-type]
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} not found") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError("config: expected a mapping at the top")
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"config: unknown keys {sorted(unknown)} (known: {sorted(_TOP_KEYS)})")
+    inputs = []
+    for i, raw in enumerate(data.get("inputs") or []):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"inputs[{i}]: expected a mapping")
+        bad = set(raw) - _INPUT_KEYS
+        if bad:
+            raise ConfigError(f"inputs[{i}]: unknown keys {sorted(bad)}")
+        spec = InputSpec(**raw)
+        if spec.type not in ("postgres", "ufw"):
+            raise ConfigError(f"input {spec.name}: type must be postgres or ufw")
+        if bool(spec.path) == bool(spec.journal_command):
+            raise ConfigError(f"input {spec.name}: give exactly one of path or journal_command")
+        if spec.type == "postgres":
+            if spec.format not in ("stderr", "jsonlog"):
+                raise ConfigError(f"input {spec.name}: format must be stderr or jsonlog")
+            try:
+                compile_prefix(spec.log_line_prefix)
+            except ValueError as exc:
+                raise ConfigError(f"input {spec.name}: {exc}") from exc
+        inputs.append(spec)
+    if not inputs:
+        raise ConfigError("config: no inputs")
+    if len({i.name for i in inputs}) != len(inputs):
+        raise ConfigError("config: input names must be unique")
+    am = data.get("alertmanager") or {}
+    url = am.get("url") if isinstance(am, dict) else None
+    if url is not None and not re.match(r"^https?://[^/\s]+", str(url)):
+        raise ConfigError(f"alertmanager.url {url!r}: expected http(s)://host:port")
+    metrics = data.get("metrics") or {}
+    listen = metrics.get("listen", "127.0.0.1:9469") if isinstance(metrics, dict) else None
+    if listen is not None and not re.match(r"^[\w.:\[\]-]+:\d+$", str(listen)):
+        raise ConfigError(f"metrics.listen {listen!r}: expected host:port")
+    start_at = data.get("start_at", "end")
+    if start_at not in ("end", "beginning"):
+        raise ConfigError("start_at must be end or beginning")
+    cfg = Config(
+        instance=str(data.get("instance") or socket.gethostname()), inputs=inputs,
+        allowed_networks=_cidrs(data.get("allowed_networks"), "allowed_networks"),
+        allowlist=_cidrs(data.get("allowlist"), "allowlist"),
+        rules_file=str(data.get("rules_file") or DEFAULT_RULES), rules=data.get("rules") or {},
+        alertmanager_url=url, runbook_base_url=str(data.get("runbook_base_url") or DEFAULT_RUNBOOKS),
+        metrics_listen=listen, state_dir=str(data.get("state_dir") or "/var/lib/trustops-monitor"),
+        start_at=start_at, max_line_bytes=int(data.get("max_line_bytes", 64 * 1024)),
+        poll_interval=duration(data.get("poll_interval", "1s")),
+        resolve_after=duration(data.get("resolve_after", "10m")),
+    )
+    try:
+        load_rules(cfg.rules_file, cfg.allowlist, cfg.rules)
+    except (RuleError, OSError) as exc:
+        raise ConfigError(f"rules: {exc}") from exc
+    return cfg
+
+
+# ------------------------------------------------------------------------------- pipeline
+
+# Bytes a Postgres line must contain to matter; the rest (statements, checkpoints) skip parsing.
+_PG_KEYWORDS = (b"connection ", b"FATAL", b"DETAIL", b"disconnection", b"startup packet", b"SSL",
+                b"log_line_prefix", b"does not exist", b"\t")
+
+
+class Pipeline:
+    """Lines of each input -> parser -> events -> rules -> detections, with exact counters."""
+
+    def __init__(self, inputs: list[InputSpec], engine: Engine, on_detection=None) -> None:
+        self.engine = engine
+        self.on_detection = on_detection or (lambda d: None)
+        self.parsers = {}
+        for spec in inputs:
+            self.parsers[spec.name] = (PostgresParser(spec.log_line_prefix, spec.format)
+                                       if spec.type == "postgres" else UfwParser())
+        self.lines: dict[str, int] = {}
+        self.errors: dict[tuple[str, str], int] = {}
+        self.events: dict[tuple[str, str], int] = {}
+        self.detections: list[Detection] = []
+        self.keep_detections = True
+
+    def process(self, name: str, raw_lines: list[bytes]) -> list[Detection]:
+        parser = self.parsers[name]
+        is_pg = isinstance(parser, PostgresParser)
+        is_stderr = is_pg and parser.fmt == "stderr"
+        found: list[Detection] = []
+        invalid = 0
+        before = parser.unparsed
+        handle = self._handle
+        for raw in raw_lines:
+            if is_stderr and not any(k in raw for k in _PG_KEYWORDS):
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                invalid += 1
+                continue
+            if "\x00" in line:
+                invalid += 1
+                continue
+            for e in parser.feed(line.rstrip("\r")):
+                handle(e, found)
+        if is_pg:
+            for e in parser.flush():
+                handle(e, found)
+        self.lines[name] = self.lines.get(name, 0) + len(raw_lines)
+        if invalid:
+            self.errors[(name, "invalid_utf8")] = self.errors.get((name, "invalid_utf8"), 0) + invalid
+        unparsed = parser.unparsed - before
+        if unparsed:
+            self.errors[(name, "unparsed")] = self.errors.get((name, "unparsed"), 0) + unparsed
+        return found
+
+    def _handle(self, e: ev.Event, found: list[Detection]) -> None:
+        k = ("ufw" if e.type == ev.UFW else "postgres", e.type if e.type != ev.UFW else e.outcome)
+        if e.type != ev.UFW and e.reason and e.type in (ev.PG_AUTH_FAILED, ev.PG_HBA_REJECT):
+            k = ("postgres", f"{e.type}:{e.reason}")
+        self.events[k] = self.events.get(k, 0) + 1
+        for d in self.engine.process(e):
+            found.append(d)
+            if self.keep_detections:
+                self.detections.append(d)
+            self.on_detection(d)
+
+
+def sniff_type(path: Path) -> tuple[str, str]:
+    """(type, format) of a log file from its first lines, for `replay` without --type."""
+    with open(path, "rb") as fh:
+        head = fh.read(64 * 1024)
+    if b"[UFW " in head:
+        return "ufw", "stderr"
+    if head.lstrip().startswith(b"{") and b"error_severity" in head:
+        return "postgres", "jsonlog"
+    return "postgres", "stderr"
+
+
+def replay(paths: list[Path], rules_file: str = str(DEFAULT_RULES), allowed_networks=None, allowlist=None,
+           overrides=None, log_line_prefix: str = DEBIAN_PREFIX, input_type: str | None = None,
+           max_line: int = 64 * 1024) -> Pipeline:
+    """Scan existing logs from their start (incident response); returns the pipeline with counts."""
+    engine = Engine(load_rules(rules_file, allowlist, overrides), allowed_networks)
+    specs = []
+    for i, p in enumerate(paths):
+        t, fmt = (input_type, "jsonlog" if input_type == "postgres-json" else "stderr") if input_type \
+            else sniff_type(p)
+        t = "postgres" if t.startswith("postgres") else t
+        specs.append(InputSpec(name=f"{i}:{p.name}", type=t, path=str(p), format=fmt,
+                               log_line_prefix=log_line_prefix))
+    pipe = Pipeline(specs, engine)
+    for spec in specs:
+        tail = FileTail(Path(spec.path), max_line=max_line)  # type: ignore[arg-type]
+        while True:
+            lines = tail.read()
+            if not lines:
+                break
+            pipe.process(spec.name, lines)
+        if tail._buf:  # a last line without newline still counts
+            pipe.process(spec.name, [tail._buf])
+        if tail.stats.too_long:
+            pipe.errors[(spec.name, "too_long")] = tail.stats.too_long
+        tail.close()
+    return pipe
+
+
+# ------------------------------------------------------------------------------- daemon
+
+
+class JournalTail:
+    """Lines from `journalctl -o json --follow` (or any command printing journal JSON), resumed
+    after the last processed cursor."""
+
+    _CURSOR = re.compile(rb'"__CURSOR"\s*:\s*"([^"]+)"')
+
+    def __init__(self, command: list[str], cursor: str | None, wake: threading.Event) -> None:
+        args = list(command)
+        if cursor:
+            args += [f"--after-cursor={cursor}"]
+        self.cursor = cursor
+        self.q: queue.Queue[bytes] = queue.Queue()
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._wake = wake
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            self.q.put(line.rstrip(b"\n"))
+            self._wake.set()
+
+    def read(self) -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(self.q.get_nowait())
+            except queue.Empty:
+                break
+        for line in reversed(out):
+            m = self._CURSOR.search(line)
+            if m:
+                self.cursor = m.group(1).decode()
+                break
+        return out
+
+    def lag_bytes(self) -> int:
+        return self.q.qsize()
+
+    def checkpoint(self):
+        return {"cursor": self.cursor}
+
+    def close(self) -> None:
+        self.proc.terminate()
+
+
+class Monitor:
+    """The daemon: follows every input, runs the rules, alerts, exports metrics, checkpoints."""
+
+    def __init__(self, cfg: Config, registry=None) -> None:
+        self.cfg = cfg
+        self.metrics = Metrics(registry)
+        self.engine = Engine(load_rules(cfg.rules_file, cfg.allowlist, cfg.rules), cfg.allowed_networks)
+        self.alerts = AlertBook(cfg.alertmanager_url, cfg.instance, cfg.runbook_base_url, cfg.resolve_after)
+        self.pipeline = Pipeline(cfg.inputs, self.engine, self._detected)
+        self.pipeline.keep_detections = False
+        self.checkpoint = Checkpoint(Path(cfg.state_dir) / "checkpoint.json")
+        state = self.checkpoint.load()
+        self.alerts.restore(state.get("alerts"))
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.tails: dict[str, FileTail | JournalTail] = {}
+        positions = state.get("inputs", {})
+        for spec in cfg.inputs:
+            if spec.journal_command:
+                cur = (positions.get(spec.name) or {}).get("cursor")
+                self.tails[spec.name] = JournalTail(spec.journal_command, cur, self.wake)
+            else:
+                self.tails[spec.name] = FileTail(Path(spec.path), start_at_end=cfg.start_at == "end",  # type: ignore[arg-type]
+                                                 max_line=cfg.max_line_bytes, position=positions.get(spec.name))
+        self._lag_since: dict[str, float | None] = {n: None for n in self.tails}
+        self._reported: dict[tuple[str, str], int] = {}
+        self._observer = None
+
+    def _detected(self, d: Detection) -> None:
+        self.metrics.detections.labels(d.rule, d.severity).inc()
+        self.alerts.detected(d)
+
+    def step(self) -> int:
+        """One pass: read every input, process, alert, save the checkpoint. Returns lines read."""
+        total = 0
+        now = time.time()
+        for name, tail in self.tails.items():
+            lines = tail.read()
+            if lines:
+                self.pipeline.process(name, lines)
+                total += len(lines)
+                self.metrics.last_read.labels(name).set(now)
+            if isinstance(tail, FileTail):
+                st = tail.stats
+                for kind, n in (("rename", st.rotations), ("truncate", st.truncations)):
+                    self._bump(self.metrics.rotations.labels(name, kind), ("rot", name + kind), n)
+                self._bump(self.metrics.parse_errors.labels(name, "too_long"), ("long", name), st.too_long)
+            lag = tail.lag_bytes()
+            self.metrics.lag_bytes.labels(name).set(lag)
+            if lag > 0:
+                since = self._lag_since[name] = self._lag_since[name] or now
+                self.metrics.lag_seconds.labels(name).set(now - since)
+            else:
+                self._lag_since[name] = None
+                self.metrics.lag_seconds.labels(name).set(0)
+        self._export_counts()
+        self.engine.expire(now)
+        self.alerts.tick(now)
+        self.alerts.flush(now)
+        self.metrics.alerts_queued.set(len(self.alerts.queue))
+        self.metrics.alerts_firing.set(len(self.alerts.firing))
+        self.metrics.groups.set(self.engine.groups())
+        self._bump(self.metrics.alerts_sent, ("sent",), self.alerts.sent)
+        self._bump(self.metrics.alert_failures, ("fail",), self.alerts.failures)
+        self.save()
+        return total
+
+    def _bump(self, counter, key, value: int) -> None:
+        delta = value - self._reported.get(key, 0)
+        if delta > 0:
+            counter.inc(delta)
+            self._reported[key] = value
+
+    def _export_counts(self) -> None:
+        p = self.pipeline
+        for name, n in p.lines.items():
+            self._bump(self.metrics.lines.labels(name), ("lines", name), n)
+        for (name, reason), n in p.errors.items():
+            self._bump(self.metrics.parse_errors.labels(name, reason), ("err", name, reason), n)
+        for (stype, outcome), n in p.events.items():
+            self._bump(self.metrics.events.labels(stype, outcome), ("ev", stype, outcome), n)
+
+    def save(self) -> None:
+        self.checkpoint.save({"inputs": {n: t.checkpoint() for n, t in self.tails.items()},
+                              "alerts": self.alerts.dump(), "saved_at": time.time()})
+
+    def _watch(self) -> None:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        wake = self.wake
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event):  # noqa: D401 - any change in a watched directory wakes the loop
+                wake.set()
+
+        self._observer = Observer()
+        dirs = {str(Path(s.path).parent) for s in self.cfg.inputs if s.path}
+        for d in dirs:
+            if os.path.isdir(d):
+                self._observer.schedule(Handler(), d, recursive=False)
+        self._observer.start()
+
+    def run(self) -> None:
+        if self.cfg.metrics_listen:
+            from prometheus_client import start_http_server
+
+            host, _, port = self.cfg.metrics_listen.rpartition(":")
+            start_http_server(int(port), addr=host.strip("[]"), registry=self.metrics.registry)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: (self.stop.set(), self.wake.set()))
+        self._watch()
+        try:
+            while not self.stop.is_set():
+                self.wake.clear()  # cleared before the pass, so a change during it wakes the next
+                self.step()
+                self.wake.wait(self.cfg.poll_interval)
+            self.step()
+        finally:
+            if self._observer is not None:
+                self._observer.stop()
+            for t in self.tails.values():
+                t.close()

@@ -1,0 +1,296 @@
+"""Detections as data (rules.yaml), and the engine that runs them over events.
+
+A rule says which events it looks at (`match`), how it groups them (`group_by`, a source
+address by default), what it counts (events, or `distinct` values of a field), how many within
+its `window` make a detection (`threshold`), and how long it stays quiet after firing
+(`cooldown`). A `sequence` rule fires on an event that follows enough other events from the same
+source (a login that succeeds after failures). State is bounded: each rule keeps at most
+`max_groups` groups (least recently seen dropped first) and forgets groups idle past their window.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from monitors.events import Event
+
+DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
+SEVERITIES = ("critical", "warning", "info")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class RuleError(ValueError):
+    pass
+
+
+def duration(v) -> float:
+    m = _DURATION.match(str(v).strip())
+    if not m:
+        raise RuleError(f"bad duration {v!r}: use e.g. 30s, 5m, 1h")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+class Networks:
+    """CIDR membership with a bounded per-address cache (rules ask about the same sources often)."""
+
+    def __init__(self, cidrs) -> None:
+        try:
+            self.nets = [ipaddress.ip_network(str(c), strict=False) for c in (cidrs or [])]
+        except ValueError as exc:
+            raise RuleError(f"bad CIDR in {cidrs!r}: {exc}") from exc
+        self._cache: dict[str, bool] = {}
+
+    def __contains__(self, addr: str | None) -> bool:
+        if addr is None or not self.nets:
+            return False
+        hit = self._cache.get(addr)
+        if hit is None:
+            try:
+                ip = ipaddress.ip_address(addr)
+                hit = any(ip in n for n in self.nets)
+            except ValueError:
+                hit = False
+            if len(self._cache) > 65536:
+                self._cache.clear()
+            self._cache[addr] = hit
+        return hit
+
+
+@dataclass
+class Rule:
+    name: str
+    match: dict
+    severity: str
+    summary: str
+    description: str
+    threshold: int = 1
+    window: float = 60.0
+    cooldown: float = 300.0
+    group_by: str = "source"
+    distinct: str | None = None
+    after: dict | None = None          # sequence: {match: {...}, count: N, within: dur}
+    outside_allowed: bool = False      # only sources outside the allowed networks
+    allowlist: Networks = field(default_factory=lambda: Networks([]))
+    mitre: str | None = None
+    max_groups: int = 100_000
+
+    def matches(self, e: Event, conds: dict | None = None) -> bool:
+        for k, want in (conds if conds is not None else self.match).items():
+            have = e.get(k)
+            if isinstance(want, list):
+                if have not in want:
+                    return False
+            elif have != want:
+                return False
+        return True
+
+
+@dataclass
+class Detection:
+    rule: str
+    severity: str
+    group: str
+    count: int
+    first_ts: float
+    last_ts: float
+    summary: str
+    description: str
+    mitre: str | None = None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _fmt_window(sec: float) -> str:
+    return f"{int(sec // 3600)}h" if sec >= 3600 and sec % 3600 == 0 else (
+        f"{int(sec // 60)}m" if sec >= 60 and sec % 60 == 0 else f"{sec:g}s")
+
+
+def load_rules(path: Path | str = DEFAULT_RULES, allowlist=None,
+               overrides: dict | None = None) -> list[Rule]:
+    """Rules from YAML; `overrides` {rule: {threshold:.., window:.., enabled: false}} from config."""
+    doc = yaml.safe_load(Path(path).read_text())
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise RuleError(f"{path}: expected a mapping with a `rules:` list")
+    defaults = doc.get("defaults", {})
+    overrides = overrides or {}
+    known = {r.get("name") for r in doc["rules"] if isinstance(r, dict)}
+    for name in overrides:
+        if name not in known:
+            raise RuleError(f"override for unknown rule {name!r} (known: {sorted(known)})")
+    global_allow = list(allowlist or [])
+    rules = []
+    for raw in doc["rules"]:
+        spec = {**defaults, **raw, **overrides.get(raw.get("name"), {})}
+        name = spec.get("name")
+        if not name or not re.match(r"^[A-Z][A-Za-z0-9]+$", str(name)):
+            raise RuleError(f"rule name {name!r}: CamelCase, led by the component (e.g. PostgresBruteForce)")
+        if spec.pop("enabled", True) is False:
+            continue
+        unknown = set(spec) - {"name", "match", "severity", "summary", "description", "threshold", "window",
+                               "cooldown", "group_by", "distinct", "after", "outside_allowed", "allowlist",
+                               "mitre", "max_groups"}
+        if unknown:
+            raise RuleError(f"rule {name}: unknown keys {sorted(unknown)}")
+        if spec.get("severity") not in SEVERITIES:
+            raise RuleError(f"rule {name}: severity must be one of {SEVERITIES}")
+        if not isinstance(spec.get("match"), dict) or "type" not in spec["match"]:
+            raise RuleError(f"rule {name}: `match` needs at least a `type`")
+        after = spec.get("after")
+        if after is not None:
+            if not isinstance(after, dict) or "match" not in after:
+                raise RuleError(f"rule {name}: `after` needs a `match`")
+            after = {"match": after["match"], "count": int(after.get("count", 1)),
+                     "within": duration(after.get("within", "10m"))}
+        threshold = int(spec.get("threshold", 1))
+        if threshold < 1:
+            raise RuleError(f"rule {name}: threshold must be >= 1")
+        rules.append(Rule(
+            name=name, match=spec["match"], severity=spec["severity"],
+            summary=spec.get("summary", name), description=spec.get("description", ""),
+            threshold=threshold, window=duration(spec.get("window", "60s")),
+            cooldown=duration(spec.get("cooldown", "5m")), group_by=spec.get("group_by", "source"),
+            distinct=spec.get("distinct"), after=after, outside_allowed=bool(spec.get("outside_allowed")),
+            allowlist=Networks(global_allow + list(spec.get("allowlist") or [])), mitre=spec.get("mitre"),
+            max_groups=int(spec.get("max_groups", 100_000)),
+        ))
+    return rules
+
+
+class _Group:
+    __slots__ = ("times", "values", "last_fired", "last_seen", "prior")
+
+    def __init__(self, maxlen: int) -> None:
+        self.times: deque[float] = deque(maxlen=maxlen)
+        self.values: OrderedDict | None = None
+        self.last_fired: float | None = None
+        self.last_seen = 0.0
+        self.prior: deque[float] | None = None
+
+
+class Engine:
+    """Runs rules over events in order; `process(event)` returns the detections it caused."""
+
+    def __init__(self, rules: list[Rule], allowed_networks=None) -> None:
+        self.rules = rules
+        self.allowed = Networks(allowed_networks or [])
+        self.by_type: dict[str, list[tuple[Rule, bool]]] = {}
+        for r in rules:
+            for t in _as_list(r.match["type"]):
+                self.by_type.setdefault(t, []).append((r, False))
+            if r.after:
+                for t in _as_list(r.after["match"]["type"]):
+                    self.by_type.setdefault(t, []).append((r, True))
+        self.state: dict[str, OrderedDict[str, _Group]] = {r.name: OrderedDict() for r in rules}
+        self.detections_total: dict[str, int] = {r.name: 0 for r in rules}
+
+    def groups(self) -> int:
+        return sum(len(s) for s in self.state.values())
+
+    def _group(self, rule: Rule, key: str, ts: float) -> _Group:
+        groups = self.state[rule.name]
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = _Group(rule.threshold if not rule.distinct else 1)
+            if len(groups) > rule.max_groups:
+                groups.popitem(last=False)
+        else:
+            groups.move_to_end(key)
+        g.last_seen = ts
+        return g
+
+    def expire(self, now: float) -> int:
+        """Forget groups idle longer than their rule's window and cooldown; returns how many."""
+        dropped = 0
+        for rule in self.rules:
+            keep = max(rule.window, rule.after["within"] if rule.after else 0, rule.cooldown)
+            groups = self.state[rule.name]
+            while groups:
+                key, g = next(iter(groups.items()))
+                if now - g.last_seen <= keep:
+                    break
+                del groups[key]
+                dropped += 1
+        return dropped
+
+    def process(self, e: Event) -> list[Detection]:
+        cands = self.by_type.get(e.type)
+        if not cands:
+            return []
+        out = []
+        for rule, is_prior in cands:
+            if e.source in rule.allowlist:
+                continue
+            key = e.get(rule.group_by)
+            if key is None:
+                continue
+            key = str(key)
+            if is_prior:
+                if rule.matches(e, rule.after["match"]):  # type: ignore[index]
+                    g = self._group(rule, key, e.ts)
+                    if g.prior is None:
+                        g.prior = deque(maxlen=max(rule.after["count"], 1))  # type: ignore[index]
+                    g.prior.append(e.ts)
+                continue
+            if not rule.matches(e):
+                continue
+            if rule.outside_allowed and (not self.allowed.nets or e.source in self.allowed):
+                continue
+            d = self._apply(rule, key, e)
+            if d is not None:
+                out.append(d)
+        return out
+
+    def _apply(self, rule: Rule, key: str, e: Event) -> Detection | None:
+        g = self._group(rule, key, e.ts)
+        ts = e.ts
+        if rule.after:
+            prior = g.prior
+            need = rule.after["count"]
+            if prior is None:
+                return None
+            recent = [t for t in prior if ts - t <= rule.after["within"]]
+            if len(recent) < need:
+                return None
+            g.prior = None  # the failures are accounted for by this detection
+            return self._fire(rule, g, key, len(recent), recent[0], ts)
+        if rule.distinct:
+            if g.values is None:
+                g.values = OrderedDict()
+            v = e.get(rule.distinct)
+            if v is None:
+                return None
+            g.values[v] = ts
+            g.values.move_to_end(v)
+            while g.values and ts - next(iter(g.values.values())) > rule.window:
+                g.values.popitem(last=False)
+            while len(g.values) > rule.threshold:
+                g.values.popitem(last=False)
+            if len(g.values) < rule.threshold:
+                return None
+            first = next(iter(g.values.values()))
+            return self._fire(rule, g, key, len(g.values), first, ts)
+        g.times.append(ts)
+        if len(g.times) < rule.threshold or ts - g.times[0] > rule.window:
+            return None
+        return self._fire(rule, g, key, len(g.times), g.times[0], ts)
+
+    def _fire(self, rule: Rule, g: _Group, key: str, count: int, first: float, last: float) -> Detection | None:
+        if g.last_fired is not None and last - g.last_fired < rule.cooldown:
+            return None
+        g.last_fired = last
+        self.detections_total[rule.name] += 1
+        ctx = {"group": key, "source": key, "count": count, "window": _fmt_window(rule.window),
+               "threshold": rule.threshold}
+        return Detection(rule.name, rule.severity, key, count, first, last, rule.summary.format(**ctx),
+                         rule.description.format(**ctx), rule.mitre)
+
+
+def _as_list(v) -> list:
+    return v if isinstance(v, list) else [v]

@@ -1,0 +1,99 @@
+"""UFW kernel log lines, wherever they were read: rsyslog files (ufw.log, kern.log), journald
+(`journalctl -k` short/short-iso/short-precise, `-o json`, `-o export`), dmesg, /dev/kmsg.
+
+Only `[UFW ...]` lines are UFW events; other iptables LOG lines are not ours and are skipped.
+IPv6 addresses arrive fully expanded; they are kept as printed (rules compare them as addresses).
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import time
+
+from monitors import events as ev
+from monitors.events import Event, TimestampCache
+
+_TAG = re.compile(r"\[UFW (BLOCK|LIMIT BLOCK|ALLOW|AUDIT|AUDIT INVALID|BLOCK INVALID)\] ")
+_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+_BSD = re.compile(r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)(\.\d+)?")
+
+
+class UfwParser:
+    """`feed(line)` returns the UFW event on it, if any. `journal` input is `journalctl -o json`."""
+
+    def __init__(self) -> None:
+        self.ts = TimestampCache()
+        self.unparsed = 0
+        self.not_ufw = 0
+        self._v6cache: dict[str, str] = {}
+
+    def feed(self, line: str) -> list[Event]:
+        if line.startswith("{"):
+            return self._feed_json(line)
+        if line.startswith("MESSAGE="):  # journal export format: one field a line
+            line = line[8:]
+        i = line.find("[UFW ")
+        if i < 0:
+            self.not_ufw += 1
+            return []
+        e = self._parse(line, i)
+        return [e] if e is not None else []
+
+    def _line_time(self, line: str) -> float:
+        if _ISO.match(line):
+            return self.ts.iso(line.split(" ", 1)[0])
+        m = _BSD.match(line)
+        if m:
+            return self.ts.bsd(m.group(1)) + (float(m.group(2)) if m.group(2) else 0.0)
+        return time.time()  # dmesg / kmsg: monotonic stamps only, so the time it was read
+
+    def _parse(self, line: str, i: int, ts: float | None = None) -> Event | None:
+        m = _TAG.match(line, i)
+        if m is None:
+            self.unparsed += 1
+            return None
+        fields: dict[str, str] = {}
+        for tok in line[m.end():].split():
+            k, sep, v = tok.partition("=")
+            if sep and k not in fields:
+                fields[k] = v
+        src = fields.get("SRC")
+        if not src:
+            self.unparsed += 1
+            return None
+        if ":" in src:  # the kernel prints IPv6 fully expanded; alerts and allow-lists want it short
+            src = self._v6(src)
+        dpt = fields.get("DPT")
+        return Event(ev.UFW, self._line_time(line) if ts is None else ts, source=src, action=m.group(1),
+                     dest=fields.get("DST"), proto=fields.get("PROTO"),
+                     dport=int(dpt) if dpt and dpt.isdigit() else None)
+
+    def _v6(self, addr: str) -> str:
+        short = self._v6cache.get(addr)
+        if short is None:
+            try:
+                short = ipaddress.ip_address(addr).compressed
+            except ValueError:
+                short = addr
+            if len(self._v6cache) > 65536:
+                self._v6cache.clear()
+            self._v6cache[addr] = short
+        return short
+
+    def _feed_json(self, line: str) -> list[Event]:
+        try:
+            rec = json.loads(line)
+            msg = rec["MESSAGE"]
+        except (ValueError, KeyError, TypeError):
+            self.unparsed += 1
+            return []
+        if isinstance(msg, list):  # journald sends non-UTF-8 messages as byte arrays
+            msg = bytes(msg).decode("utf-8", "replace")
+        i = msg.find("[UFW ")
+        if i < 0:
+            self.not_ufw += 1
+            return []
+        rt = rec.get("__REALTIME_TIMESTAMP")
+        e = self._parse(msg, i, ts=int(rt) / 1e6 if rt else time.time())
+        return [e] if e is not None else []
