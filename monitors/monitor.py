@@ -178,14 +178,19 @@ class Pipeline:
         before = parser.unparsed
         handle = self._handle
         for raw in raw_lines:
+            if b"\x00" in raw:  # binary garbage
+                invalid += 1
+                continue
             if is_stderr and not any(k in raw for k in _PG_KEYWORDS):
+                if not raw.isascii():  # skipped unparsed, but invalid UTF-8 is still counted
+                    try:
+                        raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        invalid += 1
                 continue
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
-                invalid += 1
-                continue
-            if "\x00" in line:
                 invalid += 1
                 continue
             for e in parser.feed(line.rstrip("\r")):

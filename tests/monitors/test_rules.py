@@ -1,0 +1,150 @@
+"""Detections: thresholds, windows, distinct counts, sequences, allow-lists, bounded state."""
+import tracemalloc
+
+import pytest
+
+from monitors import events as ev
+from monitors.events import Event
+from monitors.monitor import ConfigError, load_config
+from monitors.rules import Engine, RuleError, load_rules
+
+
+def fail(ts, src="203.0.113.9", user="app", reason="bad_password"):
+    return Event(ev.PG_AUTH_FAILED, ts, source=src, user=user, reason=reason)
+
+
+def run(events, allowed=None, allowlist=None, overrides=None):
+    eng = Engine(load_rules(allowlist=allowlist, overrides=overrides), allowed)
+    return [d for e in events for d in eng.process(e)], eng
+
+
+def names(dets):
+    return [d.rule for d in dets]
+
+
+def test_brute_force_needs_threshold_within_window():
+    dets, _ = run([fail(i * 7.0) for i in range(10)])  # 10 failures over 63 s: window is 60 s
+    assert "PostgresBruteForce" not in names(dets)
+    dets, _ = run([fail(i * 6.0) for i in range(10)])  # 10 failures in 54 s
+    assert names(dets).count("PostgresBruteForce") == 1
+    d = next(d for d in dets if d.rule == "PostgresBruteForce")
+    assert d.count == 10 and d.group == "203.0.113.9" and d.severity == "warning"
+
+
+def test_a_firing_source_stays_quiet_for_its_cooldown_then_fires_again():
+    dets, eng = run([fail(i * 1.0) for i in range(40)])
+    assert names(dets).count("PostgresBruteForce") == 1
+    dets2 = [d for e in [fail(400.0 + i) for i in range(10)] for d in eng.process(e)]
+    assert names(dets2).count("PostgresBruteForce") == 1
+    assert eng.detections_total["PostgresBruteForce"] == 2
+
+
+def test_spraying_and_enumeration_count_distinct_roles():
+    users = [f"u{i}" for i in range(5)]
+    dets, _ = run([fail(i, user=u) for i, u in enumerate(users)])
+    assert "PostgresPasswordSpraying" in names(dets)
+    assert "PostgresRoleEnumeration" not in names(dets)  # the roles exist (bad_password)
+    dets, _ = run([fail(i, user=u, reason="unknown_role") for i, u in enumerate(users[:3])])
+    assert "PostgresRoleEnumeration" in names(dets)
+    dets, _ = run([fail(i, user="same", reason="unknown_role") for i in range(5)])
+    assert "PostgresRoleEnumeration" not in names(dets)
+
+
+def test_login_after_failures_pages():
+    evs = [fail(i) for i in range(5)] + [Event(ev.PG_AUTHORIZED, 30, source="203.0.113.9", user="app")]
+    dets, _ = run(evs)
+    page = [d for d in dets if d.rule == "PostgresLoginAfterFailures"]
+    assert len(page) == 1 and page[0].severity == "critical" and page[0].count == 5
+    # from another source, or after the failures aged out: no page
+    dets, _ = run([fail(i) for i in range(5)] + [Event(ev.PG_AUTHORIZED, 30, source="198.51.100.1")])
+    assert "PostgresLoginAfterFailures" not in names(dets)
+    dets, _ = run([fail(i) for i in range(5)] + [Event(ev.PG_AUTHORIZED, 2000, source="203.0.113.9")])
+    assert "PostgresLoginAfterFailures" not in names(dets)
+
+
+def test_connections_outside_allowed_networks():
+    conn = lambda src: Event(ev.PG_CONNECTION, 1, source=src)  # noqa: E731
+    dets, _ = run([conn("10.10.1.4"), conn("10.10.9.9")], allowed=["10.10.1.0/24"])
+    out = [d for d in dets if d.rule == "PostgresConnectionFromOutsideAllowedNetworks"]
+    assert [d.group for d in out] == ["10.10.9.9"]
+    dets, _ = run([conn("10.10.9.9")], allowed=[])  # not configured: the rule stays silent
+    assert "PostgresConnectionFromOutsideAllowedNetworks" not in names(dets)
+
+
+def test_allowlist_silences_a_source():
+    dets, _ = run([fail(i) for i in range(20)], allowlist=["203.0.113.0/24"])
+    assert dets == []
+
+
+def test_ufw_audit_and_allow_are_not_attacks():
+    pkt = lambda a, port, t: Event(ev.UFW, t, source="192.0.2.7", action=a, dport=port)  # noqa: E731
+    dets, _ = run([pkt(a, p, i) for i, (a, p) in enumerate(
+        [(a, p) for p in range(1, 40) for a in ("AUDIT", "ALLOW")] + [("ALLOW", 5432), ("AUDIT", 5432)])])
+    assert dets == []
+    dets, _ = run([pkt("BLOCK", p, p * 0.1) for p in range(1000, 1015)] + [pkt("LIMIT BLOCK", 5432, 2)])
+    assert sorted(set(names(dets))) == ["UfwDatabasePortProbe", "UfwPortScan"]
+
+
+def test_overrides_and_rule_errors(tmp_path):
+    dets, _ = run([fail(i) for i in range(3)], overrides={"PostgresBruteForce": {"threshold": 3}})
+    assert "PostgresBruteForce" in names(dets)
+    dets, _ = run([fail(i) for i in range(30)], overrides={"PostgresBruteForce": {"enabled": False}})
+    assert "PostgresBruteForce" not in names(dets)
+    with pytest.raises(RuleError, match="unknown rule"):
+        load_rules(overrides={"Nope": {}})
+    bad = tmp_path / "r.yaml"
+    bad.write_text("rules:\n  - {name: X1, match: {type: ufw}, severity: loud}\n")
+    with pytest.raises(RuleError, match="severity"):
+        load_rules(bad)
+    bad.write_text("rules:\n  - {name: lower, match: {type: ufw}, severity: info}\n")
+    with pytest.raises(RuleError, match="CamelCase"):
+        load_rules(bad)
+    bad.write_text("rules:\n  - {name: Xy, match: {type: ufw}, severity: info, window: soon}\n")
+    with pytest.raises(RuleError, match="duration"):
+        load_rules(bad)
+
+
+def test_state_is_bounded_under_a_million_sources():
+    eng = Engine(load_rules(overrides={r: {"max_groups": 5000} for r in
+                                       ("UfwPortScan", "UfwBlockedFlood", "UfwSshProbe", "UfwDatabasePortProbe")}))
+    def flood(lo, hi):
+        for i in range(lo, hi):
+            eng.process(Event(ev.UFW, i * 0.001, source=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+                              action="BLOCK", dport=80))
+    flood(0, 880_000)
+    tracemalloc.start()  # traced over the last 120k sources: after 60k the state is all traced
+    flood(880_000, 940_000)
+    steady = tracemalloc.get_traced_memory()[0]
+    flood(940_000, 1_000_000)
+    grown = tracemalloc.get_traced_memory()[0] - steady
+    tracemalloc.stop()
+    assert eng.groups() <= 3 * 5000
+    assert grown < 512 * 1024, grown  # flat after the cap, not growing with the number of sources
+
+
+def test_idle_groups_expire():
+    _, eng = run([fail(i, src=f"198.51.100.{i}") for i in range(50)])
+    assert eng.groups() > 0
+    assert eng.expire(now=10_000) > 0 and eng.groups() == 0
+
+
+def test_config_errors_are_one_clear_line(tmp_path):
+    good = {"inputs": [{"name": "pg", "type": "postgres", "path": "/var/log/postgresql/x.log"}]}
+    assert load_config(data=good).inputs[0].type == "postgres"
+    cases = [
+        ({"inputs": []}, "no inputs"),
+        ({**good, "bogus": 1}, "unknown keys"),
+        ({"inputs": [{"name": "x", "type": "nginx", "path": "/x"}]}, "type must be"),
+        ({"inputs": [{"name": "x", "type": "ufw"}]}, "exactly one of path"),
+        ({**good, "allowed_networks": ["10.0.0.0/33"]}, "not a CIDR"),
+        ({**good, "alertmanager": {"url": "localhost:9093"}}, "http"),
+        ({"inputs": [{"name": "x", "type": "postgres", "path": "/x", "log_line_prefix": "%Z"}]}, "not supported"),
+        ({**good, "rules": {"PostgresBruteForce": {"threshold": 0}}}, "threshold"),
+    ]
+    for data, msg in cases:
+        with pytest.raises(ConfigError, match=msg):
+            load_config(data=data)
+    p = tmp_path / "c.yaml"
+    p.write_text("inputs: [")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
