@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from datetime import datetime, timezone
 
@@ -94,6 +92,9 @@ class AlertBook:
         now = time.time() if now is None else now
         if now < self._next_try:
             return False
+        import urllib.error  # only the daemon posts; replay does not pay for the import
+        import urllib.request
+
         batch = list(self.queue)
         req = urllib.request.Request(self.url, data=json.dumps(batch).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})

@@ -67,6 +67,14 @@ class TimestampCache:
 
     def iso(self, s: str) -> float:
         """'2026-11-24 19:32:20.067 UTC', '2026-11-24T19:38:35.217843+00:00', '...+0000'."""
+        if len(s) == 27 and s[19] == "." and s[23:] == " UTC":  # Postgres %m, the common case
+            base = self._cache.get(s[:19])
+            if base is not None:
+                return base + int(s[20:23]) / 1000
+        elif len(s) == 32 and s[19] == "." and s[26:] == "+00:00":  # rsyslog's RFC 3339 in UTC
+            base = self._cache.get(s[:19])
+            if base is not None:
+                return base + int(s[20:26]) / 1e6
         base = self._cached(s[:19], lambda: float(calendar.timegm(time.strptime(s[:19].replace("T", " "),
                                                                                "%Y-%m-%d %H:%M:%S"))))
         frac = 0.0

@@ -17,7 +17,6 @@ import yaml
 
 from monitors import events as ev
 from monitors.alerts import AlertBook
-from monitors.metrics import Metrics
 from monitors.pg import DEBIAN_PREFIX, PostgresParser, compile_prefix
 from monitors.rules import DEFAULT_RULES, Detection, Engine, RuleError, duration, load_rules
 from monitors.tail import Checkpoint, FileTail
@@ -148,9 +147,26 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
 
 # ------------------------------------------------------------------------------- pipeline
 
-# Bytes a Postgres line must contain to matter; the rest (statements, checkpoints) skip parsing.
-_PG_KEYWORDS = (b"connection ", b"FATAL", b"DETAIL", b"disconnection", b"startup packet", b"SSL",
-                b"log_line_prefix", b"does not exist", b"\t")
+# A Postgres stderr line matters if it is a FATAL, a DETAIL, a continuation (tab) or a LOG whose
+# message starts with one of these; the rest (statements, checkpoints, "connection
+# authenticated") is skipped before decoding or parsing.
+_PG_LOG_MESSAGES = (b"connection received", b"connection authorized", b"disconnection", b"invalid length",
+                    b"could not accept SSL", b"incomplete startup", b"unsupported frontend",
+                    b"could not receive data", b"invalid startup", b"received direct SSL",
+                    b'parameter "log_line_prefix"')
+
+
+_ATTACK_OUTCOMES = {"block", "limit_block", "pg_auth_failed:bad_password", "pg_auth_failed:unknown_role"}
+_UFW_OUTCOME = {"BLOCK": "block", "LIMIT BLOCK": "limit_block", "ALLOW": "allow", "AUDIT": "audit"}
+
+
+def _pg_line_matters(raw: bytes) -> bool:
+    i = raw.find(b":  ")
+    if i < 0:
+        return raw[:1] == b"\t"
+    if raw[i - 3:i] == b"LOG":
+        return raw.startswith(_PG_LOG_MESSAGES, i + 3)
+    return raw[i - 5:i] in (b"FATAL", b"ETAIL")
 
 
 class Pipeline:
@@ -168,6 +184,7 @@ class Pipeline:
         self.events: dict[tuple[str, str], int] = {}
         self.detections: list[Detection] = []
         self.keep_detections = True
+        self.by_source: dict[tuple[str, str], int] | None = None  # (source, kind) of attacks, on demand
 
     def process(self, name: str, raw_lines: list[bytes]) -> list[Detection]:
         parser = self.parsers[name]
@@ -181,7 +198,7 @@ class Pipeline:
             if b"\x00" in raw:  # binary garbage
                 invalid += 1
                 continue
-            if is_stderr and not any(k in raw for k in _PG_KEYWORDS):
+            if is_stderr and not _pg_line_matters(raw):
                 if not raw.isascii():  # skipped unparsed, but invalid UTF-8 is still counted
                     try:
                         raw.decode("utf-8")
@@ -207,10 +224,16 @@ class Pipeline:
         return found
 
     def _handle(self, e: ev.Event, found: list[Detection]) -> None:
-        k = ("ufw" if e.type == ev.UFW else "postgres", e.type if e.type != ev.UFW else e.outcome)
-        if e.type != ev.UFW and e.reason and e.type in (ev.PG_AUTH_FAILED, ev.PG_HBA_REJECT):
+        if e.type == ev.UFW:
+            k = ("ufw", _UFW_OUTCOME.get(e.action) or e.outcome)
+        elif e.type in (ev.PG_AUTH_FAILED, ev.PG_HBA_REJECT):
             k = ("postgres", f"{e.type}:{e.reason}")
+        else:
+            k = ("postgres", e.type)
         self.events[k] = self.events.get(k, 0) + 1
+        if self.by_source is not None and k[1] in _ATTACK_OUTCOMES:
+            sk = (e.source or "unknown", k[1])
+            self.by_source[sk] = self.by_source.get(sk, 0) + 1
         for d in self.engine.process(e):
             found.append(d)
             if self.keep_detections:
@@ -231,7 +254,7 @@ def sniff_type(path: Path) -> tuple[str, str]:
 
 def replay(paths: list[Path], rules_file: str = str(DEFAULT_RULES), allowed_networks=None, allowlist=None,
            overrides=None, log_line_prefix: str = DEBIAN_PREFIX, input_type: str | None = None,
-           max_line: int = 64 * 1024) -> Pipeline:
+           max_line: int = 64 * 1024, by_source: bool = False, on_detection=None) -> Pipeline:
     """Scan existing logs from their start (incident response); returns the pipeline with counts."""
     engine = Engine(load_rules(rules_file, allowlist, overrides), allowed_networks)
     specs = []
@@ -241,7 +264,10 @@ def replay(paths: list[Path], rules_file: str = str(DEFAULT_RULES), allowed_netw
         t = "postgres" if t.startswith("postgres") else t
         specs.append(InputSpec(name=f"{i}:{p.name}", type=t, path=str(p), format=fmt,
                                log_line_prefix=log_line_prefix))
-    pipe = Pipeline(specs, engine)
+    pipe = Pipeline(specs, engine, on_detection)
+    pipe.keep_detections = on_detection is None
+    if by_source:
+        pipe.by_source = {}
     for spec in specs:
         tail = FileTail(Path(spec.path), max_line=max_line)  # type: ignore[arg-type]
         while True:
@@ -309,6 +335,8 @@ class Monitor:
     """The daemon: follows every input, runs the rules, alerts, exports metrics, checkpoints."""
 
     def __init__(self, cfg: Config, registry=None) -> None:
+        from monitors.metrics import Metrics  # prometheus_client: the daemon's, not replay's cost
+
         self.cfg = cfg
         self.metrics = Metrics(registry)
         self.engine = Engine(load_rules(cfg.rules_file, cfg.allowlist, cfg.rules), cfg.allowed_networks)

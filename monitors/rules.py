@@ -80,15 +80,22 @@ class Rule:
     mitre: str | None = None
     max_groups: int = 100_000
 
-    def matches(self, e: Event, conds: dict | None = None) -> bool:
-        for k, want in (conds if conds is not None else self.match).items():
-            have = e.get(k)
-            if isinstance(want, list):
-                if have not in want:
-                    return False
-            elif have != want:
+    def __post_init__(self) -> None:
+        self._conds = _compile(self.match)
+        self._after_conds = _compile(self.after["match"]) if self.after else ()
+
+    def matches(self, e: Event, conds: tuple) -> bool:
+        for k, want, many in conds:
+            have = getattr(e, k)
+            if (have not in want) if many else (have != want):
                 return False
         return True
+
+
+def _compile(match: dict) -> tuple:
+    """`match` as (field, wanted, is_set) triples; the `type` is checked by the engine's index."""
+    return tuple((k, frozenset(v) if isinstance(v, list) else v, isinstance(v, list))
+                 for k, v in match.items() if k != "type")
 
 
 @dataclass
@@ -164,11 +171,13 @@ def load_rules(path: Path | str = DEFAULT_RULES, allowlist=None,
 
 
 class _Group:
+    """One source's state in one rule. Small on purpose (a flood brings many sources): times is
+    a plain list for small thresholds, a bounded deque for large ones."""
     __slots__ = ("times", "values", "last_fired", "last_seen", "prior")
 
     def __init__(self, maxlen: int) -> None:
-        self.times: deque[float] = deque(maxlen=maxlen)
-        self.values: OrderedDict | None = None
+        self.times: list[float] | deque[float] = [] if maxlen <= 32 else deque(maxlen=maxlen)
+        self.values: dict | None = None
         self.last_fired: float | None = None
         self.last_seen = 0.0
         self.prior: deque[float] | None = None
@@ -225,20 +234,20 @@ class Engine:
             return []
         out = []
         for rule, is_prior in cands:
-            if e.source in rule.allowlist:
+            if rule.allowlist.nets and e.source in rule.allowlist:
                 continue
-            key = e.get(rule.group_by)
+            if not rule.matches(e, rule._after_conds if is_prior else rule._conds):
+                continue
+            key = getattr(e, rule.group_by)
             if key is None:
                 continue
-            key = str(key)
+            if key.__class__ is not str:
+                key = str(key)
             if is_prior:
-                if rule.matches(e, rule.after["match"]):  # type: ignore[index]
-                    g = self._group(rule, key, e.ts)
-                    if g.prior is None:
-                        g.prior = deque(maxlen=max(rule.after["count"], 1))  # type: ignore[index]
-                    g.prior.append(e.ts)
-                continue
-            if not rule.matches(e):
+                g = self._group(rule, key, e.ts)
+                if g.prior is None:
+                    g.prior = deque(maxlen=max(rule.after["count"], 1))  # type: ignore[index]
+                g.prior.append(e.ts)
                 continue
             if rule.outside_allowed and (not self.allowed.nets or e.source in self.allowed):
                 continue
@@ -261,25 +270,29 @@ class Engine:
             g.prior = None  # the failures are accounted for by this detection
             return self._fire(rule, g, key, len(recent), recent[0], ts)
         if rule.distinct:
-            if g.values is None:
-                g.values = OrderedDict()
-            v = e.get(rule.distinct)
+            values = g.values
+            if values is None:
+                values = g.values = {}
+            v = getattr(e, rule.distinct)
             if v is None:
                 return None
-            g.values[v] = ts
-            g.values.move_to_end(v)
-            while g.values and ts - next(iter(g.values.values())) > rule.window:
-                g.values.popitem(last=False)
-            while len(g.values) > rule.threshold:
-                g.values.popitem(last=False)
+            values.pop(v, None)  # re-inserted last: dicts keep insertion order, oldest first
+            values[v] = ts
+            while values and ts - next(iter(values.values())) > rule.window:
+                del values[next(iter(values))]
+            while len(values) > rule.threshold:
+                del values[next(iter(values))]
             if len(g.values) < rule.threshold:
                 return None
             first = next(iter(g.values.values()))
             return self._fire(rule, g, key, len(g.values), first, ts)
-        g.times.append(ts)
-        if len(g.times) < rule.threshold or ts - g.times[0] > rule.window:
+        times = g.times
+        times.append(ts)
+        if len(times) > rule.threshold:  # the list form; a deque drops the oldest itself
+            del times[0]
+        if len(times) < rule.threshold or ts - times[0] > rule.window:
             return None
-        return self._fire(rule, g, key, len(g.times), g.times[0], ts)
+        return self._fire(rule, g, key, len(times), times[0], ts)
 
     def _fire(self, rule: Rule, g: _Group, key: str, count: int, first: float, last: float) -> Detection | None:
         if g.last_fired is not None and last - g.last_fired < rule.cooldown:

@@ -15,6 +15,8 @@ from monitors import events as ev
 from monitors.events import Event, TimestampCache
 
 _TAG = re.compile(r"\[UFW (BLOCK|LIMIT BLOCK|ALLOW|AUDIT|AUDIT INVALID|BLOCK INVALID)\] ")
+# The fields rules use, in the kernel's fixed order; DPT only for TCP/UDP (not ICMP).
+_FIELDS = re.compile(r" SRC=([0-9A-Fa-f.:]+) DST=(\S+) .*?PROTO=(\S+)(?: SPT=\d+ DPT=(\d+))?")
 _ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 _BSD = re.compile(r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)(\.\d+)?")
 
@@ -53,21 +55,15 @@ class UfwParser:
         if m is None:
             self.unparsed += 1
             return None
-        fields: dict[str, str] = {}
-        for tok in line[m.end():].split():
-            k, sep, v = tok.partition("=")
-            if sep and k not in fields:
-                fields[k] = v
-        src = fields.get("SRC")
-        if not src:
+        f = _FIELDS.search(line, m.end())
+        if f is None:
             self.unparsed += 1
             return None
+        src, dst, proto, dpt = f.groups()
         if ":" in src:  # the kernel prints IPv6 fully expanded; alerts and allow-lists want it short
             src = self._v6(src)
-        dpt = fields.get("DPT")
         return Event(ev.UFW, self._line_time(line) if ts is None else ts, source=src, action=m.group(1),
-                     dest=fields.get("DST"), proto=fields.get("PROTO"),
-                     dport=int(dpt) if dpt and dpt.isdigit() else None)
+                     dest=dst, proto=proto, dport=int(dpt) if dpt else None)
 
     def _v6(self, addr: str) -> str:
         short = self._v6cache.get(addr)
