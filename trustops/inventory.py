@@ -14,10 +14,13 @@ inventory format) is:
         trustops_networks: {app: CIDR, db: CIDR, ops: CIDR, admin: [CIDR, ...]}
         trustops_s3: {region, endpoint_url (null on AWS), backups_bucket, files_bucket}
       children:
-        app: {hosts: {<name>: {ansible_host, ansible_port, private_ip, trustops_role: app}}}
+        app: {hosts: {<name>: {ansible_host, ansible_port, private_ip, trustops_role: app,
+                               ansible_ssh_common_args (optional, per host)}}}
         db:  {hosts: {...}}
         ops: {hosts: {...}}
 
+With `trustops_managed_database: true` (Azure Database for PostgreSQL in place of the db VM) the
+db group may be empty and `trustops_database_host` names the server.
 Every host belongs to exactly one role group; `private_ip` is the address other hosts use
 (pg_hba, UFW allow lists), `ansible_host`/`ansible_port` is how the control node reaches it.
 """
@@ -42,6 +45,7 @@ class Host:
     ansible_host: str
     private_ip: str
     ansible_port: int = 22
+    ssh_common_args: str | None = None   # per host, e.g. a ProxyJump through the app VM
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -86,7 +90,8 @@ def build(site: Site, hosts: list[Host]) -> dict:
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
         raise InventoryError(f"duplicate host names: {names}")
-    missing = [r for r in ROLES if not any(h.role == r for h in hosts)]
+    managed_db = bool(site.extra_vars.get("trustops_managed_database"))
+    missing = [r for r in ROLES if not any(h.role == r for h in hosts) and not (r == "db" and managed_db)]
     if missing:
         raise InventoryError(f"no host for role(s) {missing}")
     all_vars: dict[str, object] = {
@@ -113,12 +118,14 @@ def build(site: Site, hosts: list[Host]) -> dict:
     all_vars.update(site.extra_vars)
     children: dict[str, dict] = {role: {"hosts": {}} for role in ROLES}
     for h in sorted(hosts, key=lambda h: h.name):
-        children[h.role]["hosts"][h.name] = {
+        hv = children[h.role]["hosts"][h.name] = {
             "ansible_host": h.ansible_host,
             "ansible_port": h.ansible_port,
             "private_ip": h.private_ip,
             "trustops_role": h.role,
         }
+        if h.ssh_common_args:
+            hv["ansible_ssh_common_args"] = h.ssh_common_args
     return {"all": {"vars": all_vars, "children": children}}
 
 
@@ -133,10 +140,11 @@ def validate(inventory: dict) -> dict:
             networks=all_vars["trustops_networks"],
             s3=S3(**all_vars["trustops_s3"]),
             ansible_user=all_vars["ansible_user"],
+            extra_vars={"trustops_managed_database": all_vars.get("trustops_managed_database", False)},
         )
         hosts = [
             Host(name=name, role=role, ansible_host=hv["ansible_host"], private_ip=hv["private_ip"],
-                 ansible_port=int(hv["ansible_port"]))
+                 ansible_port=int(hv["ansible_port"]), ssh_common_args=hv.get("ansible_ssh_common_args"))
             for role in ROLES
             for name, hv in (children[role]["hosts"] or {}).items()
         ]

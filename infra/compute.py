@@ -1,0 +1,77 @@
+"""A Debian 12 VM per role: SSH keys only, encryption at host, a managed identity, no public IP
+except on the app VM (443/80 and the SSH jump). cloud-init leaves it ready for Ansible."""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import compute, network
+
+from infra.config import StackConfig
+
+DEBIAN_12 = {"publisher": "Debian", "offer": "debian-12", "sku": "12-gen2", "version": "latest"}
+
+CLOUD_INIT = """#cloud-config
+# Leaves the host as the lab leaves a container: a deploy user with the key and sudo, python3
+# for Ansible, security updates applied. Everything else is Ansible's (ansible/).
+users:
+  - name: deploy
+    groups: [sudo]
+    shell: /bin/bash
+    sudo: "ALL=(ALL) NOPASSWD:ALL"
+    lock_passwd: true
+    ssh_authorized_keys: ["{key}"]
+ssh_pwauth: false
+disable_root: true
+package_update: true
+package_upgrade: true
+packages: [python3, python3-apt, sudo]
+"""
+
+
+@dataclass
+class VmArgs:
+    cfg: StackConfig
+    role: str
+    resource_group_name: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    public: bool = False
+
+
+class Vm(pulumi.ComponentResource):
+    def __init__(self, name: str, args: VmArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("trustops:infra:Vm", name, None, opts)
+        cfg, child = args.cfg, pulumi.ResourceOptions(parent=self)
+        ipconf: dict = {"name": "primary", "primary": True, "subnet": {"id": args.subnet_id},
+                        "private_ip_allocation_method": "Static", "private_ip_address": cfg.host_ip(args.role)}
+        self.public_ip = None
+        if args.public:
+            self.public_ip = network.PublicIPAddress(
+                f"{name}-pip", resource_group_name=args.resource_group_name, location=cfg.azure_location,
+                public_ip_allocation_method="Static", sku={"name": "Standard"}, tags=cfg.tags, opts=child)
+            ipconf["public_ip_address"] = {"id": self.public_ip.id}
+        self.nic = network.NetworkInterface(
+            f"{name}-nic", resource_group_name=args.resource_group_name, location=cfg.azure_location,
+            ip_configurations=[ipconf], tags=cfg.tags, opts=child)
+        custom_data = base64.b64encode(CLOUD_INIT.format(key=cfg.ssh_public_key.strip()).encode()).decode()
+        self.vm = compute.VirtualMachine(
+            f"{name}-vm", resource_group_name=args.resource_group_name, location=cfg.azure_location,
+            hardware_profile={"vm_size": cfg.db_vm_size if args.role == "db" else cfg.vm_size},
+            network_profile={"network_interfaces": [{"id": self.nic.id, "primary": True}]},
+            os_profile={
+                "computer_name": f"{args.role}-1", "admin_username": "deploy", "custom_data": custom_data,
+                "linux_configuration": {
+                    "disable_password_authentication": True,
+                    "ssh": {"public_keys": [{"path": "/home/deploy/.ssh/authorized_keys",
+                                             "key_data": cfg.ssh_public_key.strip()}]},
+                    "patch_settings": {"patch_mode": "ImageDefault", "assessment_mode": "ImageDefault"},
+                },
+            },
+            storage_profile={"image_reference": DEBIAN_12,
+                             "os_disk": {"create_option": "FromImage", "delete_option": "Delete",
+                                         "managed_disk": {"storage_account_type": "Premium_LRS"}}},
+            security_profile={"encryption_at_host": True},   # REST-01: host + platform-managed keys
+            identity={"type": "SystemAssigned"},
+            tags={**cfg.tags, "role": args.role}, opts=child)
+        self.register_outputs({"vm_id": self.vm.id})

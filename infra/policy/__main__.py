@@ -1,0 +1,36 @@
+"""CrossGuard policy pack: `pulumi preview --policy-pack infra/policy`. The rules are plain
+functions in rules.py (pytest runs them on the mocked program); this file only wraps them.
+PolicyPack(...) serves the engine and blocks, so it lives here and is never imported."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from pulumi_policy import (  # noqa: E402
+    EnforcementLevel, PolicyPack, ResourceValidationPolicy, StackValidationPolicy,
+)
+
+from infra.policy.rules import RESOURCE_POLICIES, STACK_POLICIES  # noqa: E402
+
+
+def _resource_policy(name, fn, control):
+    def validate(args, report_violation):
+        for message in fn(args.resource_type, args.props):
+            report_violation(f"[{control}] {message}")
+    return ResourceValidationPolicy(name=name, description=f"{control}: {fn.__doc__.strip()}", validate=validate)
+
+
+def _stack_policy(name, fn, control):
+    def validate(args, report_violation):
+        resources = [(r.resource_type, r.name, r.props) for r in args.resources]
+        for message in fn(resources):
+            report_violation(f"[{control}] {message}")
+    return StackValidationPolicy(name=name, description=f"{control}: {fn.__doc__.strip()}", validate=validate)
+
+
+PolicyPack(
+    name="trustops-security-page",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    policies=[_resource_policy(n, f, c) for n, (f, c) in RESOURCE_POLICIES.items()]
+    + [_stack_policy(n, f, c) for n, (f, c) in STACK_POLICIES.items()],
+)
