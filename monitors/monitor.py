@@ -370,8 +370,10 @@ class Monitor:
         total = 0
         now = time.time()
         for name, tail in self.tails.items():
-            lines = tail.read()
-            if lines:
+            for _ in range(64):  # a backlog is read in bounded batches, up to ~512 MiB a pass
+                lines = tail.read()
+                if not lines:
+                    break
                 self.pipeline.process(name, lines)
                 total += len(lines)
                 self.metrics.last_read.labels(name).set(now)

@@ -42,6 +42,7 @@ class FileTail:
         self._buf = b""
         self._skipping = False         # inside an over-long line, dropping until its newline
         self._first = True
+        self.at_eof = True
 
     # -- state ---------------------------------------------------------------------------
     def checkpoint(self) -> dict | None:
@@ -122,15 +123,23 @@ class FileTail:
         return out
 
     # -- reading -------------------------------------------------------------------------
-    def _drain(self, final: bool = False) -> list[bytes]:
+    def _drain(self, final: bool = False, limit: int | None = None) -> list[bytes]:
+        """Lines from the open file: to its end, or about `limit` bytes (memory stays bounded
+        on a big backlog; `self.at_eof` says whether the end was reached)."""
         out: list[bytes] = []
         fh = self._fh
+        self.at_eof = True
         if fh is None:
             return out
+        read = 0
         while True:
+            if limit is not None and read >= limit:
+                self.at_eof = False
+                return out
             data = fh.read(CHUNK)
             if not data:
                 break
+            read += len(data)
             self._read_pos += len(data)
             self._split(data, out)
         if final and self._buf:  # a rotated-away file's last line never gets its newline
@@ -164,8 +173,9 @@ class FileTail:
             rest = b""
         self._buf = rest
 
-    def read(self) -> list[bytes]:
-        """Every complete line written since the last call (old file first across a rotation)."""
+    def read(self, limit: int = 8 * CHUNK) -> list[bytes]:
+        """Complete lines written since the last call, about `limit` bytes at most (old file first
+        across a rotation); call again while it returns lines."""
         if self._first:
             out = self._first_open()
         else:
@@ -182,7 +192,9 @@ class FileTail:
             self._fh.seek(0)  # type: ignore[union-attr]
             self._offset = self._read_pos = 0
             self._buf, self._skipping = b"", False
-        out += self._drain()
+        out += self._drain(limit=limit)
+        if not self.at_eof:
+            return out  # more to read: rotation is only decided at the end of the file
         try:
             st = os.stat(self.path)
         except OSError:

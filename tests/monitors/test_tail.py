@@ -178,3 +178,17 @@ def test_daemon_restart_mid_file_counts_each_failure_once(tmp_path):
     m2.step()
     assert m2.pipeline.events[("postgres", "pg_auth_failed:bad_password")] == 30
     assert Checkpoint(tmp_path / "state" / "checkpoint.json").load()["inputs"]["pg"]["offset"] == f.stat().st_size
+
+
+def test_a_backlog_is_read_in_bounded_batches(tmp_path):
+    f = tmp_path / "big.log"
+    f.write_bytes(lines(200_000))  # ~1.3 MB
+    t = FileTail(f)
+    batches = []
+    while True:
+        got = t.read(limit=256 * 1024)
+        if not got:
+            break
+        batches.append(got)
+    assert len(batches) >= 4
+    assert [x.decode() for b in batches for x in b] == [f"l{i}" for i in range(200_000)]
