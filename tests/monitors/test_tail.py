@@ -190,5 +190,6 @@ def test_a_backlog_is_read_in_bounded_batches(tmp_path):
         if not got:
             break
         batches.append(got)
-    assert len(batches) >= 4
+    assert len(batches) >= 2  # reads go by 1 MiB chunks: a batch holds at most limit + 1 MiB
+    assert all(sum(len(x) + 1 for x in b) <= 256 * 1024 + (1 << 20) for b in batches)
     assert [x.decode() for b in batches for x in b] == [f"l{i}" for i in range(200_000)]
