@@ -174,9 +174,16 @@ def _host_run_args(cfg: LabConfig, role: str, image: str) -> list[str]:
         "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
         "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
         "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec,mode=1777",
-        "--sysctl", "net.ipv4.conf.all.rp_filter=1",
+        *[a for k, v in network_sysctls().items() for a in ("--sysctl", f"{k}={v}")],
         image,
     ]
+
+
+def network_sysctls() -> dict[str, object]:
+    """The hardening role's network-namespace sysctls (one list, read by both sides): a lab host
+    cannot write /proc/sys, so the lab sets them when it creates the container."""
+    defaults = PROJECT_DIR / "ansible" / "roles" / "hardening" / "defaults" / "main.yml"
+    return dict(yaml.safe_load(defaults.read_text())["hardening_sysctl_net"])
 
 
 _DEPLOY_USER_SCRIPT = r"""
