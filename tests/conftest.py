@@ -11,6 +11,8 @@ import pytest
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = PROJECT_DIR.parent / "shared" / "samples"
 sys.path.insert(0, str(PROJECT_DIR))
+# the project's tools (ansible, trustops) run from its virtualenv even when it is not activated
+os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
 
 from lab import environment  # noqa: E402
 from lab.system import Progress  # noqa: E402
