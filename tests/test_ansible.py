@@ -175,3 +175,33 @@ def test_password_failures_are_logged_for_the_monitors(lab, lab_config, converge
     events = [e for line in log.splitlines() for e in parser.feed(line)] + parser.flush()
     app_ip = lab["all"]["children"]["app"]["hosts"]["app"]["private_ip"]
     assert any(e.type == "pg_auth_failed" and e.source == app_ip and e.user == "benefits_app" for e in events), log
+
+
+def _patch(inventory: Path, report_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+                           str(ROOT / "ansible" / "patch.yml"), "-e", f"patch_report_dir={report_dir}", *extra],
+                          env=ansible_env(), capture_output=True, text=True, timeout=1500)
+
+
+def test_rolling_patch_stops_at_an_unhealthy_host(lab, lab_config, converged, tmp_path):
+    first_host = sorted(["app", "db", "ops"])[0]
+    proc = _patch(lab_config.inventory_file, tmp_path / "stopped", "-e",
+                  '{"patch_simulate_unhealthy": ["%s"]}' % first_host)
+    assert proc.returncode != 0
+    assert "rollout stopped" in proc.stdout
+    recap = _recap(proc.stdout)
+    assert recap[first_host]["failed"] == 1 and set(recap) == {first_host}  # later hosts untouched
+    assert not (tmp_path / "stopped").exists() or not list((tmp_path / "stopped").iterdir())
+
+
+def test_rolling_patch_reports_every_host(lab, lab_config, converged, tmp_path):
+    import json
+
+    proc = _patch(lab_config.inventory_file, tmp_path / "reports")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    reports = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "reports").glob("*.json")}
+    assert set(reports) == {"app", "db", "ops"}
+    assert all(isinstance(r["packages"], list) and r["rebooted"] is False for r in reports.values())
+    # the patched hosts are still the hardened ones
+    again = _playbook(lab_config.inventory_file)
+    assert sum(r["changed"] for r in _recap(again.stdout).values()) == 0, again.stdout[-3000:]
