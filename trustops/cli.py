@@ -41,8 +41,30 @@ def cmd_up(args: argparse.Namespace) -> int:
     environment.up(cfg, progress)
     progress.step("checking that Ansible reaches every host")
     ansible_ping(cfg.inventory_file)
+    converge(cfg.inventory_file, cfg.state_dir / "converge.log", progress)
     _print_reach(cfg)
     return 0
+
+
+def converge(inventory_file: Path, log_file: Path, progress: Progress) -> None:
+    """ansible-playbook site.yml, showing each task as it starts; the full output goes to a log."""
+    progress.step(f"converging the hosts with ansible/site.yml (full log: {log_file})")
+    with open(log_file, "w") as log:
+        proc = subprocess.Popen([_bin("ansible-playbook"), "-i", str(inventory_file), str(ANSIBLE_DIR / "site.yml")],
+                                env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        recap = False
+        for line in proc.stdout:  # type: ignore[union-attr]
+            log.write(line)
+            if line.startswith("TASK ["):
+                progress.step("  " + line[6:].split("]")[0])
+            elif line.startswith("PLAY RECAP"):
+                recap = True
+            elif recap and line.strip():
+                print("  " + line.rstrip(), file=sys.stderr)
+        code = proc.wait()
+    if code != 0:
+        tail = [l for l in log_file.read_text().splitlines() if "fatal:" in l or "ERROR" in l][-3:]
+        raise LabError(f"ansible-playbook site.yml failed (exit {code}): {' | '.join(tail)[:600]}; see {log_file}")
 
 
 def _print_reach(cfg: environment.LabConfig) -> None:
