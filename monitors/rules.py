@@ -288,9 +288,15 @@ class Engine:
             return self._fire(rule, g, key, len(g.values), first, ts)
         times = g.times
         times.append(ts)
+        window = rule.window
+        while ts - times[0] > window:  # keep only the window: memory follows the rate, not history
+            if isinstance(times, list):
+                del times[0]
+            else:
+                times.popleft()
         if len(times) > rule.threshold:  # the list form; a deque drops the oldest itself
             del times[0]
-        if len(times) < rule.threshold or ts - times[0] > rule.window:
+        if len(times) < rule.threshold:
             return None
         return self._fire(rule, g, key, len(times), times[0], ts)
 
