@@ -46,6 +46,17 @@ class Event:
         return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
 
 
+def remember(cache: dict, key, make, limit: int = 65536):
+    """cache[key], made by make(key) on a miss; the cache is emptied when it passes `limit`, so a
+    flood of distinct keys (addresses, timestamps) never grows memory without bound."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= limit:
+            cache.clear()
+        value = cache[key] = make(key)
+    return value
+
+
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
                                        "Nov", "Dec"), start=1)}
 
@@ -58,12 +69,7 @@ class TimestampCache:
         self._cache: dict[str, float] = {}
 
     def _cached(self, key: str, fn) -> float:
-        v = self._cache.get(key)
-        if v is None:
-            if len(self._cache) > 4096:
-                self._cache.clear()
-            v = self._cache[key] = fn()
-        return v
+        return remember(self._cache, key, lambda _: fn(), limit=4096)
 
     def iso(self, s: str) -> float:
         """'2026-11-24 19:32:20.067 UTC', '2026-11-24T19:38:35.217843+00:00', '...+0000'."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from monitors.events import Event
+from monitors.events import Event, remember
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 SEVERITIES = ("critical", "warning", "info")
@@ -49,17 +49,14 @@ class Networks:
     def __contains__(self, addr: str | None) -> bool:
         if addr is None or not self.nets:
             return False
-        hit = self._cache.get(addr)
-        if hit is None:
-            try:
-                ip = ipaddress.ip_address(addr)
-                hit = any(ip in n for n in self.nets)
-            except ValueError:
-                hit = False
-            if len(self._cache) > 65536:
-                self._cache.clear()
-            self._cache[addr] = hit
-        return hit
+        return remember(self._cache, addr, self._lookup)
+
+    def _lookup(self, addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in n for n in self.nets)
 
 
 @dataclass

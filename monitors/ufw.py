@@ -12,13 +12,20 @@ import re
 import time
 
 from monitors import events as ev
-from monitors.events import Event, TimestampCache
+from monitors.events import Event, TimestampCache, remember
 
 _TAG = re.compile(r"\[UFW (BLOCK|LIMIT BLOCK|ALLOW|AUDIT|AUDIT INVALID|BLOCK INVALID)\] ")
 # The fields rules use, in the kernel's fixed order; DPT only for TCP/UDP (not ICMP).
 _FIELDS = re.compile(r" SRC=([0-9A-Fa-f.:]+) DST=(\S+) .*?PROTO=(\S+)(?: SPT=\d+ DPT=(\d+))?")
 _ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 _BSD = re.compile(r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)(\.\d+)?")
+
+
+def _compress(addr: str) -> str:
+    try:
+        return ipaddress.ip_address(addr).compressed
+    except ValueError:
+        return addr
 
 
 class UfwParser:
@@ -66,16 +73,7 @@ class UfwParser:
                      dest=dst, proto=proto, dport=int(dpt) if dpt else None)
 
     def _v6(self, addr: str) -> str:
-        short = self._v6cache.get(addr)
-        if short is None:
-            try:
-                short = ipaddress.ip_address(addr).compressed
-            except ValueError:
-                short = addr
-            if len(self._v6cache) > 65536:
-                self._v6cache.clear()
-            self._v6cache[addr] = short
-        return short
+        return remember(self._v6cache, addr, _compress)
 
     def _feed_json(self, line: str) -> list[Event]:
         try:
