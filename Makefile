@@ -19,3 +19,5 @@ test-quick: bootstrap
 
 bench: bootstrap
 	.venv/bin/python tests/bench/lab_up.py
+	.venv/bin/python tests/bench/monitor_bench.py
+	.venv/bin/python tests/bench/lynis_bench.py
