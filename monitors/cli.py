@@ -19,7 +19,7 @@ def _fmt_ts(ts: float) -> str:
 
 def cmd_replay(a: argparse.Namespace) -> int:
     for p in a.files:
-        if not p.is_file():
+        if str(p) != "-" and not p.is_file():
             print(f"trustops-monitor: error: {p}: no such file", file=sys.stderr)
             return 2
     by_rule: Counter = Counter()
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("-c", "--config", required=True, type=Path)
     c.set_defaults(func=cmd_check)
     rp = sub.add_parser("replay", help="scan existing logs and print detections")
-    rp.add_argument("files", nargs="+", type=Path)
+    rp.add_argument("files", nargs="+", type=Path, help="log files, or - for standard input (with --type)")
     rp.add_argument("--type", choices=["postgres", "postgres-json", "ufw"], help="default: sniffed per file")
     rp.add_argument("--log-line-prefix", default=DEBIAN_PREFIX)
     rp.add_argument("--rules", default=str(DEFAULT_RULES))

@@ -259,6 +259,8 @@ def replay(paths: list[Path], rules_file: str = str(DEFAULT_RULES), allowed_netw
     engine = Engine(load_rules(rules_file, allowlist, overrides), allowed_networks)
     specs = []
     for i, p in enumerate(paths):
+        if str(p) == "-" and not input_type:
+            raise ValueError("reading standard input (-) needs --type")
         t, fmt = (input_type, "jsonlog" if input_type == "postgres-json" else "stderr") if input_type \
             else sniff_type(p)
         t = "postgres" if t.startswith("postgres") else t
@@ -269,6 +271,13 @@ def replay(paths: list[Path], rules_file: str = str(DEFAULT_RULES), allowed_netw
     if by_source:
         pipe.by_source = {}
     for spec in specs:
+        if spec.path == "-":  # a pipe (e.g. journalctl -k -o json | ...): read it in batches
+            import itertools
+            import sys
+            stdin = sys.stdin.buffer
+            while batch := [line.rstrip(b"\n") for line in itertools.islice(stdin, 8192)]:
+                pipe.process(spec.name, batch)
+            continue
         tail = FileTail(Path(spec.path), max_line=max_line)  # type: ignore[arg-type]
         while True:
             lines = tail.read()

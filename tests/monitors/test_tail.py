@@ -193,3 +193,19 @@ def test_a_backlog_is_read_in_bounded_batches(tmp_path):
     assert len(batches) >= 2  # reads go by 1 MiB chunks: a batch holds at most limit + 1 MiB
     assert all(sum(len(x) + 1 for x in b) <= 256 * 1024 + (1 << 20) for b in batches)
     assert [x.decode() for b in batches for x in b] == [f"l{i}" for i in range(200_000)]
+
+
+def test_replay_reads_a_pipe(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sample = Path(__file__).parent / "samples" / "real-journald-journalctl-k-json.txt"
+    proc = subprocess.run([sys.executable, "-m", "monitors", "replay", "--type", "ufw", "--json", "-"],
+                          input=sample.read_bytes(), capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    import json
+    out = json.loads(proc.stdout)
+    assert out["lines"] == {"0:-": 80} and out["events"]["ufw:block"] == 4
+    no_type = subprocess.run([sys.executable, "-m", "monitors", "replay", "-"], input=b"", capture_output=True)
+    assert no_type.returncode == 2 and b"needs --type" in no_type.stderr
