@@ -209,3 +209,22 @@ def test_replay_reads_a_pipe(tmp_path):
     assert out["lines"] == {"0:-": 80} and out["events"]["ufw:block"] == 4
     no_type = subprocess.run([sys.executable, "-m", "monitors", "replay", "-"], input=b"", capture_output=True)
     assert no_type.returncode == 2 and b"needs --type" in no_type.stderr
+
+
+def test_journal_input_tracks_the_cursor(tmp_path):
+    import json
+    import time
+    from pathlib import Path
+
+    sample = Path(__file__).parent / "samples" / "real-journald-journalctl-k-json.txt"
+    cfg = load_config(data={"inputs": [{"name": "kernel", "type": "ufw", "journal_command": ["cat", str(sample)]}],
+                            "state_dir": str(tmp_path / "state"), "metrics": {"listen": None}})
+    cfg.metrics_listen = None
+    m = Monitor(cfg)
+    deadline = time.monotonic() + 10
+    while sum(m.pipeline.lines.values()) < 80 and time.monotonic() < deadline:
+        m.wake.wait(0.2)
+        m.step()
+    assert m.pipeline.events[("ufw", "block")] == 4 and m.pipeline.events[("ufw", "audit")] == 40
+    last_cursor = json.loads(sample.read_text().splitlines()[-1])["__CURSOR"]
+    assert Checkpoint(tmp_path / "state" / "checkpoint.json").load()["inputs"]["kernel"]["cursor"] == last_cursor
