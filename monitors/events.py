@@ -39,12 +39,6 @@ class Event:
             return (self.action or "unknown").lower().replace(" ", "_")
         return self.reason or self.type.removeprefix("pg_")
 
-    def get(self, name: str):
-        return getattr(self, name)
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
-
 
 def remember(cache: dict, key, make, limit: int = 65536):
     """cache[key], made by make(key) on a miss; the cache is emptied when it passes `limit`, so a
