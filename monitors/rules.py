@@ -287,10 +287,7 @@ class Engine:
         times.append(ts)
         window = rule.window
         while ts - times[0] > window:  # keep only the window: memory follows the rate, not history
-            if isinstance(times, list):
-                del times[0]
-            else:
-                times.popleft()
+            del times[0]  # list or deque alike
         if len(times) > rule.threshold:  # the list form; a deque drops the oldest itself
             del times[0]
         if len(times) < rule.threshold:
