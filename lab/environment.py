@@ -141,9 +141,10 @@ def _ensure_network(cfg: LabConfig, progress: Progress) -> str:
     return info["IPAM"]["Config"][0]["Subnet"]  # type: ignore[index]
 
 
-def _ensure_container(name: str, config_hash: str, run_args: list[str], ports: dict[int, int],
-                      progress: Progress) -> None:
-    """Start `name` as configured; reuse it when its config label matches, else recreate it."""
+def _ensure_container(name: str, run_args: list[str], ports: dict[int, int], progress: Progress) -> None:
+    """Start `name` as configured; reuse it when its config label (a digest of the run arguments,
+    image included, and ports) matches, else recreate it."""
+    config_hash = hashlib.sha256(json.dumps([run_args, ports]).encode()).hexdigest()[:16]
     info = _inspect(name)
     if info is not None:
         if info["Config"]["Labels"].get("trustops.config") == config_hash:
@@ -325,14 +326,10 @@ def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
         subnet = _ensure_network(cfg, progress)
         pubkey = _generate_key(cfg.key_file)
         for role in ROLES:
-            config_hash = hashlib.sha256(json.dumps(
-                [host_image, cfg.ports(role), _host_run_args(cfg, role, host_image)]).encode()).hexdigest()[:16]
-            _ensure_container(cfg.container(role), config_hash, _host_run_args(cfg, role, host_image),
-                              cfg.ports(role), progress)
+            _ensure_container(cfg.container(role), _host_run_args(cfg, role, host_image), cfg.ports(role), progress)
         s3_args = ["--label", f"trustops.lab={cfg.name}", "--label", "trustops.role=s3",
                    "--network", cfg.network, "--network-alias", "s3", s3_image]
-        s3_hash = hashlib.sha256(json.dumps([s3_image, cfg.s3_port]).encode()).hexdigest()[:16]
-        _ensure_container(cfg.container("s3"), s3_hash, s3_args, {5000: cfg.s3_port}, progress)
+        _ensure_container(cfg.container("s3"), s3_args, {5000: cfg.s3_port}, progress)
         progress.step("preparing hosts (deploy user, host keys)")
         known = [f"[127.0.0.1]:{cfg.ports(role)[22]} {_prepare_host(cfg, role, pubkey)}" for role in ROLES]
         cfg.known_hosts.write_text("\n".join(known) + "\n")
