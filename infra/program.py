@@ -78,7 +78,7 @@ def _flexible_server(cfg, rg, net, vault, opts) -> pulumi.Output:
         "trustops-postgres", resource_group_name=rg.name, location=cfg.azure_location, version="15",
         sku={"name": "Standard_B2ms", "tier": "Burstable"}, storage={"storage_size_gb": 64},
         administrator_login="trustops_admin",
-        administrator_login_password=vault.secrets["db-trustops-backup-password"],
+        administrator_login_password=vault.secrets["db-trustops-admin-password"],
         network={"delegated_subnet_resource_id": net.subnets["postgres"].id, "public_network_access": "Disabled"},
         backup={"backup_retention_days": 7, "geo_redundant_backup": "Disabled"},
         tags=cfg.tags, opts=opts)
