@@ -1,5 +1,5 @@
-"""The controls catalogue (catalogue.yaml): loading and checking it. The evidence engine and the
-trust-page report (issue 9) build on this; no control's status is ever stored here."""
+"""The controls catalogue (catalogue.yaml): loading and checking it. The evidence engine
+(engine.py) and the report (report.py) build on it; no control's status is ever stored here."""
 from __future__ import annotations
 
 import re
@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 CATALOGUE = Path(__file__).with_name("catalogue.yaml")
-CHECK_KINDS = ("pulumi_policy", "pytest", "command", "file", "probe", "manual")
+CHECK_KINDS = ("pulumi_policy", "pytest", "command", "file", "code", "probe", "manual")
 PAGE_STATUSES = ("Stated", "Planned", "In progress")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +22,13 @@ class CatalogueError(ValueError):
 class Check:
     kind: str
     target: str
+    pattern: str | None = None     # file: a regex the file must contain
+    reviewed: str | None = None    # manual: ISO date the document was last reviewed
+
+    @property
+    def key(self) -> str:
+        """Evidence is stored per check, under this key (several controls may share a check)."""
+        return f"{self.kind}:{self.target}" + (f"~{self.pattern}" if self.pattern else "")
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,11 @@ class Control:
     page_status: str
     refresh: str
     checks: tuple[Check, ...] = field(default_factory=tuple)
+    gaps: str = ""                 # what the page states that no check proves yet
+
+    @property
+    def refresh_seconds(self) -> int:
+        return int(self.refresh[:-1]) * (86400 if self.refresh.endswith("d") else 3600)
 
 
 def load(path: Path = CATALOGUE) -> list[Control]:
@@ -51,7 +63,10 @@ def load(path: Path = CATALOGUE) -> list[Control]:
         for c in raw.get("checks") or []:
             if c.get("kind") not in CHECK_KINDS:
                 raise CatalogueError(f"{cid}: check kind {c.get('kind')!r} is not one of {CHECK_KINDS}")
-            checks.append(Check(c["kind"], str(c["target"])))
+            if c.get("reviewed") is not None and not re.match(r"^\d{4}-\d\d-\d\d$", str(c["reviewed"])):
+                raise CatalogueError(f"{cid}: `reviewed` must be a date, YYYY-MM-DD")
+            checks.append(Check(c["kind"], str(c["target"]), c.get("pattern"),
+                                str(c["reviewed"]) if c.get("reviewed") else None))
         out.append(Control(cid, raw["area"], raw["statement"], raw["owner"], raw["page_status"],
-                           str(raw["refresh"]), tuple(checks)))
+                           str(raw["refresh"]), tuple(checks), str(raw.get("gaps") or "").strip()))
     return out

@@ -208,3 +208,20 @@ def test_rolling_patch_reports_every_host(lab, lab_config, converged, tmp_path):
     # the patched hosts are still the hardened ones
     again = _playbook(lab_config.inventory_file)
     assert sum(r["changed"] for r in _recap(again.stdout).values()) == 0, again.stdout[-3000:]
+
+
+def test_live_probes_hold_on_the_converged_lab_and_catch_a_disabled_firewall(lab, lab_config, converged):
+    """The controls engine's probes, over the same SSH path as Ansible: all hold on the converged
+    lab; with UFW turned off on one host, `ufw-active` fails and names it."""
+    from controls import probes
+
+    target = probes.Target(lab_config.inventory_file)
+    results = {name: fn(target) for name, fn in probes.PROBES.items()}
+    assert {n: p for n, (p, _) in results.items() if p} == {}
+    subprocess.run(["docker", "exec", lab_config.container("ops"), "ufw", "disable"], check=True, capture_output=True)
+    try:
+        problems, _ = probes.ufw_active(target)
+    finally:
+        subprocess.run(["docker", "exec", lab_config.container("ops"), "ufw", "--force", "enable"], check=True,
+                       capture_output=True)
+    assert problems == ["ops: ufw is not active"]

@@ -13,7 +13,7 @@ RUNBOOKS = ROOT / "runbooks"
 SECTIONS = ["## Meaning", "## Impact", "## Diagnosis", "## Mitigation", "## Escalation", "## Verification"]
 HOST_TOOLS = {"sudo", "psql", "journalctl", "systemctl", "ufw", "ss", "curl", "grep", "az", "nmap", "top", "tail",
               "ANSIBLE_CONFIG=ansible/ansible.cfg", "pulumi", "ansible-playbook", "ansible-inventory"}
-PROJECT = {"trustops": {"up", "lab"}, "trustops-monitor": {"run", "replay", "check-config"}}
+PROJECT = {"trustops": {"up", "lab", "controls"}, "trustops-monitor": {"run", "replay", "check-config"}}
 
 
 def alerts() -> list[str]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from controls import catalogue, engine, report
 from lab import environment
 from lab.system import LabError, Progress
 
@@ -43,6 +44,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     ansible_ping(cfg.inventory_file)
     converge(cfg.inventory_file, cfg.state_dir / "converge.log", progress)
     _print_reach(cfg)
+    progress.step("checking the security page's controls against the lab (all kinds but pytest)")
+    statuses = run_controls(cfg.inventory_file, _evidence_file(cfg), skip={"pytest"})
+    out = report.write(statuses, cfg.state_dir / "report")
+    print("\n".join(report.summary_lines(statuses)))
+    print(f"  trust page: {out[1]}  internal report: {out[2]}")
+    print("  full check incl. the test suite's evidence: .venv/bin/trustops controls check")
     return 0
 
 
@@ -98,6 +105,46 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evidence_file(cfg: environment.LabConfig) -> Path:
+    return Path(os.environ.get("TRUSTOPS_EVIDENCE") or cfg.state_dir / "evidence.jsonl")
+
+
+def run_controls(inventory_file: Path | None, evidence_file: Path, kinds: set[str] | None = None,
+                 skip: set[str] = frozenset(), ids: set[str] | None = None, jobs: int = 4):
+    ctl = catalogue.load()
+    unknown = (ids or set()) - {c.id for c in ctl}
+    if unknown:
+        raise LabError(f"no control {', '.join(sorted(unknown))} in controls/catalogue.yaml")
+    wanted = (set(kinds) if kinds else set(catalogue.CHECK_KINDS)) - set(skip)
+    checks = engine.select(ctl, wanted, ids)
+    store = engine.EvidenceStore(evidence_file)
+    ctx = engine.Context(inventory_file if inventory_file and inventory_file.exists() else None)
+    ctx.progress(f"running {len(checks)} checks ({', '.join(sorted(wanted))}); evidence: {evidence_file}")
+    engine.run_checks(checks, store, ctx, jobs=jobs)
+    return [s for s in engine.statuses(ctl, store) if not ids or s.control.id in ids]
+
+
+def cmd_controls(args: argparse.Namespace) -> int:
+    cfg = environment.LabConfig.from_env()
+    evidence_file = Path(args.evidence) if args.evidence else _evidence_file(cfg)
+    inventory_file = Path(args.inventory) if args.inventory else cfg.inventory_file
+    if args.action == "check":
+        statuses = run_controls(inventory_file, evidence_file, set(args.kind or []) or None, set(args.skip_kind or []),
+                                set(args.control or []) or None, args.jobs)
+    else:
+        statuses = engine.statuses(catalogue.load(), engine.EvidenceStore(evidence_file))
+    if args.action == "report":
+        for path in report.write(statuses, Path(args.out) if args.out else cfg.state_dir / "report"):
+            print(path)
+    elif args.json:
+        print(json.dumps([{"id": s.control.id, "status": s.status, "reason": s.reason,
+                           "last_checked": s.last_checked.isoformat() if s.last_checked else None,
+                           "overclaim": s.overclaim} for s in statuses], indent=2))
+    else:
+        print("\n".join(report.summary_lines(statuses)))
+    return 1 if args.action == "check" and any(s.status == "failing" for s in statuses) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trustops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -107,6 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("action", choices=["up", "down", "status"])
     lab.add_argument("--json", action="store_true", help="status as JSON")
     lab.set_defaults(func=cmd_lab)
+    ctl = sub.add_parser("controls", help="the security page's controls: run their checks, show status, "
+                                          "render the trust page")
+    ctl.add_argument("action", choices=["check", "status", "report"],
+                     help="check: run checks and store evidence; status: from stored evidence; report: write "
+                          "the trust page (HTML, Markdown) and the internal report")
+    ctl.add_argument("--kind", action="append", choices=catalogue.CHECK_KINDS, help="only checks of this kind")
+    ctl.add_argument("--skip-kind", action="append", choices=catalogue.CHECK_KINDS, help="not this kind")
+    ctl.add_argument("--control", action="append", metavar="ID", help="only this control (e.g. TRANSIT-02)")
+    ctl.add_argument("--evidence", help="evidence file (default: $TRUSTOPS_EVIDENCE or <lab dir>/evidence.jsonl)")
+    ctl.add_argument("--inventory", help="inventory for probes (default: the lab's)")
+    ctl.add_argument("--out", help="report directory (default: <lab dir>/report)")
+    ctl.add_argument("--jobs", type=int, default=4, help="checks run in parallel (default 4)")
+    ctl.add_argument("--json", action="store_true", help="statuses as JSON")
+    ctl.set_defaults(func=cmd_controls)
     return p
 
 
@@ -114,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except LabError as exc:
+    except (LabError, catalogue.CatalogueError) as exc:
         print(f"trustops: error: {exc}", file=sys.stderr)
         return 1
     except PermissionError as exc:

@@ -27,7 +27,7 @@ def main() -> dict:
         ], tags={"environment": "dev", "owner": "x", "data-classification": "internal"}, opts=opts)
     compute.VirtualMachine(
         "password-vm", resource_group_name=rg.name, location="westeurope",
-        os_profile={"computer_name": "vm", "admin_username": "azureuser", "admin_password": "not-a-real-one",
+        os_profile={"computer_name": "vm", "admin_username": "azureuser", "admin_password": "not-a-real-one",  # pragma: allowlist secret
                     "linux_configuration": {"disable_password_authentication": False}},   # vm-ssh-keys-only
         security_profile={"encryption_at_host": False},                                  # vm-disk-encryption
         tags={"environment": "dev", "owner": "x", "data-classification": "internal"}, opts=opts)

@@ -9,7 +9,7 @@ import pytest
 from infra.config import StackConfig, StackConfigError
 from infra.network import nsg_rules
 from infra.policy import rules as policies
-from tests.infra import harness
+from infra import mockrun as harness
 from trustops import inventory
 
 STACKS = ("dev", "staging", "prod")

@@ -45,7 +45,7 @@ def _monitor(tmp_path, pg, am_url, metrics_port):
 def _wrong_passwords(pg, n, user="postgres"):
     for _ in range(n):
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-            psycopg.connect(pg.dsn(user=user, password="wrong-" + str(time.time())))
+            psycopg.connect(pg.dsn(user=user, password="wrong-" + str(time.time())))  # pragma: allowlist secret
 
 
 def _wait_for(pred, timeout=30.0):

@@ -1,5 +1,6 @@
 """Runs the Pulumi program under `pulumi.runtime.set_mocks` (no CLI, no cloud) and records every
-resource it declares, with the inputs as the engine (and CrossGuard) would see them."""
+resource it declares, with the inputs as the engine (and CrossGuard) would see them. The tests use
+it, and so does the evidence engine: `python -m infra.mockrun STACK` prints the policy results."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,7 @@ from pathlib import Path
 import pulumi
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -106,3 +107,20 @@ def _public_key() -> str:
 
     pub = Ed25519PrivateKey.generate().public_key()
     return pub.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode() + " mocks"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One stack per process: Pulumi's mock runtime is global state."""
+    import sys
+
+    from infra.policy.rules import evaluate
+
+    (stack,) = argv if argv is not None else sys.argv[1:]
+    resources, _ = run(stack)
+    found = evaluate([(r.type, r.name, r.inputs) for r in resources])
+    print(json.dumps({"stack": stack, "resources": len(resources), "policies": found}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
