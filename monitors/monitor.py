@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 _TOP_KEYS = {"instance", "inputs", "allowed_networks", "allowlist", "rules_file", "rules", "alertmanager",
              "runbook_base_url", "metrics", "state_dir", "start_at", "max_line_bytes", "poll_interval",
              "resolve_after"}
-_INPUT_KEYS = {"name", "type", "path", "format", "log_line_prefix", "journal_command"}
+_INPUT_KEYS = {"name", "type", "path", "format", "log_line_prefix", "journal_command", "only_dest"}
 
 
 @dataclass
@@ -45,6 +45,7 @@ class InputSpec:
     format: str = "stderr"         # postgres: stderr | jsonlog
     log_line_prefix: str = DEBIAN_PREFIX
     journal_command: list[str] | None = None
+    only_dest: list[str] | None = None  # ufw: only packets to these addresses (a shared kernel log)
 
 
 @dataclass
@@ -178,7 +179,7 @@ class Pipeline:
         self.parsers = {}
         for spec in inputs:
             self.parsers[spec.name] = (PostgresParser(spec.log_line_prefix, spec.format)
-                                       if spec.type == "postgres" else UfwParser())
+                                       if spec.type == "postgres" else UfwParser(spec.only_dest))
         self.lines: dict[str, int] = {}
         self.errors: dict[tuple[str, str], int] = {}
         self.events: dict[tuple[str, str], int] = {}

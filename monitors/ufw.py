@@ -29,12 +29,16 @@ def _compress(addr: str) -> str:
 
 
 class UfwParser:
-    """`feed(line)` returns the UFW event on it, if any. `journal` input is `journalctl -o json`."""
+    """`feed(line)` returns the UFW event on it, if any. `journal` input is `journalctl -o json`.
+    `only_dest`: keep packets addressed to these hosts only (a kernel log shared by several hosts,
+    as in the lab, where every container's UFW lines land in the machine's one kernel log)."""
 
-    def __init__(self) -> None:
+    def __init__(self, only_dest: list[str] | None = None) -> None:
         self.ts = TimestampCache()
         self.unparsed = 0
         self.not_ufw = 0
+        self.other_host = 0
+        self.only_dest = set(only_dest) if only_dest else None
         self._v6cache: dict[str, str] = {}
 
     def feed(self, line: str) -> list[Event]:
@@ -67,6 +71,9 @@ class UfwParser:
             self.unparsed += 1
             return None
         src, dst, proto, dpt = f.groups()
+        if self.only_dest is not None and dst not in self.only_dest:
+            self.other_host += 1
+            return None
         if ":" in src:  # the kernel prints IPv6 fully expanded; alerts and allow-lists want it short
             src = self._v6(src)
         return Event(ev.UFW, self._line_time(line) if ts is None else ts, source=src, action=m.group(1),

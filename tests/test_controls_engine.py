@@ -136,3 +136,21 @@ def test_the_cli_writes_the_trust_page_and_flags_overclaims(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["controls", "check", "--kind", "vibes"])
     assert cli.main(["controls", "check", "--control", "NOPE-99", "--evidence", str(ev)]) == 1
+
+
+def test_no_secrets_finds_a_committed_key(tmp_path):
+    import secrets
+    import string
+    import subprocess
+
+    from controls import properties
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "clean.py").write_text("x = 1\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    assert properties.no_secrets(tmp_path)[0] == []
+    key = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(16))
+    (tmp_path / "settings.py").write_text(f'AWS_ACCESS_KEY_ID = "{key}"\n')   # made now, never committed here
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    problems, _ = properties.no_secrets(tmp_path)
+    assert any(p.startswith("settings.py:1: AWS Access Key") for p in problems), problems
