@@ -301,7 +301,7 @@ def cmd_drill(cfg: dict, key: str | None, database: str | None, keep: bool) -> i
     return 0 if not problems else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trustops-pgbackup", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(CONFIG))
     p.add_argument("--endpoint-url", help="override the S3 endpoint (tests, a regional endpoint)")
@@ -314,7 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--key", help="the backup object to restore (default: the newest complete one)")
     d.add_argument("--database", help="the newest backup of this database")
     d.add_argument("--keep", action="store_true", help="keep the scratch database for inspection")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         cfg = load_config(Path(args.config), {"endpoint_url": args.endpoint_url,
                                               "keep_days": getattr(args, "keep_days", None)})

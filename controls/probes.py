@@ -191,7 +191,58 @@ def s3_encrypted(t: Target) -> Result:
     return problems, "\n".join(out)
 
 
+def backup_fresh(t: Target) -> Result:
+    """The newest database backup is complete (has its manifest), under 26 hours old, and SSE-S3."""
+    import datetime as dt
+
+    s3, bucket = t.s3(), t.vars["trustops_s3"]["backups_bucket"]
+    objects = [o for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="postgres/")
+               for o in page.get("Contents", [])]
+    keys = {o["Key"] for o in objects}
+    dumps = sorted((o for o in objects if o["Key"].endswith(".dump") and o["Key"] + ".manifest.json" in keys),
+                   key=lambda o: o["LastModified"])
+    if not dumps:
+        return [f"no complete backup under s3://{bucket}/postgres/"], ""
+    newest = dumps[-1]
+    age_h = (dt.datetime.now(dt.timezone.utc) - newest["LastModified"]).total_seconds() / 3600
+    sse = s3.head_object(Bucket=bucket, Key=newest["Key"]).get("ServerSideEncryption")
+    problems = ([f"newest backup {newest['Key']} is {age_h:.1f} h old (limit 26 h)"] if age_h > 26 else []) + \
+               ([f"{newest['Key']} is stored with {sse!r}, not AES256"] if sse != "AES256" else [])
+    return problems, f"{len(dumps)} complete backups; newest {newest['Key']}, {age_h:.1f} h old, {sse}\n"
+
+
+def alerting_pipeline(t: Target) -> Result:
+    """Prometheus on the ops host scrapes every target, has the platform's rules, and knows its
+    Alertmanager; asked on the ops host itself (both listen on its private address)."""
+    problems, out = [], []
+    for host in t.role("ops"):
+        ip = t.hosts[host]["private_ip"]
+        script = ("import json,urllib.request as u;"
+                  f"g=lambda p: json.load(u.urlopen('http://{ip}:9090/api/v1/'+p, timeout=10))['data'];"
+                  "print(json.dumps({'targets': [[x['labels']['job'], x['labels'].get('host'), x['health']] "
+                  "for x in g('targets')['activeTargets']], 'rules': [r['name'] for r in g('rules')['groups']], "
+                  "'alertmanagers': len(g('alertmanagers')['activeAlertmanagers'])}))")
+        p = t.ssh(host, f"python3 -c \"{script}\"")
+        if p.returncode != 0:
+            problems.append(f"{host}: Prometheus does not answer: {p.stderr.strip()[-160:]}")
+            continue
+        data = json.loads(p.stdout)
+        out.append(f"{host}: {p.stdout.strip()}")
+        problems += [f"{host}: target {job}/{h} is {health}" for job, h, health in data["targets"] if health != "up"]
+        jobs = {job for job, _, _ in data["targets"]}
+        problems += [f"{host}: nothing scraped for job {j}" for j in ("node", "trustops-monitor") if j not in jobs]
+        problems += [f"{host}: rule group {g} is not loaded" for g in ("trustops-monitor", "trustops-backups",
+                                                                        "trustops-hosts") if g not in data["rules"]]
+        if data["alertmanagers"] < 1:
+            problems.append(f"{host}: Prometheus has no Alertmanager")
+    if not t.role("ops"):
+        problems.append("no ops host in the inventory")
+    return problems, "\n".join(out)
+
+
 PROBES: dict[str, Callable[[Target], Result]] = {
+    "backup-fresh": backup_fresh,
+    "alerting-pipeline": alerting_pipeline,
     "postgres-refuses-plaintext": postgres_refuses_plaintext,
     "postgres-verify-full": postgres_verify_full,
     "postgres-listens-privately": postgres_listens_privately,

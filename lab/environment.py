@@ -175,6 +175,9 @@ def _host_run_args(cfg: LabConfig, role: str, image: str) -> list[str]:
         "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
         "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
         "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec,mode=1777",
+        # read-only: the machine's kernel log, where this host's UFW LOG lines land (the monitor
+        # follows it with `dmesg --follow-new`; ansible/README.md "UFW events to the monitors")
+        "--device", "/dev/kmsg:/dev/kmsg:r",
         *[a for k, v in network_sysctls().items() for a in ("--sysctl", f"{k}={v}")],
         image,
     ]
@@ -310,6 +313,23 @@ def _write_inventory(cfg: LabConfig, subnet: str) -> dict:
 # ---------------------------------------------------------------------------- commands
 
 
+NF_LOG_ALL_NETNS = Path("/proc/sys/net/netfilter/nf_log_all_netns")
+
+
+def _container_firewall_logs(progress: Progress) -> None:
+    """A container's UFW LOG lines reach the machine's kernel log only with this switch on; the
+    lab's monitors read them there (ansible/README.md). The one machine setting the lab changes."""
+    if not NF_LOG_ALL_NETNS.exists():
+        progress.step("note: this kernel has no nf_log_all_netns: lab hosts' UFW events will not be logged")
+        return
+    if NF_LOG_ALL_NETNS.read_text().strip() != "1":
+        progress.step("enabling net.netfilter.nf_log_all_netns=1 on this machine (UFW logs from the lab's hosts)")
+        try:
+            NF_LOG_ALL_NETNS.write_text("1\n")
+        except OSError as exc:
+            progress.step(f"note: cannot enable nf_log_all_netns ({exc}): lab UFW events will not be logged")
+
+
 def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
     """Bring the lab to its state; safe to run again (reuses what is already right)."""
     progress = progress or Progress()
@@ -324,6 +344,7 @@ def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
         s3_image = images.build("s3", base, progress, build_args={"MOTO_VERSION": MOTO_VERSION},
                                 prepare=images.moto_wheelhouse(MOTO_VERSION, progress))
         subnet = _ensure_network(cfg, progress)
+        _container_firewall_logs(progress)
         pubkey = _generate_key(cfg.key_file)
         for role in ROLES:
             _ensure_container(cfg.container(role), _host_run_args(cfg, role, host_image), cfg.ports(role), progress)

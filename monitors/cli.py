@@ -65,7 +65,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="trustops-monitor", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run as a daemon from a YAML config")
@@ -86,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="print attack events (auth failures, blocked packets) per source as JSON")
     rp.add_argument("--fail-on-detection", action="store_true", help="exit 1 when anything is detected")
     rp.set_defaults(func=cmd_replay)
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     try:
         return a.func(a)
     except (ConfigError, RuleError, ValueError) as exc:

@@ -39,3 +39,11 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "lab" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(scope="session")
+def converged(lab, lab_config):
+    """The test lab converged with site.yml, twice (the second run's recap proves idempotence)."""
+    from tests.playbooks import converge_twice
+
+    return converge_twice(lab_config.inventory_file)

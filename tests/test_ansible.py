@@ -11,45 +11,11 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from tests.playbooks import playbook as _playbook
+from tests.playbooks import recap as _recap
 from trustops.cli import ansible_env
 
 ROOT = Path(__file__).resolve().parent.parent
-PLAYBOOK = ROOT / "ansible" / "site.yml"
-GLOBAL_SYSCTLS = ["kernel/randomize_va_space", "kernel/kptr_restrict", "kernel/dmesg_restrict", "kernel/sysrq",
-                  "kernel/yama/ptrace_scope", "fs/suid_dumpable", "fs/protected_hardlinks", "kernel/perf_event_paranoid",
-                  "net/netfilter/nf_log_all_netns"]
-
-
-def _machine_sysctls() -> dict[str, str]:
-    out = {}
-    for key in GLOBAL_SYSCTLS:
-        p = Path("/proc/sys") / key
-        out[key] = p.read_text().strip() if p.exists() else "absent"
-    return out
-
-
-def _playbook(inventory: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-                           str(PLAYBOOK), *extra], env=ansible_env(), capture_output=True, text=True, timeout=1500)
-
-
-def _recap(output: str) -> dict[str, dict[str, int]]:
-    recap = {}
-    for m in re.finditer(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M):
-        recap[m.group(1)] = {"ok": int(m.group(2)), "changed": int(m.group(3)), "unreachable": int(m.group(4)),
-                             "failed": int(m.group(5))}
-    return recap
-
-
-@pytest.fixture(scope="module")
-def converged(lab, lab_config):
-    before = _machine_sysctls()
-    first = _playbook(lab_config.inventory_file)
-    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
-    second = _playbook(lab_config.inventory_file)
-    assert second.returncode == 0, second.stdout[-4000:]
-    return {"first": _recap(first.stdout), "second": _recap(second.stdout), "second_out": second.stdout,
-            "sysctls_before": before, "sysctls_after": _machine_sysctls()}
 
 
 def host(lab_config, name):

@@ -12,8 +12,25 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNBOOKS = ROOT / "runbooks"
 SECTIONS = ["## Meaning", "## Impact", "## Diagnosis", "## Mitigation", "## Escalation", "## Verification"]
 HOST_TOOLS = {"sudo", "psql", "journalctl", "systemctl", "ufw", "ss", "curl", "grep", "az", "nmap", "top", "tail",
-              "ANSIBLE_CONFIG=ansible/ansible.cfg", "pulumi", "ansible-playbook", "ansible-inventory"}
-PROJECT = {"trustops": {"up", "lab", "controls"}, "trustops-monitor": {"run", "replay", "check-config"}}
+              "ANSIBLE_CONFIG=ansible/ansible.cfg", "pulumi", "ansible-playbook", "ansible-inventory", "openssl", "head", "date", "rm"}
+def _subcommands(parser) -> set[str]:
+    import argparse
+    return {n for a in parser._actions if isinstance(a, argparse._SubParsersAction) for n in a.choices}
+
+
+def _project_commands() -> dict[str, set[str]]:
+    """The project's commands and their real subcommands, read from their argument parsers."""
+    import runpy
+
+    from monitors import cli as monitor_cli
+    from trustops import cli
+
+    pgbackup = runpy.run_path(str(ROOT / "backups" / "pgbackup.py"), run_name="pgbackup")
+    return {"trustops": _subcommands(cli.build_parser()), "trustops-monitor": _subcommands(monitor_cli.build_parser()),
+            "trustops-pgbackup": _subcommands(pgbackup["build_parser"]())}
+
+
+PROJECT = _project_commands()
 
 
 def alerts() -> list[str]:

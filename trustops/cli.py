@@ -80,6 +80,9 @@ def _print_reach(cfg: environment.LabConfig) -> None:
         port = cfg.ports(role)[22]
         print(f"  {role:4} ssh -i {cfg.key_file} -o UserKnownHostsFile={cfg.known_hosts} -p {port} deploy@127.0.0.1")
     print(f"  s3   http://127.0.0.1:{cfg.s3_port}  (credentials: {cfg.s3_credentials_file})")
+    ops = cfg.ports("ops")
+    print(f"  prometheus   http://127.0.0.1:{ops[9090]}   alertmanager http://127.0.0.1:{ops[9093]}"
+          "   (after the converge; test the paging path: .venv/bin/trustops drill attack)")
     print(f"  ansible: ANSIBLE_CONFIG=ansible/ansible.cfg ansible -i {cfg.inventory_file} all -m ping")
 
 
@@ -145,6 +148,37 @@ def cmd_controls(args: argparse.Namespace) -> int:
     return 1 if args.action == "check" and any(s.status == "failing" for s in statuses) else 0
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from trustops import drill
+
+    cfg = environment.LabConfig.from_env()
+    result = drill.attack(cfg, Progress(), timeout=args.timeout)
+    print(f"drill: {len(result.delivered)}/{len(drill.EXPECTED)} expected alerts delivered")
+    for name, receiver in drill.EXPECTED.items():
+        got = result.delivered.get(name)
+        seen = result.at_alertmanager.get(name)
+        print(f"  {name:28} " + (f"at Alertmanager +{seen:.1f}s, " if seen is not None else "never at Alertmanager, ")
+              + (f"delivered to {got[0]} +{got[1]:.1f}s" if got else f"NOT delivered to {receiver}"))
+    if result.missing:
+        print("  missing alerts: check the monitors (runbooks/TrustopsMonitorDown.md) and Alertmanager "
+              f"(http://127.0.0.1:{cfg.ports('ops')[9093]})")
+        return 1
+    return 0
+
+
+def cmd_credentials(args: argparse.Namespace) -> int:
+    from trustops import credentials
+
+    secrets_dir = Path(args.secrets_dir) if args.secrets_dir else environment.LabConfig.from_env().state_dir
+    if not secrets_dir.is_dir():
+        raise LabError(f"no secrets directory {secrets_dir} (the lab's state dir, or ~/.trustops/<env>)")
+    creds = credentials.ages(secrets_dir, args.max_age_days)
+    if not creds:
+        raise LabError(f"no credentials found in {secrets_dir}: is this the right secrets directory?")
+    print(credentials.report(creds, args.json))
+    return 1 if any(c.status == "overdue" for c in creds) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trustops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -154,6 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("action", choices=["up", "down", "status"])
     lab.add_argument("--json", action="store_true", help="status as JSON")
     lab.set_defaults(func=cmd_lab)
+    dr = sub.add_parser("drill", help="staged attacks on the lab, to watch alerts reach on-call")
+    dr.add_argument("kind", choices=["attack"], help="attack: Postgres brute force and a port scan, lab to lab")
+    dr.add_argument("--timeout", type=float, default=120, help="seconds to wait for every alert (default 120)")
+    dr.set_defaults(func=cmd_drill)
+    cr = sub.add_parser("credentials", help="age of every manual credential; exit 1 past the 90-day limit")
+    cr.add_argument("--secrets-dir", help="default: the lab's state dir (cloud: ~/.trustops/<env>)")
+    cr.add_argument("--max-age-days", type=int, default=90)
+    cr.add_argument("--json", action="store_true")
+    cr.set_defaults(func=cmd_credentials)
     ctl = sub.add_parser("controls", help="the security page's controls: run their checks, show status, "
                                           "render the trust page")
     ctl.add_argument("action", choices=["check", "status", "report"],

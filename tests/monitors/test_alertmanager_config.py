@@ -1,0 +1,96 @@
+"""The alerting role's Alertmanager config, rendered as Ansible renders it: amtool accepts it and
+routes each severity to its receiver; a real Alertmanager then inhibits a warning while its
+critical fires, and sends a second host's alert without waiting for the first host's group."""
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import jinja2
+import pytest
+import requests
+import yaml
+
+from tests.services import Alertmanager, Webhook
+
+ROLE = Path(__file__).resolve().parents[2] / "ansible" / "roles" / "alerting"
+
+
+def render(**overrides) -> str:
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    return env.from_string((ROLE / "templates" / "alertmanager.yml.j2").read_text()).render(**{**defaults, **overrides})
+
+
+@pytest.fixture(scope="module")
+def amtool():
+    tool = shutil.which("amtool")
+    assert tool, "amtool missing: `make test` installs Debian's prometheus-alertmanager"
+    return tool
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(render())
+    return path
+
+
+def test_amtool_accepts_the_config(amtool, config_file):
+    proc = subprocess.run([amtool, "check-config", str(config_file)], capture_output=True, text=True)
+    assert proc.returncode == 0 and "SUCCESS" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("labels, receiver", [
+    ({"severity": "critical", "alertname": "UfwInactive", "instance": "db"}, "pager"),
+    ({"severity": "warning", "alertname": "BackupTooOld", "instance": "db"}, "ticket"),
+    ({"severity": "info", "alertname": "Something", "instance": "db"}, "nobody"),
+    ({"alertname": "NoSeverityLabel"}, "ticket"),
+])
+def test_amtool_routes_each_severity(amtool, config_file, labels, receiver):
+    proc = subprocess.run([amtool, "config", "routes", "test", f"--config.file={config_file}",
+                           *[f"{k}={v}" for k, v in labels.items()]], capture_output=True, text=True)
+    assert proc.stdout.strip() == receiver, proc.stdout + proc.stderr
+
+
+def test_default_receivers_are_the_local_sink_and_urls_override_them():
+    assert "http://127.0.0.1:9095/pager" in render()
+    custom = render(alerting_pager_url="https://pager.example/hook")
+    assert "https://pager.example/hook" in custom and "9095/pager" not in custom
+
+
+def post(am: Alertmanager, *alerts: dict) -> None:
+    r = requests.post(f"{am.url}/api/v2/alerts", json=[{"labels": a, "annotations": {"summary": "s"}}
+                                                        for a in alerts], timeout=5)
+    r.raise_for_status()
+
+
+def wait_for(hook: Webhook, n: int, timeout: float = 20) -> None:
+    deadline = time.time() + timeout
+    while len(hook.alerts()) < n and time.time() < deadline:
+        time.sleep(0.1)
+
+
+def test_inhibition_and_grouping_on_a_real_alertmanager(tmp_path):
+    pager, ticket = Webhook(), Webhook()
+    cfg = render(alerting_pager_url=f"http://127.0.0.1:{pager.port}/", alerting_ticket_url=f"http://127.0.0.1:{ticket.port}/",
+                 alerting_group_wait="2s", alerting_group_wait_critical="1s", alerting_group_interval="5m")
+    am = Alertmanager(tmp_path, "unused", config=cfg).start()
+    try:
+        # warning and critical of the same alert on db: only the page goes out
+        post(am, {"alertname": "BackupTooOld", "severity": "critical", "instance": "db"},
+             {"alertname": "BackupTooOld", "severity": "warning", "instance": "db"})
+        wait_for(pager, 1)
+        time.sleep(3)   # past the warning's group_wait: it would have been sent by now
+        assert [a["labels"]["severity"] for a in pager.alerts()] == ["critical"]
+        assert ticket.alerts() == []
+        # a second host's critical is its own group: sent after group_wait, not the 5m group_interval
+        t0 = time.time()
+        post(am, {"alertname": "BackupTooOld", "severity": "critical", "instance": "db2"})
+        wait_for(pager, 2)
+        assert [a["labels"]["instance"] for a in pager.alerts()] == ["db", "db2"]
+        assert pager.times[-1] - t0 < 30
+    finally:
+        am.stop()
+        pager.close()
+        ticket.close()
