@@ -58,7 +58,7 @@ def test_backup_and_certificate_metrics_reach_prometheus(lab, lab_config, conver
 
 def test_a_staged_attack_reaches_the_receivers(lab, lab_config, converged, capsys):
     result = drill.attack(lab_config, Progress(), timeout=150)
-    assert result.missing == [], (result.at_alertmanager, result.delivered)
+    assert result.missing == [], (result.at_alertmanager, result.delivered, result.already_firing)
     receiver, latency = result.delivered["PostgresLoginAfterFailures"]
     assert receiver == "pager"
     with capsys.disabled():

@@ -153,12 +153,19 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
     cfg = environment.LabConfig.from_env()
     result = drill.attack(cfg, Progress(), timeout=args.timeout)
-    print(f"drill: {len(result.delivered)}/{len(drill.EXPECTED)} expected alerts delivered")
-    for name, receiver in drill.EXPECTED.items():
-        got = result.delivered.get(name)
-        seen = result.at_alertmanager.get(name)
-        print(f"  {name:28} " + (f"at Alertmanager +{seen:.1f}s, " if seen is not None else "never at Alertmanager, ")
-              + (f"delivered to {got[0]} +{got[1]:.1f}s" if got else f"NOT delivered to {receiver}"))
+    print(f"drill: of {len(drill.EXPECTED)} expected alerts, {len(result.delivered)} delivered now, "
+          f"{len(result.already_firing)} already firing (notified earlier), {len(result.missing)} missing")
+    import time
+
+    for name, (receiver, _) in drill.EXPECTED.items():
+        got, seen, old = result.delivered.get(name), result.at_alertmanager.get(name), result.already_firing.get(name)
+        where = (f"delivered to {got[0]} {got[1]:+.1f}s" if got else
+                 f"already firing, delivered to {old[0]} at {time.strftime('%H:%M:%S', time.localtime(old[1]))}"
+                 " (not notified twice while it fires)" if old else f"NOT delivered to {receiver}")
+        print(f"  {name:28} " + (f"at Alertmanager {seen:+.1f}s, " if seen is not None else "never at Alertmanager, ")
+              + where)
+    print("  (seconds after the attack ended; warnings wait group_wait 30s, critical 5s, unless the first "
+          "event is older)")
     if result.missing:
         print("  missing alerts: check the monitors (runbooks/TrustopsMonitorDown.md) and Alertmanager "
               f"(http://127.0.0.1:{cfg.ports('ops')[9093]})")

@@ -8,7 +8,10 @@ other address is ever touched.
      -> UfwPortScan (warning), UfwDatabasePortProbe (warning)
 
 It then follows Alertmanager's API and the ops host's alert sink, printing each alert as it
-reaches Alertmanager and as it is delivered to a receiver, with the time since the attack.
+reaches Alertmanager and as it is delivered to a receiver, with the time since its attack ended.
+An alert that was already firing before the drill is not notified again (Alertmanager
+deduplicates while an alert fires; the monitor resolves it after 10 quiet minutes): the drill
+says so and shows when it was delivered.
 """
 from __future__ import annotations
 
@@ -24,19 +27,25 @@ import yaml
 from lab.environment import LabConfig
 from lab.system import LabError, Progress
 
-EXPECTED = {"PostgresBruteForce": "ticket", "PostgresLoginAfterFailures": "pager", "UfwPortScan": "ticket",
-            "UfwDatabasePortProbe": "ticket"}
+EXPECTED = {"PostgresBruteForce": ("ticket", "postgres"), "PostgresLoginAfterFailures": ("pager", "postgres"),
+            "UfwPortScan": ("ticket", "scan"), "UfwDatabasePortProbe": ("ticket", "scan")}
 
 
 @dataclass
 class DrillResult:
     started: float
-    at_alertmanager: dict[str, float] = field(default_factory=dict)   # alertname -> seconds after start
-    delivered: dict[str, tuple[str, float]] = field(default_factory=dict)   # alertname -> (receiver, seconds)
+    ended: dict[str, float] = field(default_factory=dict)                  # attack -> when it ended
+    at_alertmanager: dict[str, float] = field(default_factory=dict)        # alertname -> seconds after its attack
+    delivered: dict[str, tuple[str, float]] = field(default_factory=dict)  # alertname -> (receiver, seconds after)
+    already_firing: dict[str, tuple[str, float]] = field(default_factory=dict)  # delivered before the drill
+
+    def since(self, alertname: str, when: float) -> float:
+        return when - self.ended[EXPECTED[alertname][1]]
 
     @property
     def missing(self) -> list[str]:
-        return [a for a, r in EXPECTED.items() if self.delivered.get(a, ("", 0))[0] != r]
+        return [a for a, (r, _) in EXPECTED.items()
+                if self.delivered.get(a, self.already_firing.get(a, ("", 0)))[0] != r]
 
 
 def _exec(cfg: LabConfig, role: str, script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -55,63 +64,82 @@ def _addresses(cfg: LabConfig) -> dict[str, str]:
         raise LabError(f"no lab inventory at {cfg.inventory_file}: run `trustops up` first") from exc
 
 
-def stage(cfg: LabConfig, progress: Progress) -> float:
-    """Runs the two attacks; returns the time they started."""
+def stage(cfg: LabConfig, progress: Progress) -> DrillResult:
+    """Runs the two attacks; returns when each began and ended."""
     ip = _addresses(cfg)
     password_file = cfg.state_dir / "db-benefits_app-password"
     if not password_file.exists():
         raise LabError(f"{password_file} is missing: converge the lab first (`trustops up`)")
     dsn = (f"host={ip['db']} dbname=benefits user=benefits_app sslmode=verify-full "
            f"sslrootcert=/etc/trustops/postgres-ca.crt connect_timeout=5")
-    started = time.time()
+    result = DrillResult(time.time())
     progress.step(f"attack 1: 12 wrong passwords, then the right one, app ({ip['app']}) -> db ({ip['db']}):5432")
     script = (f"for i in $(seq 12); do PGPASSWORD=wrong-$RANDOM psql {shlex.quote(dsn)} -c 'select 1' "
               f">/dev/null 2>&1; done; PGPASSWORD=$DRILL_PASSWORD psql {shlex.quote(dsn)} -Atc 'select 1'")
     proc = _exec(cfg, "app", script, {"DRILL_PASSWORD": password_file.read_text().strip()})
     if proc.stdout.strip() != "1":
         raise LabError(f"the drill's final login failed (is Postgres up on the db host?): {proc.stderr.strip()[-200:]}")
+    result.ended["postgres"] = time.time()
     progress.step(f"attack 2: 20 closed ports then 5432, ops ({ip['ops']}) -> db ({ip['db']})")
     ports = " ".join(str(p) for p in range(7001, 7021)) + " 5432"
     _exec(cfg, "ops", f"for p in {ports}; do timeout 0.3 bash -c \"</dev/tcp/{ip['db']}/$p\" 2>/dev/null; done; true")
-    return started
+    result.ended["scan"] = time.time()
+    return result
 
 
-def follow(cfg: LabConfig, started: float, progress: Progress, timeout: float = 120) -> DrillResult:
+def _epoch(iso: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def follow(cfg: LabConfig, result: DrillResult, progress: Progress, timeout: float = 120) -> DrillResult:
     """Watches Alertmanager and the ops host's sink until every expected alert is delivered."""
-    result = DrillResult(started)
+    started = result.started
     am = f"http://127.0.0.1:{cfg.ports('ops')[9093]}/api/v2/alerts"
+    active: dict[str, str] = {}        # alertname -> fingerprint of the alert firing at Alertmanager
     deadline = time.time() + timeout
     while time.time() < deadline and result.missing:
         try:
             for a in requests.get(am, timeout=5).json():
                 name = a["labels"].get("alertname", "")
-                if name in EXPECTED and name not in result.at_alertmanager:
-                    result.at_alertmanager[name] = time.time() - started
-                    progress.step(f"  at Alertmanager (+{result.at_alertmanager[name]:.1f}s): {name} "
+                if name not in EXPECTED or name in active:
+                    continue
+                active[name] = a["fingerprint"]
+                updated = _epoch(a["updatedAt"])
+                if updated >= started:
+                    result.at_alertmanager[name] = result.since(name, updated)
+                    progress.step(f"  at Alertmanager ({result.at_alertmanager[name]:+.1f}s): {name} "
                                   f"[{a['labels'].get('severity')}] on {a['labels'].get('instance')}: "
                                   f"{a['annotations'].get('summary', '')}")
+                else:
+                    progress.step(f"  at Alertmanager: {name} has been firing since {a['startsAt'][:19]}Z, "
+                                  "before this drill (deduplicated: it is not notified again)")
         except (requests.RequestException, ValueError) as exc:
-            progress.step(f"  Alertmanager not answering yet ({type(exc).__name__}); runbook: TrustopsMonitorAlertsUndelivered")
+            progress.step(f"  Alertmanager not answering ({type(exc).__name__}); "
+                          "runbook: TrustopsMonitorAlertsUndelivered")
         sink = _exec(cfg, "ops", "cat /var/log/trustops/alerts-*.jsonl 2>/dev/null || true").stdout
         for line in sink.splitlines():
             try:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if rec["received_at"] < started:
-                continue
             for a in rec["payload"].get("alerts", []):
                 name = a["labels"].get("alertname", "")
-                if name in EXPECTED and a["status"] == "firing" and name not in result.delivered:
-                    result.delivered[name] = (rec["receiver"], rec["received_at"] - started)
-                    progress.step(f"  delivered to {rec['receiver']} (+{rec['received_at'] - started:.1f}s): {name} "
+                if name not in EXPECTED or a["status"] != "firing" or name in result.delivered:
+                    continue
+                if rec["received_at"] >= started:
+                    result.delivered[name] = (rec["receiver"], result.since(name, rec["received_at"]))
+                    progress.step(f"  delivered to {rec['receiver']} ({result.delivered[name][1]:+.1f}s): {name} "
                                   f"-> runbook {a['annotations'].get('runbook_url', '?').rsplit('/', 1)[-1]}")
+                elif active.get(name) == a.get("fingerprint"):
+                    result.already_firing[name] = (rec["receiver"], rec["received_at"])
         time.sleep(1)
     return result
 
 
 def attack(cfg: LabConfig, progress: Progress | None = None, timeout: float = 120) -> DrillResult:
     progress = progress or Progress()
-    started = stage(cfg, progress)
+    result = stage(cfg, progress)
     progress.step("following Alertmanager and the ops host's alert sink (critical waits 5s to group, warning 30s)")
-    return follow(cfg, started, progress, timeout)
+    return follow(cfg, result, progress, timeout)
