@@ -73,6 +73,9 @@ def summary_lines(statuses: list[ControlStatus]) -> list[str]:
     for s in statuses:
         if s.status not in ("passing", "manual"):
             lines.append(f"  {s.control.id:11} {s.status:15} {s.reason[:110]}")
+    over = [s.control.id for s in statuses if s.overclaim]
+    if over:
+        lines.append(f"  the page states {len(over)} of these without qualification: the internal report flags them")
     return lines
 
 
