@@ -34,10 +34,41 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+def _make_tls(root: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (ECDSA P-256), written under root."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "trustops test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False).sign(ca_key, hashes.SHA256()))
+    paths = (root / "ca.crt", root / "server.crt", root / "server.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    os.chmod(paths[2], 0o600)
+    return paths
+
+
 class Postgres:
     """A throwaway Postgres 15 cluster with log_connections on, logging stderr to `log`."""
 
-    def __init__(self, settings: dict[str, str] | None = None) -> None:
+    def __init__(self, settings: dict[str, str] | None = None, tls: bool = False) -> None:
+        self.tls = tls
         # not under pytest's tmp dirs: those are root-only (0700) and Postgres runs as postgres
         import tempfile
         self.root = Path(tempfile.mkdtemp(prefix="trustops-pg-"))
@@ -65,11 +96,18 @@ class Postgres:
         self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=scram-sha-256",
                           f"--pwfile={pwfile}")
         pwfile.unlink()
+        settings = dict(self.settings)
+        if self.tls:   # a CA and a server certificate for 127.0.0.1, made now; clients use verify-full
+            self.ca_file, cert, key = _make_tls(self.root)
+            for f in (cert, key):
+                os.chown(f, pw.pw_uid, pw.pw_gid)
+            settings.update(ssl="on", ssl_cert_file=f"'{cert}'", ssl_key_file=f"'{key}'",
+                            ssl_min_protocol_version="'TLSv1.2'")
         with open(self.data / "postgresql.conf", "a") as fh:
-            for k, v in self.settings.items():
+            for k, v in settings.items():
                 fh.write(f"{k} = {v}\n")
-        (self.data / "pg_hba.conf").write_text("local all all scram-sha-256\n"
-                                               "host all all 127.0.0.1/32 scram-sha-256\n")
+        (self.data / "pg_hba.conf").write_text("local all all scram-sha-256\n" + (
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n" if self.tls else "host all all 127.0.0.1/32 scram-sha-256\n"))
         self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "start")
         return self
 

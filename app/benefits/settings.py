@@ -1,0 +1,118 @@
+"""Settings of the benefits application. Everything secret or environment-specific comes from
+environment variables (the security page: secrets injected as environment variables, never in
+code); a missing required variable stops the start with its name."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise ImproperlyConfigured(f"environment variable {name} is required")
+    return value
+
+
+DEBUG = env("BENEFITS_DEBUG", "false").lower() == "true"
+SECRET_KEY = env("BENEFITS_SECRET_KEY")
+ALLOWED_HOSTS = [h for h in env("BENEFITS_ALLOWED_HOSTS", "").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [f"https://{h}" for h in ALLOWED_HOSTS]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "core",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "core.middleware.StaffMustUseMFA",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "benefits.urls"
+WSGI_APPLICATION = "benefits.wsgi.application"
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [BASE_DIR / "templates"],
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": ["django.template.context_processors.request",
+                                       "django.contrib.auth.context_processors.auth",
+                                       "django.contrib.messages.context_processors.messages"]},
+}]
+
+# Postgres over TLS with full verification (TRANSIT-02): the server's certificate must chain to
+# the platform CA and name the host we connect to.
+DATABASES = {"default": {
+    "ENGINE": "django.db.backends.postgresql",
+    "HOST": env("BENEFITS_DB_HOST"),
+    "PORT": env("BENEFITS_DB_PORT", "5432"),
+    "NAME": env("BENEFITS_DB_NAME", "benefits"),
+    "USER": env("BENEFITS_DB_USER", "benefits_app"),
+    "PASSWORD": env("BENEFITS_DB_PASSWORD"),
+    "OPTIONS": {"sslmode": env("BENEFITS_DB_SSLMODE", "verify-full"),
+                "sslrootcert": env("BENEFITS_DB_SSLROOTCERT", "/etc/trustops/postgres-ca.crt")},
+    "CONN_MAX_AGE": 60,
+}}
+if DATABASES["default"]["OPTIONS"]["sslmode"] != "verify-full" and not DEBUG:
+    raise ImproperlyConfigured("BENEFITS_DB_SSLMODE must be verify-full outside DEBUG (the page promises it)")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    # Microsoft Entra ID's policy for cloud accounts: at least 8 characters, not common (AUTH-02)
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# HTTPS only (TRANSIT-03) and cookies HttpOnly + Secure + SameSite=Strict (TRANSIT-04).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")   # nginx in front terminates TLS
+SECURE_SSL_REDIRECT = not DEBUG
+SECURE_HSTS_SECONDS = 63072000
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]   # the orchestrator's probe on the private network
+SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Strict"
+SESSION_COOKIE_AGE = 8 * 3600
+CSRF_COOKIE_SECURE = True
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Strict"
+X_FRAME_OPTIONS = "DENY"
+
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+MFA_URL = "/mfa/"
+OTP_TOTP_ISSUER = "Benefits"
+
+# Field encryption keys (REST-03): Key Vault in the cloud, a key directory in the lab.
+FIELD_KEYS = {"provider": env("BENEFITS_FIELD_KEYS_PROVIDER", "file"),
+              "dir": env("BENEFITS_FIELD_KEYS_DIR", "/run/secrets/field-keys"),
+              "vault_url": env("BENEFITS_KEY_VAULT_URL", "")}
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+STATIC_URL = "/static/"
+LOGGING = {"version": 1, "disable_existing_loggers": False,
+           "handlers": {"console": {"class": "logging.StreamHandler"}},
+           "root": {"handlers": ["console"], "level": "INFO"}}

@@ -1,0 +1,57 @@
+"""Companies, their employees (with HR and admin roles), and the audit trail. Every field that
+holds personal data is listed in ropa.yaml; tests fail on a field that is not."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from core.fields import EncryptedTextField
+
+
+class Company(models.Model):
+    name = models.CharField(max_length=200)
+    # AI features are optional and off until the company turns them on (AI-01, AI-02)
+    ai_receipt_scanning = models.BooleanField(default=False)
+    ai_expense_evaluation = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Employee(models.Model):
+    EMPLOYEE, HR, ADMIN = "employee", "hr", "admin"
+    ROLES = [(EMPLOYEE, "Employee"), (HR, "HR staff"), (ADMIN, "Administrator")]
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="employee")
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="employees")
+    role = models.CharField(max_length=16, choices=ROLES, default=EMPLOYEE)
+    full_name = models.CharField(max_length=200)
+    bank_account = EncryptedTextField(blank=True, default="")
+    national_id = EncryptedTextField(blank=True, default="")
+    anonymized_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def is_staff_role(self) -> bool:
+        return self.role in (self.HR, self.ADMIN)
+
+    def __str__(self) -> str:
+        return self.full_name
+
+
+class AuditEvent(models.Model):
+    """Security-relevant actions: logins, MFA changes, decisions, exports, deletions."""
+    at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    company = models.ForeignKey(Company, null=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=64)
+    target = models.CharField(max_length=200, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+
+def audit(request, action: str, target: str = "", **detail) -> AuditEvent:
+    user = request.user if request.user.is_authenticated else None
+    company = getattr(getattr(user, "employee", None), "company", None) if user else None
+    return AuditEvent.objects.create(actor=user, company=company, action=action, target=target, detail=detail)

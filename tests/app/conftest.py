@@ -1,0 +1,40 @@
+"""The benefits app against a real Postgres 15 that accepts TLS only, reached with
+sslmode=verify-full against a CA made for this run; field keys generated at run time."""
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).resolve().parents[2] / "app"
+
+
+@pytest.fixture(scope="session")
+def django_app(tmp_path_factory):
+    from tests.services import Postgres
+
+    pg = Postgres(tls=True).start()
+    app_password = secrets.token_urlsafe(24)
+    import psycopg
+    with psycopg.connect(pg.dsn() + f" sslmode=verify-full sslrootcert={pg.ca_file}", autocommit=True) as c:
+        c.execute(f"create role benefits_app login password '{app_password}'")
+        c.execute("create database benefits owner benefits_app")
+    keys = tmp_path_factory.mktemp("field-keys")
+    sys.path.insert(0, str(APP))
+    from benefits.crypto import FileKeyProvider
+    FileKeyProvider(keys).add_version("v1")
+    os.environ.update(DJANGO_SETTINGS_MODULE="benefits.settings", BENEFITS_SECRET_KEY=secrets.token_urlsafe(50),
+                      BENEFITS_ALLOWED_HOSTS="benefits.example", BENEFITS_DB_HOST="127.0.0.1",
+                      BENEFITS_DB_PORT=str(pg.port), BENEFITS_DB_PASSWORD=app_password,
+                      BENEFITS_DB_SSLROOTCERT=str(pg.ca_file), BENEFITS_FIELD_KEYS_DIR=str(keys))
+    import django
+    django.setup()
+    from django.core.management import call_command
+    call_command("migrate", verbosity=0)
+    yield {"pg": pg, "keys": keys, "app_password": app_password}
+    from django.db import connections
+    connections.close_all()
+    pg.stop()
