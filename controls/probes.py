@@ -132,7 +132,7 @@ def ufw_active(t: Target) -> Result:
         out.append(f"--- {host}\n{p.stdout}")
         if "Status: active" not in p.stdout:
             problems.append(f"{host}: ufw is not active")
-        if not re.search(r"Default: deny \(incoming\)", p.stdout):
+        elif not re.search(r"Default: deny \(incoming\)", p.stdout):
             problems.append(f"{host}: incoming traffic is not denied by default")
     return problems, "\n".join(out)
 
@@ -240,7 +240,47 @@ def alerting_pipeline(t: Target) -> Result:
     return problems, "\n".join(out)
 
 
+def app_https(t: Target) -> Result:
+    """The app host's front, asked from the host itself (the path a browser takes, TLS verified
+    against the platform CA): HTTP redirects to HTTPS, HSTS is set, every cookie is HttpOnly,
+    Secure and SameSite=Strict, and health is not public."""
+    problems, out = [], []
+    for host in t.role("app"):
+        ip = t.hosts[host]["private_ip"]   # health from another address than the host's own loopback
+        script = ("import http.client,ssl,json;"
+                  "c=ssl.create_default_context(cafile='/etc/trustops/postgres-ca.crt');c.check_hostname=False;"
+                  "s=http.client.HTTPSConnection('127.0.0.1',443,context=c,timeout=10);s.request('GET','/login/');"
+                  "r=s.getresponse();"
+                  "p=http.client.HTTPConnection('127.0.0.1',80,timeout=10);p.request('GET','/login/');q=p.getresponse();"
+                  f"h=http.client.HTTPSConnection('{ip}',443,context=c,timeout=10);h.request('GET','/healthz');"
+                  "print(json.dumps({'status':r.status,'hsts':r.getheader('Strict-Transport-Security'),"
+                  "'cookies':r.headers.get_all('Set-Cookie') or [],'http':q.status,'location':q.getheader('Location'),"
+                  "'health':h.getresponse().status}))")
+        p = t.ssh(host, f"python3 -c \"{script}\"")
+        if p.returncode != 0:
+            problems.append(f"{host}: the front does not answer over HTTPS: {p.stderr.strip()[-200:]}")
+            continue
+        d = json.loads(p.stdout)
+        out.append(f"{host}: {p.stdout.strip()}")
+        if d["status"] != 200:
+            problems.append(f"{host}: /login/ answered {d['status']}")
+        if not (d["hsts"] or "").startswith("max-age=") or int(d["hsts"].split("=")[1].split(";")[0]) < 31536000:
+            problems.append(f"{host}: HSTS missing or shorter than a year: {d['hsts']!r}")
+        if d["http"] != 301 or not (d["location"] or "").startswith("https://"):
+            problems.append(f"{host}: HTTP is not redirected to HTTPS ({d['http']} {d['location']})")
+        if not d["cookies"]:
+            problems.append(f"{host}: no cookie to check")
+        for cookie in d["cookies"]:
+            missing = [flag for flag in ("HttpOnly", "Secure", "SameSite=Strict") if flag not in cookie]
+            if missing:
+                problems.append(f"{host}: cookie {cookie.split('=')[0]} lacks {', '.join(missing)}")
+        if d["health"] != 403:
+            problems.append(f"{host}: /healthz is reachable through the front ({d['health']})")
+    return problems, "\n".join(out)
+
+
 PROBES: dict[str, Callable[[Target], Result]] = {
+    "app-https": app_https,
     "backup-fresh": backup_fresh,
     "alerting-pipeline": alerting_pipeline,
     "postgres-refuses-plaintext": postgres_refuses_plaintext,

@@ -24,6 +24,7 @@ from lab.system import LabError, Progress, docker_ready, ensure_docker, is_root,
 from trustops import inventory
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+APP_DIR = PROJECT_DIR / "app"
 ROLES = inventory.ROLES
 S3_REGION = "eu-central-1"
 MOTO_VERSION = "5.2.5"
@@ -282,7 +283,7 @@ def _ensure_buckets(cfg: LabConfig) -> None:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
-def _write_inventory(cfg: LabConfig, subnet: str) -> dict:
+def _write_inventory(cfg: LabConfig, subnet: str, app_image: str) -> dict:
     hosts = []
     for role in ROLES:
         info = _inspect(cfg.container(role))
@@ -300,7 +301,8 @@ def _write_inventory(cfg: LabConfig, subnet: str) -> dict:
         extra_vars={"trustops_lab_name": cfg.name,
                     "trustops_lab_published": {r: cfg.ports(r) for r in ROLES},
                     "trustops_lab_s3_local_url": f"http://127.0.0.1:{cfg.s3_port}",
-                    "trustops_lab_state_dir": str(cfg.state_dir)},
+                    "trustops_lab_state_dir": str(cfg.state_dir),
+                    "trustops_lab_app_image": app_image},
     )
     inv = inventory.build(site, hosts)
     tmp = cfg.inventory_file.with_suffix(".tmp")
@@ -343,6 +345,8 @@ def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
         host_image = images.build("host", base, progress)
         s3_image = images.build("s3", base, progress, build_args={"MOTO_VERSION": MOTO_VERSION},
                                 prepare=images.moto_wheelhouse(MOTO_VERSION, progress))
+        app_image = images.build("app", base, progress, context=APP_DIR,
+                                 prepare=images.wheelhouse(APP_DIR / "requirements.txt", progress))
         subnet = _ensure_network(cfg, progress)
         _container_firewall_logs(progress)
         pubkey = _generate_key(cfg.key_file)
@@ -361,7 +365,7 @@ def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
         if not wait_tcp("127.0.0.1", cfg.s3_port, 60):
             raise LabError(f"S3 endpoint {cfg.container('s3')} not reachable on 127.0.0.1:{cfg.s3_port}")
         _retry(lambda: _ensure_buckets(cfg), what="creating the lab's S3 buckets")
-        inv = _write_inventory(cfg, subnet)
+        inv = _write_inventory(cfg, subnet, app_image)
         progress.step(f"lab {cfg.name!r} is up; inventory: {cfg.inventory_file}")
         return inv
 

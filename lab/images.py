@@ -62,15 +62,17 @@ def base_image(progress: Progress) -> str:
     return BASE_TAG
 
 
-def build(name: str, base: str, progress: Progress, build_args: dict[str, str] | None = None, prepare=None) -> str:
-    """Build images/<name>/Dockerfile from `base` unless an image with the same inputs exists.
-    `prepare(context_dir)` adds generated files (a wheelhouse) to a copy of the context first."""
-    context = IMAGES_DIR / name
+def build(name: str, base: str, progress: Progress, build_args: dict[str, str] | None = None, prepare=None,
+          context: Path | None = None) -> str:
+    """Build <context>/Dockerfile (default lab/images/<name>/) from `base` unless an image with the
+    same inputs exists. `prepare(context_dir)` adds generated files (a wheelhouse) to a copy of the
+    context first."""
+    context = context or IMAGES_DIR / name
     digest = hashlib.sha256()
     digest.update(image_id(base).encode())
-    for path in sorted(context.iterdir()):
-        if path.is_file():
-            digest.update(path.name.encode() + path.read_bytes())
+    for path in sorted(context.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(context)).encode() + path.read_bytes())
     for k, v in sorted((build_args or {}).items()):
         digest.update(f"{k}={v}".encode())
     tag = f"trustops-lab/{name}:{digest.hexdigest()[:12]}"
@@ -97,6 +99,19 @@ def _docker_build(name: str, base: str, tag: str, context: Path,
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise LabError(f"building {name} image failed: {tail}; check the network to Debian's mirror / PyPI")
     return tag
+
+
+def wheelhouse(requirements: Path, progress: Progress):
+    """A `prepare` step: download the wheels of a requirements file here (pip reaches PyPI with
+    this machine's trust store) into the build context's wheels/."""
+    def prepare(context: Path) -> None:
+        progress.step(f"downloading the wheels of {requirements.name} for the {context.name} image")
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
+                               "-d", str(context / "wheels"), "-r", str(requirements)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LabError(f"downloading wheels failed: {proc.stderr.strip().splitlines()[-1:]}; check the network to PyPI")
+    return prepare
 
 
 def moto_wheelhouse(version: str, progress: Progress):

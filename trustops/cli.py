@@ -80,6 +80,8 @@ def _print_reach(cfg: environment.LabConfig) -> None:
         port = cfg.ports(role)[22]
         print(f"  {role:4} ssh -i {cfg.key_file} -o UserKnownHostsFile={cfg.known_hosts} -p {port} deploy@127.0.0.1")
     print(f"  s3   http://127.0.0.1:{cfg.s3_port}  (credentials: {cfg.s3_credentials_file})")
+    print(f"  app  https://127.0.0.1:{cfg.ports('app')[443]}/login/  (trust {cfg.state_dir / 'pki' / 'ca.crt'}; "
+          f"http://127.0.0.1:{cfg.ports('app')[80]} redirects)")
     ops = cfg.ports("ops")
     print(f"  prometheus   http://127.0.0.1:{ops[9090]}   alertmanager http://127.0.0.1:{ops[9093]}"
           "   (after the converge; test the paging path: .venv/bin/trustops drill attack)")

@@ -20,8 +20,9 @@ def env(name: str, default: str | None = None) -> str:
 
 DEBUG = env("BENEFITS_DEBUG", "false").lower() == "true"
 SECRET_KEY = env("BENEFITS_SECRET_KEY")
-ALLOWED_HOSTS = [h for h in env("BENEFITS_ALLOWED_HOSTS", "").split(",") if h]
-CSRF_TRUSTED_ORIGINS = [f"https://{h}" for h in ALLOWED_HOSTS]
+ALLOWED_HOSTS = [h for h in env("BENEFITS_ALLOWED_HOSTS", "").split(",") if h] + ["127.0.0.1"]  # + the healthcheck
+CSRF_TRUSTED_ORIGINS = [o for o in env("BENEFITS_CSRF_TRUSTED_ORIGINS", "").split(",") if o] or \
+    [f"https://{h}" for h in ALLOWED_HOSTS]
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -66,7 +67,9 @@ DATABASES = {"default": {
     "USER": env("BENEFITS_DB_USER", "benefits_app"),
     "PASSWORD": env("BENEFITS_DB_PASSWORD"),
     "OPTIONS": {"sslmode": env("BENEFITS_DB_SSLMODE", "verify-full"),
-                "sslrootcert": env("BENEFITS_DB_SSLROOTCERT", "/etc/trustops/postgres-ca.crt")},
+                "sslrootcert": env("BENEFITS_DB_SSLROOTCERT", "/etc/trustops/postgres-ca.crt"),
+                # the app's own schema (the platform grants nothing in public)
+                "options": f"-c search_path={env('BENEFITS_DB_SCHEMA', 'benefits')}"},
     "CONN_MAX_AGE": 60,
 }}
 if DATABASES["default"]["OPTIONS"]["sslmode"] != "verify-full" and not DEBUG:

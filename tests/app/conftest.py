@@ -22,6 +22,9 @@ def django_app(tmp_path_factory):
     with psycopg.connect(pg.dsn() + f" sslmode=verify-full sslrootcert={pg.ca_file}", autocommit=True) as c:
         c.execute(f"create role benefits_app login password '{app_password}'")
         c.execute("create database benefits owner benefits_app")
+    dsn = pg.dsn(user="benefits_app", password=app_password).replace("dbname=postgres", "dbname=benefits")
+    with psycopg.connect(dsn + f" sslmode=verify-full sslrootcert={pg.ca_file}", autocommit=True) as c:
+        c.execute("create schema benefits authorization benefits_app")
     keys = tmp_path_factory.mktemp("field-keys")
     sys.path.insert(0, str(APP))
     from benefits.crypto import FileKeyProvider

@@ -1,0 +1,74 @@
+"""The benefits app as deployed by site.yml on the test lab: over HTTPS on a 127.0.0.1 port with the
+lab CA, HTTP redirected, HSTS and cookie flags in place, health not public, and sslscan finding no
+protocol older than TLS 1.2 and no cipher without forward secrecy or AEAD."""
+from __future__ import annotations
+
+import http.client
+import ssl
+
+import pytest
+
+
+def https(lab_config, path: str, ctx: ssl.SSLContext | None = None) -> http.client.HTTPResponse:
+    ctx = ctx or ssl.create_default_context(cafile=str(lab_config.state_dir / "pki" / "ca.crt"))
+    conn = http.client.HTTPSConnection("127.0.0.1", lab_config.ports("app")[443], context=ctx, timeout=20)
+    conn.request("GET", path)
+    return conn.getresponse()
+
+
+def test_the_app_answers_over_https_with_the_lab_ca(lab, lab_config, converged):
+    r = https(lab_config, "/login/")
+    body = r.read().decode()
+    assert r.status == 200 and "Sign in" in body
+    assert r.getheader("Strict-Transport-Security").startswith("max-age=63072000")
+    cookies = r.headers.get_all("Set-Cookie")
+    csrf = next(c for c in cookies if c.startswith("csrftoken="))
+    assert "Secure" in csrf and "HttpOnly" in csrf and "SameSite=Strict" in csrf
+    assert r.getheader("Server") == "nginx"          # server_tokens off: no version
+
+
+def test_http_redirects_and_health_is_not_public(lab, lab_config, converged):
+    conn = http.client.HTTPConnection("127.0.0.1", lab_config.ports("app")[80], timeout=20)
+    conn.request("GET", "/login/")
+    r = conn.getresponse()
+    assert r.status == 301 and r.getheader("Location").startswith("https://")
+    assert https(lab_config, "/healthz").status == 403
+
+
+def test_staff_pages_need_a_login(lab, lab_config, converged):
+    r = https(lab_config, "/hr/employees/")
+    assert r.status == 302 and r.getheader("Location").startswith("/login/")
+
+
+def test_tls_scan_finds_nothing_weak(lab, lab_config, converged):
+    """sslscan (Debian's) against the front: only TLS 1.2 and 1.3 are enabled, and every accepted
+    cipher has forward secrecy (ECDHE, or TLS 1.3) and is AEAD (GCM or ChaCha20-Poly1305)."""
+    import shutil
+    import subprocess
+    import xml.etree.ElementTree as ET
+
+    tool = shutil.which("sslscan")
+    assert tool, "sslscan missing: `make test` installs Debian's sslscan"
+    out = subprocess.run([tool, "--xml=-", "--no-colour", f"127.0.0.1:{lab_config.ports('app')[443]}"],
+                         capture_output=True, text=True, timeout=300).stdout
+    root = ET.fromstring(out[out.index("<?xml"):])
+    enabled = {p.get("type") + p.get("version") for p in root.iter("protocol") if p.get("enabled") == "1"}
+    assert enabled == {"tls1.2", "tls1.3"}, enabled
+    accepted = [(c.get("sslversion"), c.get("cipher")) for c in root.iter("cipher")
+                if c.get("status") in ("accepted", "preferred")]
+    assert accepted
+    for version, cipher in accepted:
+        if version == "TLSv1.3":
+            assert cipher in ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
+        else:
+            assert version == "TLSv1.2" and cipher.startswith("ECDHE-") and ("GCM" in cipher or "CHACHA20" in cipher), \
+                (version, cipher)
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_old_protocols_are_refused(lab, lab_config, converged, version):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = version
+    with pytest.raises((ssl.SSLError, ConnectionResetError)):
+        https(lab_config, "/", ctx)
