@@ -58,6 +58,13 @@ class Target:
             raise ProbeError(f"{host}: `{command}` exit {proc.returncode}: {proc.stderr.strip()[-200:]}")
         return proc
 
+    def python_json(self, host: str, script: str) -> tuple[dict | None, str]:
+        """Runs a Python one-liner on the host (its own python3) that prints JSON: (data, error)."""
+        p = self.ssh(host, f"python3 -c \"{script}\"")
+        if p.returncode != 0:
+            return None, p.stderr.strip()[-200:]
+        return json.loads(p.stdout), p.stdout.strip()
+
     def s3(self):
         """A boto3 S3 client: the lab's endpoint and generated keys, or the AWS default chain."""
         import boto3
@@ -222,12 +229,11 @@ def alerting_pipeline(t: Target) -> Result:
                   "print(json.dumps({'targets': [[x['labels']['job'], x['labels'].get('host'), x['health']] "
                   "for x in g('targets')['activeTargets']], 'rules': [r['name'] for r in g('rules')['groups']], "
                   "'alertmanagers': len(g('alertmanagers')['activeAlertmanagers'])}))")
-        p = t.ssh(host, f"python3 -c \"{script}\"")
-        if p.returncode != 0:
-            problems.append(f"{host}: Prometheus does not answer: {p.stderr.strip()[-160:]}")
+        data, text = t.python_json(host, script)
+        if data is None:
+            problems.append(f"{host}: Prometheus does not answer: {text}")
             continue
-        data = json.loads(p.stdout)
-        out.append(f"{host}: {p.stdout.strip()}")
+        out.append(f"{host}: {text}")
         problems += [f"{host}: target {job}/{h} is {health}" for job, h, health in data["targets"] if health != "up"]
         jobs = {job for job, _, _ in data["targets"]}
         problems += [f"{host}: nothing scraped for job {j}" for j in ("node", "trustops-monitor") if j not in jobs]
@@ -256,12 +262,11 @@ def app_https(t: Target) -> Result:
                   "print(json.dumps({'status':r.status,'hsts':r.getheader('Strict-Transport-Security'),"
                   "'cookies':r.headers.get_all('Set-Cookie') or [],'http':q.status,'location':q.getheader('Location'),"
                   "'health':h.getresponse().status}))")
-        p = t.ssh(host, f"python3 -c \"{script}\"")
-        if p.returncode != 0:
-            problems.append(f"{host}: the front does not answer over HTTPS: {p.stderr.strip()[-200:]}")
+        d, text = t.python_json(host, script)
+        if d is None:
+            problems.append(f"{host}: the front does not answer over HTTPS: {text}")
             continue
-        d = json.loads(p.stdout)
-        out.append(f"{host}: {p.stdout.strip()}")
+        out.append(f"{host}: {text}")
         if d["status"] != 200:
             problems.append(f"{host}: /login/ answered {d['status']}")
         if not (d["hsts"] or "").startswith("max-age=") or int(d["hsts"].split("=")[1].split(";")[0]) < 31536000:
