@@ -154,3 +154,11 @@ def test_no_secrets_finds_a_committed_key(tmp_path):
     subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
     problems, _ = properties.no_secrets(tmp_path)
     assert any(p.startswith("settings.py:1: AWS Access Key") for p in problems), problems
+
+
+def test_the_repository_itself_has_no_secrets():
+    from controls import properties
+
+    problems, _ = properties.no_secrets()
+    assert problems == [], "detect-secrets findings (a real secret, or a reviewed false positive for "\
+                           "controls/secrets-allowlist.yaml): " + "; ".join(problems)
