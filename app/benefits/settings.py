@@ -42,6 +42,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "core.middleware.StaffMustUseMFA",
+    "core.errors.ReportErrors",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -119,3 +120,18 @@ STATIC_URL = "/static/"
 LOGGING = {"version": 1, "disable_existing_loggers": False,
            "handlers": {"console": {"class": "logging.StreamHandler"}},
            "root": {"handlers": ["console"], "level": "INFO"}}
+
+# Receipts: S3 with SSE-S3 (HOST-02), the lab's endpoint in the lab; uploads stay in memory (never
+# on local disk) and are limited to 10 MB.
+RECEIPTS_BUCKET = env("BENEFITS_RECEIPTS_BUCKET", "")
+S3_ENDPOINT_URL = env("BENEFITS_S3_ENDPOINT_URL", "")
+S3_REGION = env("BENEFITS_S3_REGION", "eu-central-1")
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# AI (optional, per company): Anthropic only when a key is set; otherwise the local provider.
+ANTHROPIC_API_KEY = env("BENEFITS_ANTHROPIC_API_KEY", "")
+
+# Error reporting (OPS-04): PostHog only when a project key is set; pseudonymous, no personal data.
+POSTHOG_API_KEY = env("BENEFITS_POSTHOG_API_KEY", "")
+POSTHOG_HOST = env("BENEFITS_POSTHOG_HOST", "https://eu.i.posthog.com")

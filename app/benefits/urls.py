@@ -1,7 +1,8 @@
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import path
 
-from core import views
+from core import expenses, views
 
 urlpatterns = [
     path("healthz", views.healthz),
@@ -10,6 +11,12 @@ urlpatterns = [
     path("mfa/", views.mfa, name="mfa"),
     path("hr/employees/", views.hr_employees, name="hr-employees"),
     path("me/export.json", views.my_export, name="my-export"),
+    path("expenses/", login_required(expenses.my_expenses), name="my-expenses"),
+    path("expenses/<int:pk>/resubmit", login_required(expenses.resubmit), name="resubmit"),
+    path("expenses/<int:pk>/receipt", login_required(expenses.receipt), name="receipt"),
+    path("hr/expenses/", login_required(expenses.hr_expenses), name="hr-expenses"),
+    path("hr/expenses/<int:pk>/decide", login_required(expenses.hr_decide), name="hr-decide"),
+    path("settings/ai/", login_required(expenses.ai_settings), name="ai-settings"),
     path("privacy/", views.privacy, name="privacy"),
     path("subprocessors/", views.subprocessors, name="subprocessors"),
 ]

@@ -55,3 +55,35 @@ def audit(request, action: str, target: str = "", **detail) -> AuditEvent:
     user = request.user if request.user.is_authenticated else None
     company = getattr(getattr(user, "employee", None), "company", None) if user else None
     return AuditEvent.objects.create(actor=user, company=company, action=action, target=target, detail=detail)
+
+
+class ExpenseReport(models.Model):
+    """A wellness expense with its receipt (in S3, SSE-S3). Decisions are HR's, or the AI's when
+    the company enabled it and the model is at least 85 % confident; HR can revert any of them."""
+    CATEGORIES = [("gym", "Gym and fitness"), ("sports", "Sports equipment"),
+                  ("physio", "Massage and physiotherapy"), ("mental", "Mental health")]
+    SUBMITTED, NEEDS_REVIEW, APPROVED, DECLINED = "submitted", "needs_review", "approved", "declined"
+    STATUSES = [(SUBMITTED, "Submitted"), (NEEDS_REVIEW, "Needs human review"), (APPROVED, "Approved"),
+                (DECLINED, "Declined")]
+
+    employee = models.ForeignKey(Employee, on_delete=models.PROTECT, related_name="expenses")
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    spent_on = models.DateField()
+    category = models.CharField(max_length=16, choices=CATEGORIES)
+    receipt_key = models.CharField(max_length=300)
+    status = models.CharField(max_length=16, choices=STATUSES, default=SUBMITTED)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_source = models.CharField(max_length=8, blank=True, default="")   # human | ai
+    ai_confidence = models.FloatField(null=True, blank=True)
+    ai_reasoning = models.TextField(blank=True, default="")
+    ai_scan = models.JSONField(default=dict, blank=True)   # vendor, date, total, VAT read from the receipt
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Notification(models.Model):
+    employee = models.ForeignKey(Employee, on_delete=models.CASCADE, related_name="notifications")
+    message = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read = models.BooleanField(default=False)

@@ -173,3 +173,34 @@ def test_app_pins_match_the_tested_ones():
               for d in meta["dependencies"] + meta["optional-dependencies"]["test"]}
     for name in ("django", "django-otp", "psycopg[binary]"):
         assert pins[name] == tested[name], name
+
+
+def test_errors_reach_posthog_pseudonymously_and_only_when_configured(django_app, monkeypatch):
+    from django.test import Client
+    from django.urls import path
+
+    from benefits import urls
+    from core import errors
+
+    captured = []
+    fake = type("PostHog", (), {"capture": lambda self, **kw: captured.append(kw)})()
+
+    def boom(request, pk):
+        raise RuntimeError("kaboom")
+    monkeypatch.setattr(urls, "urlpatterns", urls.urlpatterns + [path("boom/<int:pk>", boom)])
+    from django.urls import clear_url_caches
+    clear_url_caches()
+    emp, pw = make("Errors Ltd")
+    c = Client(HTTP_HOST=HOST, raise_request_exception=False)
+    assert c.login(username=emp.user.username, password=pw)
+    monkeypatch.setattr(errors, "client", lambda: None)          # not configured: nothing is sent
+    assert c.get("/boom/42?email=x", secure=True).status_code == 500 and captured == []
+    monkeypatch.setattr(errors, "client", lambda: fake)
+    assert c.get("/boom/42?email=x", secure=True).status_code == 500
+    (sent,) = captured
+    assert sent["properties"] == {"$exception_type": "RuntimeError", "route": "boom/<int:pk>", "method": "GET"}
+    assert set(sent) == {"distinct_id", "event", "properties"}     # the id in the path and the query stay out
+    assert sent["distinct_id"].startswith("u_") and len(sent["distinct_id"]) == 26
+    for personal in (emp.full_name, emp.user.email, emp.user.username):
+        assert personal not in sent["distinct_id"]
+    clear_url_caches()

@@ -1,0 +1,116 @@
+"""AI receipt scanning and expense evaluation, optional and off by default per company.
+
+Data minimisation is enforced here, in the one place a request to a model is built: a provider
+receives the receipt image and the benefit category names, nothing else (no names, emails,
+amounts typed by the employee, or ids). `minimised_request` builds that request and checks it;
+every provider sends only what it returns. A decision below CONFIDENCE_FLOOR goes to a human.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+CONFIDENCE_FLOOR = 0.85
+
+
+@dataclass(frozen=True)
+class ReceiptScan:
+    vendor: str
+    date: str
+    amount: Decimal | None
+    vat: Decimal | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    decision: str          # approve | decline
+    confidence: float      # 0..1
+    reasoning: str
+    category: str          # the category the model thinks the receipt is
+
+
+def minimised_request(image: bytes, categories: list[str]) -> dict:
+    """The only data a model ever sees: the image and the category names."""
+    if not isinstance(image, (bytes, bytearray)) or not image:
+        raise ValueError("a receipt image is required")
+    if not all(isinstance(c, str) and len(c) < 100 for c in categories):
+        raise ValueError("categories must be short names")
+    return {"image": bytes(image), "categories": list(categories)}
+
+
+class LocalProvider:
+    """Deterministic stand-in for the lab and tests. Reads receipts written as text lines
+    ("Vendor: ...", "Date: ...", "Total: ...", "VAT: ...", "Category: ..."); anything it cannot
+    read gets low confidence, so a human decides."""
+
+    name = "local"
+
+    def _fields(self, request: dict) -> dict[str, str]:
+        text = request["image"].decode("utf-8", "replace")
+        return {k.lower(): v.strip() for k, v in re.findall(r"^(\w+):\s*(.+)$", text, re.M)}
+
+    def scan_receipt(self, request: dict) -> ReceiptScan:
+        f = self._fields(request)
+
+        def money(v: str | None) -> Decimal | None:
+            try:
+                return Decimal(v.replace(",", ".")) if v else None
+            except InvalidOperation:
+                return None
+        return ReceiptScan(f.get("vendor", ""), f.get("date", ""), money(f.get("total")), money(f.get("vat")))
+
+    def evaluate(self, request: dict) -> Evaluation:
+        f = self._fields(request)
+        category = f.get("category", "")
+        if not f.get("total") or not f.get("vendor"):
+            return Evaluation("decline", 0.4, "The receipt is not readable enough to decide.", category)
+        if category in request["categories"]:
+            return Evaluation("approve", 0.93, f"A {category} receipt from {f['vendor']}.", category)
+        return Evaluation("decline", 0.9, f"{f['vendor']} is not in a wellness category.", category)
+
+
+class AnthropicProvider:
+    """Claude through the anthropic SDK; used only when the company enabled AI and a key is set."""
+
+    name = "anthropic"
+    MODEL = "claude-sonnet-4-5"
+
+    def __init__(self, client) -> None:
+        self.client = client          # anthropic.Anthropic(api_key=...) or a test double
+
+    @classmethod
+    def from_key(cls, api_key: str) -> "AnthropicProvider":
+        import anthropic
+        return cls(anthropic.Anthropic(api_key=api_key))
+
+    def _ask(self, request: dict, instruction: str) -> dict:
+        message = self.client.messages.create(model=self.MODEL, max_tokens=400, messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
+                                         "data": base64.b64encode(request["image"]).decode()}},
+            {"type": "text", "text": instruction + "\nBenefit categories: " + ", ".join(request["categories"])
+             + "\nAnswer with one JSON object only."}]}])
+        return json.loads(message.content[0].text)
+
+    def scan_receipt(self, request: dict) -> ReceiptScan:
+        d = self._ask(request, "Read this receipt: vendor, date (YYYY-MM-DD), total amount, VAT amount, as JSON "
+                               "keys vendor, date, total, vat.")
+        return ReceiptScan(str(d.get("vendor", "")), str(d.get("date", "")),
+                           Decimal(str(d["total"])) if d.get("total") is not None else None,
+                           Decimal(str(d["vat"])) if d.get("vat") is not None else None)
+
+    def evaluate(self, request: dict) -> Evaluation:
+        d = self._ask(request, "Is this receipt a wellness expense in one of the categories? JSON keys: decision "
+                               "(approve or decline), confidence (0 to 1), reasoning (one sentence), category.")
+        decision = d.get("decision") if d.get("decision") in ("approve", "decline") else "decline"
+        return Evaluation(decision, max(0.0, min(1.0, float(d.get("confidence", 0)))), str(d.get("reasoning", ""))[:500],
+                          str(d.get("category", "")))
+
+
+def provider():
+    """Anthropic when a key is configured, else the local provider."""
+    from django.conf import settings
+    key = getattr(settings, "ANTHROPIC_API_KEY", "")
+    return AnthropicProvider.from_key(key) if key else LocalProvider()
