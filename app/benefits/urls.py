@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import path
 
-from core import expenses, views
+from core import expenses, privacy, views
 
 urlpatterns = [
     path("healthz", views.healthz),
@@ -17,6 +17,9 @@ urlpatterns = [
     path("hr/expenses/", login_required(expenses.hr_expenses), name="hr-expenses"),
     path("hr/expenses/<int:pk>/decide", login_required(expenses.hr_decide), name="hr-decide"),
     path("settings/ai/", login_required(expenses.ai_settings), name="ai-settings"),
+    path("me/requests/", login_required(privacy.my_requests), name="my-requests"),
+    path("hr/requests/", login_required(privacy.hr_requests), name="hr-requests"),
+    path("hr/requests/<int:pk>/close", login_required(privacy.hr_close), name="hr-close-request"),
     path("privacy/", views.privacy, name="privacy"),
     path("subprocessors/", views.subprocessors, name="subprocessors"),
 ]

@@ -87,3 +87,26 @@ class Notification(models.Model):
     message = models.CharField(max_length=500)
     created_at = models.DateTimeField(auto_now_add=True)
     read = models.BooleanField(default=False)
+
+
+class DataSubjectRequest(models.Model):
+    """A request under GDPR Arts. 15-20, answered within 30 days of receipt (DSR-01)."""
+    ACCESS, CORRECTION, DELETION, PORTABILITY = "access", "correction", "deletion", "portability"
+    KINDS = [(ACCESS, "Access"), (CORRECTION, "Correction"), (DELETION, "Deletion"), (PORTABILITY, "Portability")]
+    OPEN, DONE, REFUSED = "open", "done", "refused"
+    DEADLINE_DAYS = 30
+
+    employee = models.ForeignKey(Employee, on_delete=models.PROTECT, related_name="requests")
+    kind = models.CharField(max_length=16, choices=KINDS)
+    details = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=8, default=OPEN)
+    received_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    resolution = models.TextField(blank=True, default="")
+
+    @property
+    def due_at(self):
+        import datetime as dt
+        return self.received_at + dt.timedelta(days=self.DEADLINE_DAYS)

@@ -22,3 +22,7 @@ def put(company_id: int, content: bytes, content_type: str) -> str:
 
 def get(key: str) -> bytes:
     return _client().get_object(Bucket=settings.RECEIPTS_BUCKET, Key=key)["Body"].read()
+
+
+def delete(key: str) -> None:
+    _client().delete_object(Bucket=settings.RECEIPTS_BUCKET, Key=key)
