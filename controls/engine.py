@@ -141,6 +141,12 @@ def run_manual(check: Check, ctx: "Context") -> Outcome:
                    f"read {check.target}")
 
 
+def _from_problems(problems: list[str], output: str, holds: str, ran: str) -> Outcome:
+    """A property's or probe's (problems, output): it holds when there are no problems."""
+    summary = holds if not problems else f"{len(problems)} problem(s): {problems[0]}"
+    return Outcome(not problems, summary, output + "\n".join(problems), ran)
+
+
 def run_code(check: Check, ctx: "Context") -> Outcome:
     from controls import properties
 
@@ -148,8 +154,7 @@ def run_code(check: Check, ctx: "Context") -> Outcome:
     if fn is None:
         return Outcome(False, f"no code property named {check.target}", "", check.target)
     problems, output = fn()
-    summary = "holds" if not problems else f"{len(problems)} problem(s): {problems[0]}"
-    return Outcome(not problems, summary, output + "\n".join(problems), f"property {check.target}")
+    return _from_problems(problems, output, "holds", f"property {check.target}")
 
 
 def run_probe(check: Check, ctx: "Context") -> Outcome:
@@ -165,8 +170,7 @@ def run_probe(check: Check, ctx: "Context") -> Outcome:
         problems, output = fn(probes.Target(ctx.inventory))
     except probes.ProbeError as exc:
         return Outcome(False, f"could not probe: {exc}", "", f"probe {check.target}")
-    summary = "as promised" if not problems else f"{len(problems)} problem(s): {problems[0]}"
-    return Outcome(not problems, summary, output + "\n".join(problems), f"probe {check.target}")
+    return _from_problems(problems, output, "as promised", f"probe {check.target}")
 
 
 def run_policies(checks: list[Check], ctx: "Context") -> dict[str, Outcome]:

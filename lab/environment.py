@@ -344,9 +344,11 @@ def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
         base = images.base_image(progress)
         host_image = images.build("host", base, progress)
         s3_image = images.build("s3", base, progress, build_args={"MOTO_VERSION": MOTO_VERSION},
-                                prepare=images.moto_wheelhouse(MOTO_VERSION, progress))
+                                prepare=images.wheelhouse(f"moto {MOTO_VERSION} (S3 image)",
+                                                          [f"moto[server]=={MOTO_VERSION}"], progress))
         app_image = images.build("app", base, progress, context=APP_DIR,
-                                 prepare=images.wheelhouse(APP_DIR / "requirements.txt", progress))
+                                 prepare=images.wheelhouse("app/requirements.txt (app image)",
+                                                           ["-r", str(APP_DIR / "requirements.txt")], progress))
         subnet = _ensure_network(cfg, progress)
         _container_firewall_logs(progress)
         pubkey = _generate_key(cfg.key_file)

@@ -101,28 +101,16 @@ def _docker_build(name: str, base: str, tag: str, context: Path,
     return tag
 
 
-def wheelhouse(requirements: Path, progress: Progress):
-    """A `prepare` step: download the wheels of a requirements file here (pip reaches PyPI with
-    this machine's trust store) into the build context's wheels/."""
+def wheelhouse(what: str, requirements: list[str], progress: Progress):
+    """A `prepare` step: download the wheels of `requirements` (pip arguments: specifiers, or
+    `-r file`) here, where pip reaches PyPI with this machine's trust store, into the build
+    context's wheels/."""
     def prepare(context: Path) -> None:
-        progress.step(f"downloading the wheels of {requirements.name} for the {context.name} image")
+        progress.step(f"downloading the wheels of {what}")
         proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
-                               "-d", str(context / "wheels"), "-r", str(requirements)],
+                               "-d", str(context / "wheels"), *requirements],
                               capture_output=True, text=True)
         if proc.returncode != 0:
-            raise LabError(f"downloading wheels failed: {proc.stderr.strip().splitlines()[-1:]}; check the network to PyPI")
-    return prepare
-
-
-def moto_wheelhouse(version: str, progress: Progress):
-    """A `prepare` step: download moto's wheels here, where pip reaches PyPI with this machine's
-    trust store, into the build context's wheels/."""
-    def prepare(context: Path) -> None:
-        progress.step(f"downloading moto {version} wheels for the S3 image")
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
-                               "-d", str(context / "wheels"), f"moto[server]=={version}"],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise LabError(f"downloading moto wheels failed: {proc.stderr.strip().splitlines()[-1:]}; "
+            raise LabError(f"downloading the wheels of {what} failed: {proc.stderr.strip().splitlines()[-1:]}; "
                            f"check the network to PyPI")
     return prepare

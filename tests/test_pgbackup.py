@@ -46,7 +46,8 @@ def test_list_marks_incomplete_backups_and_sorts_newest_first(s3, tmp_path):
 
 
 def test_prune_deletes_every_version_past_retention_and_keeps_the_rest(s3, tmp_path, monkeypatch, capsys):
-    old, new = put(s3, 8), put(s3, 6)
+    put(s3, 8)   # past the 7 days
+    new = put(s3, 6)
     monkeypatch.setitem(pgbackup["cmd_prune"].__globals__, "s3_client", lambda c: s3)
     assert pgbackup["cmd_prune"](cfg(tmp_path)) == 0
     remaining = s3.list_object_versions(Bucket="trustops-backups", Prefix="postgres/")

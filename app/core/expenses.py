@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from core import ai, receipts
 from core.models import Employee, ExpenseReport, Notification, audit
-from core.views import _employee
+from core.views import _employee, _staff
 
 CATEGORY_NAMES = [label for _, label in ExpenseReport.CATEGORIES]
 
@@ -122,9 +122,7 @@ def receipt(request, pk: int):
 
 
 def hr_expenses(request):
-    me = _employee(request)
-    if not me.is_staff_role:
-        raise PermissionDenied
+    me = _staff(request)
     reports = ExpenseReport.objects.filter(employee__company=me.company).select_related("employee")
     return render(request, "core/hr_expenses.html", {"reports": reports.order_by("-created_at")})
 
@@ -132,9 +130,7 @@ def hr_expenses(request):
 @require_POST
 def hr_decide(request, pk: int):
     """HR approves or declines; on an AI decision this is the revert, and it is recorded as one."""
-    me = _employee(request)
-    if not me.is_staff_role:
-        raise PermissionDenied
+    me = _staff(request)
     report = get_object_or_404(ExpenseReport, pk=pk, employee__company=me.company)
     decision = request.POST.get("decision")
     if decision not in ("approve", "decline"):

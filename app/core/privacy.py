@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from core.models import AuditEvent, DataSubjectRequest, Employee, ExpenseReport, Notification, audit
-from core.views import _employee
+from core.views import _employee, _staff
 
 # Retention as code: what is kept how long, and why (reviewed with app/ropa.yaml each release).
 RETENTION = {
@@ -69,9 +68,7 @@ def my_requests(request):
 
 def hr_requests(request):
     """Open requests of HR's own company, soonest deadline first, with days left."""
-    me = _employee(request)
-    if not me.is_staff_role:
-        raise PermissionDenied
+    me = _staff(request)
     now = timezone.now()
     rows = [(r, (r.due_at - now).days) for r in DataSubjectRequest.objects.filter(
         employee__company=me.company, status=DataSubjectRequest.OPEN).select_related("employee")]
@@ -81,9 +78,7 @@ def hr_requests(request):
 
 @require_POST
 def hr_close(request, pk: int):
-    me = _employee(request)
-    if not me.is_staff_role:
-        raise PermissionDenied
+    me = _staff(request)
     r = get_object_or_404(DataSubjectRequest, pk=pk, employee__company=me.company, status=DataSubjectRequest.OPEN)
     outcome = request.POST.get("outcome")
     if outcome not in (DataSubjectRequest.DONE, DataSubjectRequest.REFUSED):

@@ -48,12 +48,18 @@ def _employee(request) -> Employee:
     return employee
 
 
-@login_required
-def hr_employees(request):
-    """HR's list of their own company's employees; no other company's, ever."""
+def _staff(request) -> Employee:
+    """The signed-in HR or admin employee; anyone else is refused."""
     me = _employee(request)
     if not me.is_staff_role:
         raise PermissionDenied
+    return me
+
+
+@login_required
+def hr_employees(request):
+    """HR's list of their own company's employees; no other company's, ever."""
+    me = _staff(request)
     people = Employee.objects.filter(company=me.company, anonymized_at__isnull=True).order_by("full_name")
     return render(request, "core/employees.html", {"people": people, "company": me.company})
 

@@ -7,7 +7,9 @@ import secrets
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
 
 APP = Path(__file__).resolve().parents[2] / "app"
 
@@ -41,3 +43,38 @@ def django_app(tmp_path_factory):
     from django.db import connections
     connections.close_all()
     pg.stop()
+
+
+# --- shared by the expense and privacy tests -------------------------------------------------
+
+@pytest.fixture
+def s3(django_app, monkeypatch, settings_override):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        c = boto3.client("s3", region_name="eu-central-1")
+        c.create_bucket(Bucket="benefits-receipts", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+        yield c
+
+
+@pytest.fixture
+def settings_override(django_app):
+    from django.conf import settings
+    old = settings.RECEIPTS_BUCKET
+    settings.RECEIPTS_BUCKET = "benefits-receipts"
+    yield
+    settings.RECEIPTS_BUCKET = old
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Records every request that reaches the AI provider (the local one underneath)."""
+    from core import ai
+    seen = []
+
+    class Spy(ai.LocalProvider):
+        def evaluate(self, request):
+            seen.append(request)
+            return super().evaluate(request)
+    monkeypatch.setattr(ai, "provider", lambda: Spy())
+    return seen

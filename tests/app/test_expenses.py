@@ -5,47 +5,12 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from tests.app.test_security import client, make, verify_mfa
 
 GOOD = b"Vendor: City Gym\nDate: 2026-11-01\nTotal: 45.00\nVAT: 9.00\nCategory: Gym and fitness\n"
 BLURRY = b"\x89PNG not a readable receipt"
-
-
-@pytest.fixture
-def s3(django_app, monkeypatch, settings_override):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        c = boto3.client("s3", region_name="eu-central-1")
-        c.create_bucket(Bucket="benefits-receipts", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
-        yield c
-
-
-@pytest.fixture
-def settings_override(django_app):
-    from django.conf import settings
-    old = settings.RECEIPTS_BUCKET
-    settings.RECEIPTS_BUCKET = "benefits-receipts"
-    yield
-    settings.RECEIPTS_BUCKET = old
-
-
-@pytest.fixture
-def spy(monkeypatch):
-    """Records every request that reaches the AI provider (the local one underneath)."""
-    from core import ai
-    seen = []
-
-    class Spy(ai.LocalProvider):
-        def evaluate(self, request):
-            seen.append(request)
-            return super().evaluate(request)
-    monkeypatch.setattr(ai, "provider", lambda: Spy())
-    return seen
 
 
 def submit(c, image: bytes, amount="45.00", category="gym"):

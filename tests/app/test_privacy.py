@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tests.app.test_expenses import GOOD, company_with_ai, s3, settings_override, spy, submit  # noqa: F401
+from tests.app.test_expenses import GOOD, company_with_ai, submit
 from tests.app.test_security import client, make, verify_mfa
 
 
@@ -26,7 +26,7 @@ def test_requests_reach_hr_with_their_deadline_and_stay_in_the_company(django_ap
     assert "my name is misspelled" not in o.get("/hr/requests/", secure=True).content.decode()
 
 
-def test_deletion_anonymizes_the_person_and_keeps_the_accounting_record(s3, spy):  # noqa: F811
+def test_deletion_anonymizes_the_person_and_keeps_the_accounting_record(s3, spy):
     from django.contrib.auth.models import User
 
     from core.models import AuditEvent, DataSubjectRequest, Employee, ExpenseReport
@@ -53,7 +53,7 @@ def test_deletion_anonymizes_the_person_and_keeps_the_accounting_record(s3, spy)
     assert req.status == "done" and req.handled_by == hr.user
 
 
-def test_retention_purges_what_is_past_its_period(s3, spy):  # noqa: F811
+def test_retention_purges_what_is_past_its_period(s3, spy):
     from django.core.management import call_command
     from django.utils import timezone
 
