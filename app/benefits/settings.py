@@ -8,6 +8,8 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from benefits.entra import oidc_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -31,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "mozilla_django_oidc",
     "core",
 ]
 
@@ -102,8 +105,18 @@ CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Strict"
 X_FRAME_OPTIONS = "DENY"
 
+# Staff sign-in through Microsoft Entra ID (AUTH-02), on when BENEFITS_OIDC_TENANT_ID is set
+# (benefits/entra.py); password sign-in stays for accounts Entra does not hold.
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+_oidc = oidc_settings(os.environ)
+globals().update(_oidc)
+OIDC_ENABLED = bool(_oidc)
+if OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("core.oidc.EntraIDBackend")
+
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 MFA_URL = "/mfa/"
 OTP_TOTP_ISSUER = "Benefits"
 

@@ -1,14 +1,15 @@
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.urls import path
+from django.urls import include, path
 
 from core import expenses, privacy, views
 
 urlpatterns = [
     path("healthz", views.healthz),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", views.Login.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("mfa/", views.mfa, name="mfa"),
+    path("oidc/", include(views.oidc_urls())),
     path("hr/employees/", views.hr_employees, name="hr-employees"),
     path("me/export.json", views.my_export, name="my-export"),
     path("expenses/", login_required(expenses.my_expenses), name="my-expenses"),

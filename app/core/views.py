@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import path
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
@@ -16,6 +19,29 @@ from core.models import Employee, audit
 
 def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
+
+
+class Login(LoginView):
+    """Password sign-in, with the Entra ID button when OIDC is configured."""
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "oidc_enabled": settings.OIDC_ENABLED,
+                "sso_failed": self.request.GET.get("sso") == "failed"}
+
+
+def oidc_urls() -> list:
+    """mozilla-django-oidc's sign-in and callback views, answering 404 while OIDC is off."""
+    from mozilla_django_oidc import views as oidc
+
+    def when_enabled(view):
+        def wrapped(request, *args, **kwargs):
+            if not settings.OIDC_ENABLED:
+                raise Http404("Entra ID sign-in is not configured")
+            return view(request, *args, **kwargs)
+        return wrapped
+    return [path("authenticate/", when_enabled(oidc.OIDCAuthenticationRequestView.as_view()),
+                 name="oidc_authentication_init"),
+            path("callback/", when_enabled(oidc.OIDCAuthenticationCallbackView.as_view()),
+                 name="oidc_authentication_callback")]
 
 
 @login_required

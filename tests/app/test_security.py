@@ -171,7 +171,7 @@ def test_app_pins_match_the_tested_ones():
     meta = tomllib.loads((APP.parent / "pyproject.toml").read_text())["project"]
     tested = {d.split("==")[0].lower(): d.split("==")[1].split()[0]
               for d in meta["dependencies"] + meta["optional-dependencies"]["test"]}
-    for name in ("django", "django-otp", "psycopg[binary]"):
+    for name in ("django", "django-otp", "mozilla-django-oidc", "psycopg[binary]"):
         assert pins[name] == tested[name], name
 
 
