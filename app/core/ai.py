@@ -1,8 +1,9 @@
 """AI receipt scanning and expense evaluation, optional and off by default per company.
 
 Data minimisation is enforced here, in the one place a request to a model is built: a provider
-receives the receipt image and the benefit category names, nothing else (no names, emails,
-amounts typed by the employee, or ids). `minimised_request` builds that request and checks it;
+receives the receipt image and the benefit category names, and for evaluation the company's own
+expense policy text (AI-02: the AI may read company policy documents), nothing else (no names,
+emails, amounts typed by the employee, or ids). `minimised_request` builds that request and checks it;
 every provider sends only what it returns. A decision below CONFIDENCE_FLOOR goes to a human.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 CONFIDENCE_FLOOR = 0.85
+POLICY_MAX_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -32,13 +34,25 @@ class Evaluation:
     category: str          # the category the model thinks the receipt is
 
 
-def minimised_request(image: bytes, categories: list[str]) -> dict:
-    """The only data a model ever sees: the image and the category names."""
+def minimised_request(image: bytes, categories: list[str], policy: str = "") -> dict:
+    """The only data a model ever sees: the image, the category names and the company's policy."""
     if not isinstance(image, (bytes, bytearray)) or not image:
         raise ValueError("a receipt image is required")
     if not all(isinstance(c, str) and len(c) < 100 for c in categories):
         raise ValueError("categories must be short names")
-    return {"image": bytes(image), "categories": list(categories)}
+    if not isinstance(policy, str) or len(policy) > POLICY_MAX_CHARS:
+        raise ValueError(f"the policy must be text of at most {POLICY_MAX_CHARS} characters")
+    request = {"image": bytes(image), "categories": list(categories)}
+    if policy.strip():
+        request["policy"] = policy.strip()
+    return request
+
+
+def excluded_by_policy(policy: str) -> set[str]:
+    """Categories a policy excludes in so many words ("Not reimbursed: Gym and fitness"), the rule
+    the local provider applies; a real model reads the whole text."""
+    return {c.strip() for line in re.findall(r"^\s*not reimbursed:\s*(.+)$", policy, re.I | re.M)
+            for c in line.split(",")}
 
 
 class LocalProvider:
@@ -67,6 +81,8 @@ class LocalProvider:
         category = f.get("category", "")
         if not f.get("total") or not f.get("vendor"):
             return Evaluation("decline", 0.4, "The receipt is not readable enough to decide.", category)
+        if category in excluded_by_policy(request.get("policy", "")):
+            return Evaluation("decline", 0.92, f"The company's policy does not reimburse {category}.", category)
         if category in request["categories"]:
             return Evaluation("approve", 0.93, f"A {category} receipt from {f['vendor']}.", category)
         return Evaluation("decline", 0.9, f"{f['vendor']} is not in a wellness category.", category)
@@ -91,6 +107,7 @@ class AnthropicProvider:
             {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
                                          "data": base64.b64encode(request["image"]).decode()}},
             {"type": "text", "text": instruction + "\nBenefit categories: " + ", ".join(request["categories"])
+             + (f"\nThe company's expense policy:\n{request['policy']}" if request.get("policy") else "")
              + "\nAnswer with one JSON object only."}]}])
         return json.loads(message.content[0].text)
 
@@ -102,7 +119,8 @@ class AnthropicProvider:
                            Decimal(str(d["vat"])) if d.get("vat") is not None else None)
 
     def evaluate(self, request: dict) -> Evaluation:
-        d = self._ask(request, "Is this receipt a wellness expense in one of the categories? JSON keys: decision "
+        d = self._ask(request, "Is this receipt a wellness expense in one of the categories that the company's policy "
+                               "(if given) reimburses? JSON keys: decision "
                                "(approve or decline), confidence (0 to 1), reasoning (one sentence), category.")
         decision = d.get("decision") if d.get("decision") in ("approve", "decline") else "decline"
         return Evaluation(decision, max(0.0, min(1.0, float(d.get("confidence", 0)))), str(d.get("reasoning", ""))[:500],

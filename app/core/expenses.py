@@ -47,7 +47,7 @@ def evaluate(request, report: ExpenseReport, image: bytes) -> None:
     scan(request, report, image)
     if not report.employee.company.ai_expense_evaluation:
         return
-    result = ai.provider().evaluate(ai.minimised_request(image, CATEGORY_NAMES))
+    result = ai.provider().evaluate(ai.minimised_request(image, CATEGORY_NAMES, report.employee.company.ai_policy))
     report.ai_confidence, report.ai_reasoning = result.confidence, result.reasoning
     if result.confidence >= ai.CONFIDENCE_FLOOR:
         report.status = ExpenseReport.APPROVED if result.decision == "approve" else ExpenseReport.DECLINED
@@ -155,8 +155,14 @@ def ai_settings(request):
     if request.method == "POST":
         company.ai_receipt_scanning = request.POST.get("ai_receipt_scanning") == "on"
         company.ai_expense_evaluation = request.POST.get("ai_expense_evaluation") == "on"
+        policy = request.POST.get("ai_policy", "").replace("\r\n", "\n").strip()
+        if len(policy) > ai.POLICY_MAX_CHARS:
+            return render(request, "core/ai_settings.html", {"company": company, "policy": policy, "error":
+                          f"The policy is {len(policy)} characters; at most {ai.POLICY_MAX_CHARS} fit."}, status=400)
+        policy_changed = policy != company.ai_policy
+        company.ai_policy = policy
         company.save()
         audit(request, "ai.settings_changed", target=f"company:{company.pk}", scanning=company.ai_receipt_scanning,
-              evaluation=company.ai_expense_evaluation)
+              evaluation=company.ai_expense_evaluation, policy_changed=policy_changed)
         return redirect("/settings/ai/")
-    return render(request, "core/ai_settings.html", {"company": company})
+    return render(request, "core/ai_settings.html", {"company": company, "policy": company.ai_policy})

@@ -13,6 +13,9 @@ class Company(models.Model):
     # AI features are optional and off until the company turns them on (AI-01, AI-02)
     ai_receipt_scanning = models.BooleanField(default=False)
     ai_expense_evaluation = models.BooleanField(default=False)
+    # The company's own expense policy, which the AI evaluation reads (AI-02). Company text, written
+    # by its admins on the AI settings page; it must not name employees (the page says so).
+    ai_policy = models.TextField(blank=True, default="")
 
     def __str__(self) -> str:
         return self.name

@@ -114,7 +114,7 @@ def subprocessors(request):
 SUBPROCESSORS = json.dumps([
     ["Amazon Web Services", "File storage and database backups", "EU (Frankfurt)"],
     ["Microsoft (Azure, Entra ID)", "Hosting and staff identity", "EU"],
-    ["Anthropic", "Optional AI receipt scanning and expense evaluation (receipt image and category names only)", "US"],
+    ["Anthropic", "Optional AI receipt scanning and expense evaluation (receipt image, category names and the company's expense policy only)", "US"],
     ["PostHog", "Product analytics and error reporting (pseudonymous id, no personal data)", "EU"],
     ["Close", "CRM", "US"],
 ])

@@ -60,12 +60,14 @@ def test_the_anthropic_request_carries_nothing_personal():
             return type("M", (), {"content": [type("T", (), {"text": json.dumps(
                 {"decision": "approve", "confidence": 0.97, "reasoning": "gym", "category": "Gym and fitness"})})]})
     fake = type("Client", (), {"messages": Messages()})()
-    result = ai.AnthropicProvider(fake).evaluate(ai.minimised_request(b"JPEGDATA", ["Gym and fitness", "Mental health"]))
+    result = ai.AnthropicProvider(fake).evaluate(ai.minimised_request(b"JPEGDATA", ["Gym and fitness", "Mental health"],
+                                                                        "Not reimbursed: Mental health"))
     assert result.decision == "approve" and result.confidence == 0.97
     (message,) = fake.messages.kwargs["messages"]
     kinds = [block["type"] for block in message["content"]]
     assert kinds == ["image", "text"]
     assert "Gym and fitness, Mental health" in message["content"][1]["text"]
+    assert "The company's expense policy:\nNot reimbursed: Mental health" in message["content"][1]["text"]
     with pytest.raises(ValueError):
         ai.minimised_request(b"x", [{"name": "Jane Doe", "email": "jane@example.com"}])   # not a category name
 
@@ -156,3 +158,30 @@ def test_receipt_scanning_reads_vendor_date_total_and_vat(s3, spy):
     assert report.ai_scan == {"vendor": "City Gym", "date": "2026-11-01", "total": "45.00", "vat": "9.00"}
     assert report.status == "submitted" and spy == []          # scanning on, evaluation off
     assert Company.objects.get(name="Scanner AB").ai_expense_evaluation is False
+
+
+def test_the_evaluation_reads_the_companys_policy_and_nothing_personal(s3, spy):
+    """AI-02: the AI may read the company's policy documents; the policy is company text set by an
+    admin, sent as written, beside the image and category names only."""
+    from core.models import AuditEvent, Company, ExpenseReport
+    admin, apw = make("Policy GmbH", "admin")
+    c = client(admin, apw)
+    verify_mfa(c, admin)
+    policy = "Wellness budget 500 EUR a year.\nNot reimbursed: Gym and fitness\n"
+    assert c.post("/settings/ai/", {"ai_expense_evaluation": "on", "ai_policy": policy},
+                  secure=True).status_code == 302
+    assert Company.objects.get(name="Policy GmbH").ai_policy == policy.strip()
+    assert AuditEvent.objects.filter(action="ai.settings_changed", detail__policy_changed=True).exists()
+    too_long = c.post("/settings/ai/", {"ai_expense_evaluation": "on", "ai_policy": "x" * 20_001}, secure=True)
+    assert too_long.status_code == 400 and b"at most 20000" in too_long.content
+    assert Company.objects.get(name="Policy GmbH").ai_policy == policy.strip()     # nothing lost
+
+    me, pw = make("Policy GmbH")
+    submit(client(me, pw), GOOD)
+    (request,) = spy
+    assert set(request) == {"image", "categories", "policy"} and request["policy"] == policy.strip()
+    for personal in (me.full_name, me.user.email, me.user.username):
+        assert personal not in json.dumps({k: request[k] for k in ("categories", "policy")})
+    report = ExpenseReport.objects.get(employee=me)
+    assert report.status == "declined" and report.decision_source == "ai"
+    assert "policy does not reimburse Gym and fitness" in report.ai_reasoning
