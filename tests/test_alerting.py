@@ -35,11 +35,11 @@ def test_prometheus_scrapes_every_exporter_and_monitor(lab, lab_config, converge
         targets = requests.get(f"{prometheus(lab_config)}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
         up = {(t["labels"]["job"], t["labels"]["host"]) for t in targets if t["health"] == "up"}
         want = {("node", h) for h in ("app", "db", "ops")} | {("trustops-monitor", h) for h in ("app", "db")} \
-            | {("prometheus", "ops"), ("alertmanager", "ops")}
+            | {("prometheus", "ops"), ("alertmanager", "ops"), ("benefits-app", "app")}
         return want <= up and (want, up)
     assert wait(healthy), requests.get(f"{prometheus(lab_config)}/api/v1/targets", timeout=10).text[:3000]
     rules = requests.get(f"{prometheus(lab_config)}/api/v1/rules", timeout=10).json()["data"]["groups"]
-    assert {g["name"] for g in rules} >= {"trustops-monitor", "trustops-backups", "trustops-hosts"}
+    assert {g["name"] for g in rules} >= {"trustops-monitor", "trustops-backups", "trustops-hosts", "trustops-app"}
     assert query(lab_config, "trustops_ufw_active == 1") and len(query(lab_config, "trustops_ufw_active")) == 3
 
 

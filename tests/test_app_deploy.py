@@ -1,12 +1,19 @@
 """The benefits app as deployed by site.yml on the test lab: over HTTPS on a 127.0.0.1 port with the
-lab CA, HTTP redirected, HSTS and cookie flags in place, health not public, and sslscan finding no
-protocol older than TLS 1.2 and no cipher without forward secrecy or AEAD."""
+lab CA, HTTP redirected, HSTS and cookie flags in place, health and metrics not public (metrics
+reach Prometheus on ops only), sslscan finding no protocol older than TLS 1.2 and no cipher
+without forward secrecy or AEAD, and a redeploy that switches blue/green without one failed
+request."""
 from __future__ import annotations
 
 import http.client
 import ssl
+import subprocess
+import threading
+import time
 
 import pytest
+
+from tests.playbooks import playbook, recap
 
 
 def https(lab_config, path: str, ctx: ssl.SSLContext | None = None) -> http.client.HTTPResponse:
@@ -72,3 +79,62 @@ def test_old_protocols_are_refused(lab, lab_config, converged, version):
     ctx.minimum_version = ctx.maximum_version = version
     with pytest.raises((ssl.SSLError, ConnectionResetError)):
         https(lab_config, "/", ctx)
+
+
+def test_metrics_reach_prometheus_on_ops_only(lab, lab_config, converged):
+    from tests.test_alerting import query, wait
+    assert https(lab_config, "/metrics").status == 403                       # not on the public front
+    assert wait(lambda: query(lab_config, 'up{job="benefits-app"} == 1'))
+    assert wait(lambda: query(lab_config, 'benefits_http_requests_total{view="login"}'))
+    assert query(lab_config, "benefits_dsr_overdue")
+    probe = "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=5)"
+    app_ip = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                             lab_config.container("app")], capture_output=True, text=True, check=True).stdout.strip()
+    url = f"http://{app_ip}:9470/metrics"
+    from_ops = subprocess.run(["docker", "exec", lab_config.container("ops"), "python3", "-c", probe, url],
+                              capture_output=True, text=True, timeout=30)
+    from_db = subprocess.run(["docker", "exec", lab_config.container("db"), "python3", "-c", probe, url],
+                             capture_output=True, text=True, timeout=30)
+    assert from_ops.returncode == 0, from_ops.stderr
+    assert from_db.returncode != 0                                           # UFW and nginx: ops only
+
+
+def live_slot(lab_config) -> str:
+    return subprocess.run(["docker", "exec", lab_config.container("app"), "cat", "/etc/trustops/app-live-slot"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_redeploy_switches_slots_without_a_failed_request(lab, lab_config, converged):
+    """A forced redeploy (same image, like a restart) while a client keeps asking for the login
+    page: the other slot takes over behind a graceful nginx reload, and every request succeeds."""
+    before = live_slot(lab_config)
+    results: list[int | str] = []
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                r = https(lab_config, "/login/")
+                r.read()
+                results.append(r.status)
+            except OSError as exc:
+                results.append(repr(exc))
+            time.sleep(0.05)
+    worker = threading.Thread(target=client)
+    worker.start()
+    try:
+        run = playbook(lab_config.state_dir / "inventory.yml", "--limit", "app", "--tags", "app",
+                       "-e", "app_force_redeploy=true")
+    finally:
+        time.sleep(2)
+        stop.set()
+        worker.join(30)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert recap(run.stdout)["app"]["failed"] == 0
+    after = live_slot(lab_config)
+    assert {before, after} == {"blue", "green"}
+    failures = [r for r in results if r != 200]
+    assert len(results) > 20 and not failures, (len(results), failures[:5])
+    names = subprocess.run(["docker", "exec", lab_config.container("app"), "docker", "ps", "-a", "--format",
+                            "{{.Names}}"], capture_output=True, text=True, check=True).stdout.split()
+    assert f"benefits-{after}" in names and f"benefits-{before}" not in names

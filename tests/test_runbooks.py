@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNBOOKS = ROOT / "runbooks"
 SECTIONS = ["## Meaning", "## Impact", "## Diagnosis", "## Mitigation", "## Escalation", "## Verification"]
 HOST_TOOLS = {"sudo", "psql", "journalctl", "systemctl", "ufw", "ss", "curl", "grep", "az", "nmap", "top", "tail",
-              "ANSIBLE_CONFIG=ansible/ansible.cfg", "pulumi", "ansible-playbook", "ansible-inventory", "openssl", "head", "date", "rm"}
+              "ANSIBLE_CONFIG=ansible/ansible.cfg", "pulumi", "ansible-playbook", "ansible-inventory", "openssl", "head", "date", "rm", "docker", "cat"}
 def _subcommands(parser) -> set[str]:
     import argparse
     return {n for a in parser._actions if isinstance(a, argparse._SubParsersAction) for n in a.choices}

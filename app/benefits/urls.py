@@ -2,10 +2,11 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 
-from core import expenses, privacy, views
+from core import expenses, metrics, privacy, views
 
 urlpatterns = [
     path("healthz", views.healthz),
+    path("metrics", metrics.metrics, name="metrics"),
     path("login/", views.Login.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("mfa/", views.mfa, name="mfa"),

@@ -20,15 +20,19 @@ def _method(user) -> str:
 
 
 def audit_login(sender, request, user, **kwargs) -> None:
+    from core.metrics import SIGN_INS
     from core.models import AuditEvent
+    SIGN_INS.labels(_method(user), "success").inc()
     company = getattr(getattr(user, "employee", None), "company", None)
     AuditEvent.objects.create(actor=user, company=company, action="login", target=f"user:{user.pk}",
                               detail={"method": _method(user)})
 
 
 def audit_login_failed(sender, credentials, request=None, **kwargs) -> None:
+    from core.metrics import SIGN_INS
     from core.models import AuditEvent
     detail = {"method": credentials.get("method", "password"), "username": str(credentials.get("username", ""))[:150]}
+    SIGN_INS.labels(detail["method"], "failure").inc()
     if kwargs.get("reason"):
         detail["reason"] = str(kwargs["reason"])[:300]
     AuditEvent.objects.create(action="login.failed", detail=detail)

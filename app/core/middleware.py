@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.shortcuts import redirect
 
-OPEN_PATHS = ("/healthz", "/login/", "/logout/", "/mfa/", "/oidc/", "/privacy/", "/subprocessors/")
+OPEN_PATHS = ("/healthz", "/metrics", "/login/", "/logout/", "/mfa/", "/oidc/", "/privacy/", "/subprocessors/")
 
 
 def needs_mfa(user) -> bool:
