@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 
 from tests.app.test_security import HOST, client, make
 
@@ -31,7 +32,7 @@ def test_requests_and_sign_ins_are_counted(django_app):
     c = client(emp, pw)
     for _ in range(3):
         c.get("/expenses/", secure=True)
-    Client(HTTP_HOST=HOST).post("/login/", {"username": emp.user.username, "password": "nope"}, secure=True)
+    Client(HTTP_HOST=HOST).post("/login/", {"username": emp.user.username, "password": secrets.token_urlsafe(12)}, secure=True)
     c.get(f"/no/such/{emp.user.username}", secure=True)
     after = scrape()
     key = dict(method="GET", view="my-expenses", status="2xx")

@@ -142,7 +142,7 @@ def test_password_logins_are_audited_including_failures(django_app):
     from core.models import AuditEvent
     emp, pw = make("Audit AG")
     c = Client(HTTP_HOST=HOST)
-    c.post("/login/", {"username": emp.user.username, "password": "wrong"}, secure=True)
+    c.post("/login/", {"username": emp.user.username, "password": secrets.token_urlsafe(12)}, secure=True)
     failed = AuditEvent.objects.filter(action="login.failed").order_by("-pk").first()
     assert failed.detail == {"method": "password", "username": emp.user.username}
     assert c.post("/login/", {"username": emp.user.username, "password": pw}, secure=True).status_code == 302
