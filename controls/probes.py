@@ -236,9 +236,11 @@ def alerting_pipeline(t: Target) -> Result:
         out.append(f"{host}: {text}")
         problems += [f"{host}: target {job}/{h} is {health}" for job, h, health in data["targets"] if health != "up"]
         jobs = {job for job, _, _ in data["targets"]}
-        problems += [f"{host}: nothing scraped for job {j}" for j in ("node", "trustops-monitor") if j not in jobs]
+        problems += [f"{host}: nothing scraped for job {j}" for j in ("node", "trustops-monitor", "benefits-app")
+                     if j not in jobs and (j != "benefits-app" or t.role("app"))]
         problems += [f"{host}: rule group {g} is not loaded" for g in ("trustops-monitor", "trustops-backups",
-                                                                        "trustops-hosts") if g not in data["rules"]]
+                                                                        "trustops-hosts", "trustops-app")
+                     if g not in data["rules"]]
         if data["alertmanagers"] < 1:
             problems.append(f"{host}: Prometheus has no Alertmanager")
     if not t.role("ops"):
@@ -249,7 +251,7 @@ def alerting_pipeline(t: Target) -> Result:
 def app_https(t: Target) -> Result:
     """The app host's front, asked from the host itself (the path a browser takes, TLS verified
     against the platform CA): HTTP redirects to HTTPS, HSTS is set, every cookie is HttpOnly,
-    Secure and SameSite=Strict, and health is not public."""
+    Secure and SameSite=Strict, and neither health nor metrics is public."""
     problems, out = [], []
     for host in t.role("app"):
         ip = t.hosts[host]["private_ip"]   # health from another address than the host's own loopback
@@ -259,9 +261,11 @@ def app_https(t: Target) -> Result:
                   "r=s.getresponse();"
                   "p=http.client.HTTPConnection('127.0.0.1',80,timeout=10);p.request('GET','/login/');q=p.getresponse();"
                   f"h=http.client.HTTPSConnection('{ip}',443,context=c,timeout=10);h.request('GET','/healthz');"
+                  f"m=lambda: (lambda x: (x.request('GET','/metrics'), x.getresponse().status)[1])("
+                  f"http.client.HTTPSConnection('{ip}',443,context=c,timeout=10));"
                   "print(json.dumps({'status':r.status,'hsts':r.getheader('Strict-Transport-Security'),"
                   "'cookies':r.headers.get_all('Set-Cookie') or [],'http':q.status,'location':q.getheader('Location'),"
-                  "'health':h.getresponse().status}))")
+                  "'health':h.getresponse().status,'metrics':m()}))")
         d, text = t.python_json(host, script)
         if d is None:
             problems.append(f"{host}: the front does not answer over HTTPS: {text}")
@@ -281,6 +285,8 @@ def app_https(t: Target) -> Result:
                 problems.append(f"{host}: cookie {cookie.split('=')[0]} lacks {', '.join(missing)}")
         if d["health"] != 403:
             problems.append(f"{host}: /healthz is reachable through the front ({d['health']})")
+        if d["metrics"] != 403:
+            problems.append(f"{host}: /metrics is reachable through the front ({d['metrics']})")
     return problems, "\n".join(out)
 
 
