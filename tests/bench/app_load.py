@@ -57,7 +57,9 @@ class Front:
 
 def hr_session(front: Front, cfg: LabConfig) -> str:
     """Logs an HR user in and verifies TOTP; returns the Cookie header of that session."""
-    out = subprocess.run(["docker", "exec", cfg.container("app"), "docker", "exec", "benefits", "python3",
+    slot = subprocess.run(["docker", "exec", cfg.container("app"), "cat", "/etc/trustops/app-live-slot"],
+                          capture_output=True, text=True, check=True).stdout.strip()      # blue/green
+    out = subprocess.run(["docker", "exec", cfg.container("app"), "docker", "exec", f"benefits-{slot}", "python3",
                           "manage.py", "shell", "-c", SETUP], capture_output=True, text=True, check=True).stdout
     user = json.loads(out.strip().splitlines()[-1])
     jar: dict[str, str] = {}
