@@ -55,6 +55,51 @@ _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Nov", "Dec"), start=1)}
 
 
+_DIGITS = frozenset("0123456789")
+_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_ISO_SHAPE = "dddd-dd-dd_dd:dd:dd"
+
+
+def _iso_base(s: str) -> float:
+    """Seconds since the epoch of 'YYYY-MM-DD[T ]HH:MM:SS' at the start of s; ValueError when
+    that is no valid time (a month 13 in a log line is a bad line, not a crash)."""
+    if len(s) < 19 or any((c not in _DIGITS) if want == "d" else (c not in "T " if want == "_" else c != want)
+                          for c, want in zip(s, _ISO_SHAPE)):
+        raise ValueError(f"not a timestamp: {s[:40]!r}")
+    y, mo, d, h, mi, sec = int(s[0:4]), int(s[5:7]), int(s[8:10]), int(s[11:13]), int(s[14:16]), int(s[17:19])
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    if not (y >= 1 and 1 <= mo <= 12 and 1 <= d <= _MONTH_DAYS[mo] + (mo == 2 and leap) and h <= 23 and mi <= 59
+            and sec <= 61):
+        raise ValueError(f"not a valid time: {s[:40]!r}")
+    return float(calendar.timegm((y, mo, d, h, mi, sec, 0, 0, 0)))
+
+
+def _iso_rest(s: str, base: float) -> float:
+    """base plus the fraction (up to 9 digits count) minus the zone ('+HH:MM', '+HHMM'; a name
+    such as UTC is taken as UTC)."""
+    i, frac = 19, 0.0
+    if s[i:i + 1] == ".":
+        j = i + 1
+        while j < len(s) and s[j] in _DIGITS:
+            j += 1
+        digits = s[i + 1:j][:9]
+        if digits:
+            frac = int(digits) / 10 ** len(digits)
+        i = j
+    z = s[i:].strip(" \t\n\r\f\v")
+    offset = 0
+    if ((len(z) == 5 or (len(z) == 6 and z[3] == ":")) and z[0] in "+-"
+            and all(c in _DIGITS for c in (z[1], z[2], z[-2], z[-1]))):
+        offset = (int(z[1:3]) * 3600 + int(z[-2:]) * 60) * (1 if z[0] == "+" else -1)
+    return base + frac - offset
+
+
+def iso_time(s: str) -> float:
+    """'2026-11-24 19:32:20.067 UTC', '2026-11-24T19:38:35.217843+00:00', '...+0000' -> seconds
+    since the epoch. The C hot path (_speedups.iso_time) implements exactly this."""
+    return _iso_rest(s, _iso_base(s))
+
+
 class TimestampCache:
     """Parses the log's timestamps quickly: the date-and-second part repeats across thousands of
     lines, so it is converted once and cached; sub-seconds are added."""
@@ -66,30 +111,11 @@ class TimestampCache:
         return remember(self._cache, key, lambda _: fn(), limit=4096)
 
     def iso(self, s: str) -> float:
-        """'2026-11-24 19:32:20.067 UTC', '2026-11-24T19:38:35.217843+00:00', '...+0000'."""
-        if len(s) == 27 and s[19] == "." and s[23:] == " UTC":  # Postgres %m, the common case
-            base = self._cache.get(s[:19])
-            if base is not None:
-                return base + int(s[20:23]) / 1000
-        elif len(s) == 32 and s[19] == "." and s[26:] == "+00:00":  # rsyslog's RFC 3339 in UTC
-            base = self._cache.get(s[:19])
-            if base is not None:
-                return base + int(s[20:26]) / 1e6
-        base = self._cached(s[:19], lambda: float(calendar.timegm(time.strptime(s[:19].replace("T", " "),
-                                                                               "%Y-%m-%d %H:%M:%S"))))
-        frac = 0.0
-        rest = s[19:]
-        if rest.startswith("."):
-            digits = rest[1:].split("+")[0].split("-")[0].split(" ")[0]
-            if digits.isdigit():
-                frac = int(digits) / 10 ** len(digits)
-            rest = rest[1 + len(digits):]
-        rest = rest.strip()
-        offset = 0
-        if rest and rest[0] in "+-" and len(rest) >= 5:
-            hh, mm = int(rest[1:3]), int(rest[-2:])
-            offset = (hh * 3600 + mm * 60) * (1 if rest[0] == "+" else -1)
-        return base + frac - offset
+        """iso_time(s), with the date part cached; ValueError for a time that is not valid."""
+        base = self._cache.get(s[:19])
+        if base is None:
+            base = self._cached(s[:19], lambda: _iso_base(s))
+        return _iso_rest(s, base)
 
     def bsd(self, s: str) -> float:
         """'Nov 24 19:37:39' (syslog without a year: the year that puts it nearest to now)."""

@@ -18,7 +18,8 @@ import yaml
 from monitors import events as ev
 from monitors.alerts import AlertBook
 from monitors.pg import DEBIAN_PREFIX, PostgresParser, compile_prefix
-from monitors.rules import DEFAULT_RULES, Detection, Engine, RuleError, duration, load_rules
+from monitors.rules import DEFAULT_RULES, Detection, RuleError, duration, load_rules
+from monitors.speedups import make_engine, scanner_for
 from monitors.tail import Checkpoint, FileTail
 from monitors.ufw import UfwParser
 
@@ -173,13 +174,17 @@ def _pg_line_matters(raw: bytes) -> bool:
 class Pipeline:
     """Lines of each input -> parser -> events -> rules -> detections, with exact counters."""
 
-    def __init__(self, inputs: list[InputSpec], engine: Engine, on_detection=None) -> None:
+    def __init__(self, inputs: list[InputSpec], engine, on_detection=None) -> None:
         self.engine = engine
         self.on_detection = on_detection or (lambda d: None)
         self.parsers = {}
+        self.scanners = {}  # the C hot path per input, when built (monitors/speedups.py)
         for spec in inputs:
             self.parsers[spec.name] = (PostgresParser(spec.log_line_prefix, spec.format)
                                        if spec.type == "postgres" else UfwParser(spec.only_dest))
+            scanner = scanner_for(self.parsers[spec.name], engine)
+            if scanner is not None:
+                self.scanners[spec.name] = scanner
         self.lines: dict[str, int] = {}
         self.errors: dict[tuple[str, str], int] = {}
         self.events: dict[tuple[str, str], int] = {}
@@ -189,11 +194,30 @@ class Pipeline:
 
     def process(self, name: str, raw_lines: list[bytes]) -> list[Detection]:
         parser = self.parsers[name]
+        before = parser.unparsed
+        scanner = self.scanners.get(name)
+        if scanner is not None:
+            raw, invalid = scanner.feed(raw_lines, self.events, self.by_source)
+            found = [self.engine.detection(r) for r in raw]
+            for d in found:
+                if self.keep_detections:
+                    self.detections.append(d)
+                self.on_detection(d)
+        else:
+            found, invalid = self._process_python(parser, raw_lines)
+        self.lines[name] = self.lines.get(name, 0) + len(raw_lines)
+        if invalid:
+            self.errors[(name, "invalid_utf8")] = self.errors.get((name, "invalid_utf8"), 0) + invalid
+        unparsed = parser.unparsed - before
+        if unparsed:
+            self.errors[(name, "unparsed")] = self.errors.get((name, "unparsed"), 0) + unparsed
+        return found
+
+    def _process_python(self, parser, raw_lines: list[bytes]) -> tuple[list[Detection], int]:
         is_pg = isinstance(parser, PostgresParser)
         is_stderr = is_pg and parser.fmt == "stderr"
         found: list[Detection] = []
         invalid = 0
-        before = parser.unparsed
         handle = self._handle
         for raw in raw_lines:
             if b"\x00" in raw:  # binary garbage
@@ -216,13 +240,7 @@ class Pipeline:
         if is_pg:
             for e in parser.flush():
                 handle(e, found)
-        self.lines[name] = self.lines.get(name, 0) + len(raw_lines)
-        if invalid:
-            self.errors[(name, "invalid_utf8")] = self.errors.get((name, "invalid_utf8"), 0) + invalid
-        unparsed = parser.unparsed - before
-        if unparsed:
-            self.errors[(name, "unparsed")] = self.errors.get((name, "unparsed"), 0) + unparsed
-        return found
+        return found, invalid
 
     def _handle(self, e: ev.Event, found: list[Detection]) -> None:
         if e.type == ev.UFW:
@@ -257,7 +275,7 @@ def replay(paths: list[Path], rules_file: str = str(DEFAULT_RULES), allowed_netw
            overrides=None, log_line_prefix: str = DEBIAN_PREFIX, input_type: str | None = None,
            max_line: int = 64 * 1024, by_source: bool = False, on_detection=None) -> Pipeline:
     """Scan existing logs from their start (incident response); returns the pipeline with counts."""
-    engine = Engine(load_rules(rules_file, allowlist, overrides), allowed_networks)
+    engine = make_engine(load_rules(rules_file, allowlist, overrides), allowed_networks)
     specs = []
     for i, p in enumerate(paths):
         if str(p) == "-" and not input_type:
@@ -349,7 +367,7 @@ class Monitor:
 
         self.cfg = cfg
         self.metrics = Metrics(registry)
-        self.engine = Engine(load_rules(cfg.rules_file, cfg.allowlist, cfg.rules), cfg.allowed_networks)
+        self.engine = make_engine(load_rules(cfg.rules_file, cfg.allowlist, cfg.rules), cfg.allowed_networks)
         self.alerts = AlertBook(cfg.alertmanager_url, cfg.instance, cfg.runbook_base_url, cfg.resolve_after)
         self.pipeline = Pipeline(cfg.inputs, self.engine, self._detected)
         self.pipeline.keep_detections = False

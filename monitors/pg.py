@@ -16,27 +16,59 @@ from monitors.events import Event, TimestampCache
 
 DEBIAN_PREFIX = "%m [%p] %q%u@%d "
 
-# log_line_prefix escapes -> regex. Names: ts, pid, user, db, host, port, app.
+# log_line_prefix as a small program: literals, character classes (greedy or lazy, with fixed
+# alternatives such as "[unknown]" tried first), captures and optional groups. The regex is made
+# from the program, and the C hot path (_speedups.c) runs the same program, so both read the
+# same lines the same way. Classes are ASCII, as the regex is compiled with re.ASCII.
+DIGIT, TZ, USER, NONSPACE, HOST, ANY, HEX, UPPERDIG, SPACE = range(9)
+_CLASS_RX = (r"\d", r"[A-Za-z0-9+-]", r"[^@\s]", r"\S", r"[0-9A-Fa-f:.]", r".", r"[0-9a-f]", r"[0-9A-Z]", r"\s")
+SLOTS = ("ts", "epoch", "pid", "user", "db", "host")  # the captures the parser reads
+MANY = -1
+
+
+def _cls(c: int, lo: int = 1, hi: int = MANY, lazy: bool = False, slot: str | None = None, alts=()) -> tuple:
+    return ("class", c, lo, hi, int(lazy), SLOTS.index(slot) if slot else -1, tuple(a.encode() for a in alts))
+
+
+def _lit(text: str) -> tuple:
+    return ("lit", text.encode())
+
+
+def _opt(*items) -> tuple:
+    return ("group", list(items))
+
+
+def _captured(slot: str, items: list) -> list:
+    return [("open", SLOTS.index(slot)), *items, ("close", SLOTS.index(slot))]
+
+
+_DATE = [_cls(DIGIT, 4, 4), _lit("-"), _cls(DIGIT, 2, 2), _lit("-"), _cls(DIGIT, 2, 2), _lit(" "), _cls(DIGIT, 2, 2),
+         _lit(":"), _cls(DIGIT, 2, 2), _lit(":"), _cls(DIGIT, 2, 2)]
+_HOST = dict(slot="host", alts=("[local]", "[unknown]"))
+# escape -> (the slot it fills or None, its items)
 _ESCAPES = {
-    "m": r"(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ [A-Za-z0-9+-]+)",
-    "t": r"(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Za-z0-9+-]+)",
-    "n": r"(?P<epoch>\d+\.\d+)",
-    "p": r"(?P<pid>\d+)",
-    "u": r"(?P<user>\[unknown\]|[^@\s]*)",
-    "d": r"(?P<db>\[unknown\]|\S*?)",
-    "h": r"(?P<host>\[local\]|\[unknown\]|[0-9A-Fa-f:.]*)",
-    "r": r"(?P<host>\[local\]|\[unknown\]|[0-9A-Fa-f:.]*)(?:\((?P<port>\d+)\))?",
-    "a": r"(?P<app>.*?)",
-    "c": r"[0-9a-f]+\.[0-9a-f]+",
-    "l": r"\d+",
-    "s": r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Za-z0-9+-]+",
-    "v": r"(?:\d+/\d+)?",
-    "x": r"\d+",
-    "e": r"[0-9A-Z]{5}",
-    "i": r"\S*",
-    "b": r".*?",
-    "Q": r"-?\d+",
-    "%": "%",
+    "m": ("ts", lambda c: _captured("ts", [*_DATE, _lit("."), _cls(DIGIT), _lit(" "), _cls(TZ)]) if c
+          else [*_DATE, _lit("."), _cls(DIGIT), _lit(" "), _cls(TZ)]),
+    "t": ("ts", lambda c: _captured("ts", [*_DATE, _lit(" "), _cls(TZ)]) if c else [*_DATE, _lit(" "), _cls(TZ)]),
+    "n": ("epoch", lambda c: (_captured("epoch", [_cls(DIGIT), _lit("."), _cls(DIGIT)]) if c
+                              else [_cls(DIGIT), _lit("."), _cls(DIGIT)])),
+    "p": ("pid", lambda c: [_cls(DIGIT, slot="pid" if c else None)]),
+    "u": ("user", lambda c: [_cls(USER, 0, slot="user" if c else None, alts=("[unknown]",))]),
+    "d": ("db", lambda c: [_cls(NONSPACE, 0, lazy=True, slot="db" if c else None, alts=("[unknown]",))]),
+    "h": ("host", lambda c: [_cls(HOST, 0, **(_HOST if c else dict(alts=_HOST["alts"])))]),
+    "r": ("host", lambda c: [_cls(HOST, 0, **(_HOST if c else dict(alts=_HOST["alts"]))),
+                             _opt(_lit("("), _cls(DIGIT), _lit(")"))]),
+    "a": (None, lambda c: [_cls(ANY, 0, lazy=True)]),
+    "c": (None, lambda c: [_cls(HEX), _lit("."), _cls(HEX)]),
+    "l": (None, lambda c: [_cls(DIGIT)]),
+    "s": (None, lambda c: [*_DATE, _lit(" "), _cls(TZ)]),
+    "v": (None, lambda c: [_opt(_cls(DIGIT), _lit("/"), _cls(DIGIT))]),
+    "x": (None, lambda c: [_cls(DIGIT)]),
+    "e": (None, lambda c: [_cls(UPPERDIG, 5, 5)]),
+    "i": (None, lambda c: [_cls(NONSPACE, 0)]),
+    "b": (None, lambda c: [_cls(ANY, 0, lazy=True)]),
+    "Q": (None, lambda c: [_opt(_lit("-")), _cls(DIGIT)]),
+    "%": (None, lambda c: [_lit("%")]),
 }
 _LEVELS = r"(?P<level>DEBUG\d|LOG|INFO|NOTICE|WARNING|ERROR|FATAL|PANIC|DETAIL|HINT|CONTEXT|STATEMENT|QUERY|LOCATION)"
 
@@ -45,51 +77,93 @@ class PrefixError(ValueError):
     pass
 
 
-def compile_prefix(prefix: str) -> re.Pattern[str]:
-    """A regex for lines written with `log_line_prefix = prefix`; %q makes the rest optional
-    (Postgres prints it only for session processes)."""
-    out, i, optional_from = [], 0, None
+def _prefix_items(prefix: str) -> list:
+    """The prefix as nested items; %q makes the rest an optional group (Postgres prints it only
+    for session processes)."""
+    out: list = []
+    i, optional_from = 0, None
     used: set[str] = set()
     while i < len(prefix):
         c = prefix[i]
-        if c == "%":
-            if i + 1 >= len(prefix):
-                raise PrefixError(f"log_line_prefix {prefix!r} ends with a lone %")
-            k = prefix[i + 1]
-            # a numeric padding such as %-10u is allowed by Postgres: skip it
-            j = i + 1
-            while j < len(prefix) and (prefix[j].isdigit() or prefix[j] == "-"):
-                j += 1
-            k = prefix[j] if j < len(prefix) else ""
-            if k == "q":
-                optional_from = len(out)
-            elif k in _ESCAPES:
-                rx = _ESCAPES[k]
-                names = re.findall(r"\?P<(\w+)>", rx)
-                if any(n in used for n in names):  # a repeated escape: match it without capturing
-                    rx = re.sub(r"\?P<\w+>", "?:", rx)
-                used.update(names)
-                out.append(rx if j == i + 1 else rf"\s*{rx}\s*")
-            else:
-                raise PrefixError(f"log_line_prefix escape %{k} is not supported")
-            i = j + 1
-        else:
-            out.append(re.escape(c))
+        if c != "%":
+            out.append(_lit(c))
             i += 1
+            continue
+        if i + 1 >= len(prefix):
+            raise PrefixError(f"log_line_prefix {prefix!r} ends with a lone %")
+        j = i + 1  # a numeric padding such as %-10u is allowed by Postgres: spaces around it
+        while j < len(prefix) and (prefix[j].isdigit() or prefix[j] == "-"):
+            j += 1
+        k = prefix[j] if j < len(prefix) else ""
+        if k == "q":
+            optional_from = len(out)
+        elif k in _ESCAPES:
+            slot, make = _ESCAPES[k]
+            items = make(slot not in used)  # a repeated escape is matched without capturing
+            if slot:
+                used.add(slot)
+            out.extend(items if j == i + 1 else [_cls(SPACE, 0), *items, _cls(SPACE, 0)])
+        else:
+            raise PrefixError(f"log_line_prefix escape %{k} is not supported")
+        i = j + 1
     if optional_from is not None:
-        out = out[:optional_from] + ["(?:" + "".join(out[optional_from:]) + ")?"]
-    return re.compile("^" + "".join(out) + _LEVELS + r":  (?P<msg>.*)$")
+        out = out[:optional_from] + [_opt(*out[optional_from:])]
+    return out
 
 
-_RE_RECEIVED = re.compile(r"connection received: host=(\S+?)(?: port=(\d+))?$")
-_RE_AUTHORIZED = re.compile(r"connection authorized: user=(\S+)(?: database=(\S+))?")
-_RE_TLS = re.compile(r"SSL enabled \(protocol=([^,)]+)")
-_RE_PREFIX_CHANGED = re.compile(r'parameter "log_line_prefix" changed to "(.*)"$')
-_RE_PWFAIL = re.compile(r'password authentication failed for user "(.*)"$')
-_RE_HBA = re.compile(r'no pg_hba\.conf entry for host "([^"]*)", user "([^"]*)", database "([^"]*)"(, (no encryption|SSL encryption|GSS encryption))?')
-_RE_NODB = re.compile(r'database "(.*)" does not exist$')
-_RE_ROLE_MISSING = re.compile(r'Role "(.*)" does not exist\.')
-_RE_DISCONN = re.compile(r"disconnection: .*? host=(\S+)")
+def prefix_program(prefix: str) -> list[tuple]:
+    """The flat program _speedups.PgScanner runs: a group becomes ("opt", index after it)."""
+    flat: list[tuple] = []
+
+    def walk(items: list) -> None:
+        for it in items:
+            if it[0] == "group":
+                at = len(flat)
+                flat.append(("opt", 0))
+                walk(it[1])
+                flat[at] = ("opt", len(flat))
+            else:
+                flat.append(it)
+    walk(_prefix_items(prefix))
+    return flat
+
+
+def _regex(items: list) -> str:
+    out = []
+    for it in items:
+        kind = it[0]
+        if kind == "lit":
+            out.append(re.escape(it[1].decode()))
+        elif kind == "group":
+            out.append(f"(?:{_regex(it[1])})?")
+        elif kind == "open":
+            out.append(f"(?P<{SLOTS[it[1]]}>")
+        elif kind == "close":
+            out.append(")")
+        else:
+            _, c, lo, hi, lazy, slot, alts = it
+            quant = {(1, MANY): "+", (0, MANY): "*"}.get((lo, hi)) or (f"{{{lo}}}" if lo == hi else f"{{{lo},{hi}}}")
+            rx = _CLASS_RX[c] + quant + ("?" if lazy else "")
+            if alts:
+                rx = "|".join([*(re.escape(a.decode()) for a in alts), rx])
+            out.append(f"(?P<{SLOTS[slot]}>{rx})" if slot >= 0 else (f"(?:{rx})" if alts else rx))
+    return "".join(out)
+
+
+def compile_prefix(prefix: str) -> re.Pattern[str]:
+    """A regex for lines written with `log_line_prefix = prefix`."""
+    return re.compile("^" + _regex(_prefix_items(prefix)) + _LEVELS + r":  (?P<msg>.*)$", re.ASCII)
+
+
+_RE_RECEIVED = re.compile(r"connection received: host=(\S+?)(?: port=(\d+))?$", re.ASCII)
+_RE_AUTHORIZED = re.compile(r"connection authorized: user=(\S+)(?: database=(\S+))?", re.ASCII)
+_RE_TLS = re.compile(r"SSL enabled \(protocol=([^,)]+)", re.ASCII)
+_RE_PREFIX_CHANGED = re.compile(r'parameter "log_line_prefix" changed to "(.*)"$', re.ASCII)
+_RE_PWFAIL = re.compile(r'password authentication failed for user "(.*)"$', re.ASCII)
+_RE_HBA = re.compile(r'no pg_hba\.conf entry for host "([^"]*)", user "([^"]*)", database "([^"]*)"(, (no encryption|SSL encryption|GSS encryption))?', re.ASCII)
+_RE_NODB = re.compile(r'database "(.*)" does not exist$', re.ASCII)
+_RE_ROLE_MISSING = re.compile(r'Role "(.*)" does not exist\.', re.ASCII)
+_RE_DISCONN = re.compile(r"disconnection: .*? host=(\S+)", re.ASCII)
 _BAD_STARTUP = ("invalid length of startup packet", "could not accept SSL connection", "incomplete startup packet",
                 "unsupported frontend protocol", "could not receive data from client", "invalid startup packet",
                 "received direct SSL connection request without ALPN")
@@ -111,6 +185,7 @@ class PostgresParser:
             raise ValueError(f"postgres log format {fmt!r}: use stderr or jsonlog")
         self.fmt = fmt
         self.rx = compile_prefix(prefix)
+        self.program = prefix_program(prefix)
         self.ts = TimestampCache()
         self.hosts: OrderedDict[str, str] = OrderedDict()   # pid -> client address
         self.pending: tuple[str, Event] | None = None       # (pid, password failure awaiting DETAIL)
@@ -159,7 +234,11 @@ class PostgresParser:
                     self.pending[1].reason = "unknown_role"
                 return self.flush()
             out = self.flush()
-        ts = self._ts(g)
+        try:
+            ts = self._ts(g)
+        except ValueError:  # a timestamp that is no valid time: a bad line
+            self.unparsed += 1
+            return out
         e = self._event(pid, level, msg, ts, g.get("host"), g.get("user"), g.get("db"))
         if e is not None:
             if e.type == ev.PG_AUTH_FAILED and e.reason is None:
@@ -205,7 +284,7 @@ class PostgresParser:
             if self.fmt == "stderr" and msg.startswith('parameter "log_line_prefix"'):
                 m = _RE_PREFIX_CHANGED.match(msg)
                 if m:  # the server changed its prefix on reload: follow it
-                    self.rx = compile_prefix(m.group(1))
+                    self.program_for(m.group(1))
             return None
         if level != "FATAL":
             return None
@@ -229,6 +308,15 @@ class PostgresParser:
             return Event(ev.PG_BAD_STARTUP, ts, source=src, reason=msg.split(":")[0][:40])
         return None
 
+    def program_for(self, prefix: str) -> list[tuple] | None:
+        """Follow a new log_line_prefix; an unsupported one keeps the old (and None is returned)."""
+        try:
+            rx, program = compile_prefix(prefix), prefix_program(prefix)
+        except PrefixError:
+            return None
+        self.rx, self.program = rx, program
+        return program
+
     def _feed_json(self, line: str) -> list[Event]:
         try:
             rec = json.loads(line)
@@ -238,7 +326,11 @@ class PostgresParser:
         if not isinstance(rec, dict) or "error_severity" not in rec:
             self.unparsed += 1
             return []
-        ts = self.ts.iso(rec["timestamp"]) if "timestamp" in rec else 0.0
+        try:
+            ts = self.ts.iso(str(rec["timestamp"])) if "timestamp" in rec else 0.0
+        except ValueError:
+            self.unparsed += 1
+            return []
         pid = str(rec.get("pid", ""))
         e = self._event(pid, rec["error_severity"], rec.get("message", ""), ts, rec.get("remote_host"),
                         rec.get("user"), rec.get("dbname"))

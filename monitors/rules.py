@@ -155,6 +155,8 @@ def load_rules(path: Path | str = DEFAULT_RULES, allowlist=None,
         threshold = int(spec.get("threshold", 1))
         if threshold < 1:
             raise RuleError(f"rule {name}: threshold must be >= 1")
+        if int(spec.get("max_groups", 100_000)) < 1:
+            raise RuleError(f"rule {name}: max_groups must be >= 1")
         rules.append(Rule(
             name=name, match=spec["match"], severity=spec["severity"],
             summary=spec.get("summary", name), description=spec.get("description", ""),
@@ -168,12 +170,12 @@ def load_rules(path: Path | str = DEFAULT_RULES, allowlist=None,
 
 
 class _Group:
-    """One source's state in one rule. Small on purpose (a flood brings many sources): times is
-    a plain list for small thresholds, a bounded deque for large ones."""
+    """One source's state in one rule. Small on purpose (a flood brings many sources): the times
+    of the last `threshold` events at most (a deque that drops the oldest itself)."""
     __slots__ = ("times", "values", "last_fired", "last_seen", "prior")
 
     def __init__(self, maxlen: int) -> None:
-        self.times: list[float] | deque[float] = [] if maxlen <= 32 else deque(maxlen=maxlen)
+        self.times: deque[float] = deque(maxlen=maxlen)
         self.values: dict | None = None
         self.last_fired: float | None = None
         self.last_seen = 0.0
@@ -284,12 +286,10 @@ class Engine:
             first = next(iter(g.values.values()))
             return self._fire(rule, g, key, len(g.values), first, ts)
         times = g.times
-        times.append(ts)
+        times.append(ts)  # at most `threshold` kept: the oldest is dropped first
         window = rule.window
-        while ts - times[0] > window:  # keep only the window: memory follows the rate, not history
-            del times[0]  # list or deque alike
-        if len(times) > rule.threshold:  # the list form; a deque drops the oldest itself
-            del times[0]
+        while times and ts - times[0] > window:  # keep only the window: memory follows the rate
+            times.popleft()
         if len(times) < rule.threshold:
             return None
         return self._fire(rule, g, key, len(times), times[0], ts)
@@ -299,10 +299,15 @@ class Engine:
             return None
         g.last_fired = last
         self.detections_total[rule.name] += 1
-        ctx = {"group": key, "source": key, "count": count, "window": _fmt_window(rule.window),
-               "threshold": rule.threshold}
-        return Detection(rule.name, rule.severity, key, count, first, last, rule.summary.format(**ctx),
-                         rule.description.format(**ctx), rule.mitre)
+        return detection_for(rule, key, count, first, last)
+
+
+def detection_for(rule: Rule, key: str, count: int, first: float, last: float) -> Detection:
+    """The Detection a rule reports, its summary and description filled in."""
+    ctx = {"group": key, "source": key, "count": count, "window": _fmt_window(rule.window),
+           "threshold": rule.threshold}
+    return Detection(rule.name, rule.severity, key, count, first, last, rule.summary.format(**ctx),
+                     rule.description.format(**ctx), rule.mitre)
 
 
 def _as_list(v) -> list:

@@ -151,22 +151,19 @@ class FileTail:
 
     def _split(self, data: bytes, out: list[bytes]) -> None:
         buf = self._buf + data if self._buf else data
-        start = 0
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                break
-            if self._skipping:
-                self._skipping = False
-                self.stats.too_long += 1
-            elif nl - start > self.max_line:
-                self.stats.too_long += 1
-            else:
-                out.append(buf[start:nl])
-                self.stats.lines += 1
-            start = nl + 1
-        self._offset += start
-        rest = buf[start:]
+        lines = buf.split(b"\n")
+        rest = lines.pop()  # after the last newline: a partial line, or b""
+        if lines and self._skipping:  # the end of an over-long line: dropped with it
+            self._skipping = False
+            self.stats.too_long += 1
+            del lines[0]
+        if lines and max(map(len, lines)) > self.max_line:
+            kept = [line for line in lines if len(line) <= self.max_line]
+            self.stats.too_long += len(lines) - len(kept)
+            lines = kept
+        out += lines
+        self.stats.lines += len(lines)
+        self._offset += len(buf) - len(rest)
         if len(rest) > self.max_line:   # an over-long line still growing: drop what we have
             self._offset += len(rest)
             self._skipping = True

@@ -14,11 +14,11 @@ import time
 from monitors import events as ev
 from monitors.events import Event, TimestampCache, remember
 
-_TAG = re.compile(r"\[UFW (BLOCK|LIMIT BLOCK|ALLOW|AUDIT|AUDIT INVALID|BLOCK INVALID)\] ")
+_TAG = re.compile(r"\[UFW (BLOCK|LIMIT BLOCK|ALLOW|AUDIT|AUDIT INVALID|BLOCK INVALID)\] ", re.ASCII)
 # The fields rules use, in the kernel's fixed order; DPT only for TCP/UDP (not ICMP).
-_FIELDS = re.compile(r" SRC=([0-9A-Fa-f.:]+) DST=(\S+) .*?PROTO=(\S+)(?: SPT=\d+ DPT=(\d+))?")
-_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
-_BSD = re.compile(r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)(\.\d+)?")
+_FIELDS = re.compile(r" SRC=([0-9A-Fa-f.:]+) DST=(\S+) .*?PROTO=(\S+)(?: SPT=\d+ DPT=(\d+))?", re.ASCII)
+_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", re.ASCII)
+_BSD = re.compile(r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)(\.\d+)?", re.ASCII)
 
 
 def _compress(addr: str) -> str:
@@ -76,7 +76,13 @@ class UfwParser:
             return None
         if ":" in src:  # the kernel prints IPv6 fully expanded; alerts and allow-lists want it short
             src = self._v6(src)
-        return Event(ev.UFW, self._line_time(line) if ts is None else ts, source=src, action=m.group(1),
+        if ts is None:
+            try:
+                ts = self._line_time(line)
+            except ValueError:  # a timestamp that is no valid time: a bad line
+                self.unparsed += 1
+                return None
+        return Event(ev.UFW, ts, source=src, action=m.group(1),
                      dest=dst, proto=proto, dport=int(dpt) if dpt else None)
 
     def _v6(self, addr: str) -> str:

@@ -7,6 +7,16 @@ from monitors import events as ev
 from monitors.events import Event
 from monitors.monitor import ConfigError, load_config
 from monitors.rules import Engine, RuleError, load_rules
+from monitors.speedups import FastEngine, available
+
+# Every rule test runs on the reference Engine and on the C one (monitors/_speedups.c).
+ENGINES = [Engine, pytest.param(FastEngine, marks=pytest.mark.skipif(not available(), reason="C extension not built"))]
+
+
+@pytest.fixture(params=ENGINES, ids=["python", "c"], autouse=True)
+def engine_class(request, monkeypatch):
+    monkeypatch.setitem(globals(), "Engine", request.param)  # the name the tests call
+    return request.param
 
 
 def fail(ts, src="203.0.113.9", user="app", reason="bad_password"):

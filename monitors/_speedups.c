@@ -1,0 +1,1597 @@
+/* The monitor's hot path in C: Postgres stderr and UFW lines -> events -> the rule engine.
+
+   It is a second implementation of monitors/pg.py, monitors/ufw.py and the Engine in
+   monitors/rules.py, which stay the reference: tests/monitors/test_speedups.py feeds both the same
+   lines and wants the same events, counts and detections. Python does what is rare or slow to
+   write twice (config, JSON lines, syslog dates without a year, IPv6 compression, allow-list CIDRs,
+   formatting alerts); C does the per-line and per-event work, with no Python object per line.
+
+   Lines arrive as a list of bytes (FileTail's batches) and must already be free of "\n". */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+#include <stdlib.h>
+
+/* ------------------------------------------------------------------ events */
+
+enum { F_SOURCE, F_USER, F_DATABASE, F_REASON, F_TLS, F_ACTION, F_DPORT, F_PROTO, F_DEST, NFIELDS };
+static const char *FIELD_NAMES[NFIELDS] = {"source", "user", "database", "reason", "tls", "action", "dport",
+                                           "proto", "dest"};
+enum { T_CONN, T_AUTHZ, T_FAIL, T_HBA, T_NODB, T_TOOMANY, T_BADSTART, T_DISC, T_UFW, NTYPES };
+static const char *TYPE_NAMES[NTYPES] = {"pg_connection_received", "pg_authorized", "pg_auth_failed",
+                                         "pg_hba_reject", "pg_unknown_database", "pg_too_many_connections",
+                                         "pg_bad_startup", "pg_disconnection", "ufw"};
+/* Pipeline.events keys: (source type, outcome) */
+enum { O_CONN, O_AUTHZ, O_FAIL_PW, O_FAIL_ROLE, O_HBA_NOENC, O_HBA, O_NODB, O_TOOMANY, O_BADSTART, O_DISC,
+       O_BLOCK, O_LIMIT, O_ALLOW, O_AUDIT, O_AUDIT_INV, O_BLOCK_INV, NOUTCOMES };
+static const char *OUTCOME_NAMES[NOUTCOMES] = {
+    "pg_connection_received", "pg_authorized", "pg_auth_failed:bad_password", "pg_auth_failed:unknown_role",
+    "pg_hba_reject:no_encryption", "pg_hba_reject:hba_reject", "pg_unknown_database",
+    "pg_too_many_connections", "pg_bad_startup", "pg_disconnection",
+    "block", "limit_block", "allow", "audit", "audit_invalid", "block_invalid"};
+static const char *UFW_ACTIONS[6] = {"BLOCK", "LIMIT BLOCK", "ALLOW", "AUDIT", "AUDIT INVALID", "BLOCK INVALID"};
+
+static PyObject *s_field[NFIELDS], *s_type, *s_ts, *s_type_codes, *s_outcome_keys[NOUTCOMES];
+static PyObject *s_unknown_role, *s_bad_password, *s_no_encryption, *s_hba_reject, *s_no_tls, *s_unknown;
+static PyObject *s_actions[6], *s_move_to_end, *s_popitem, *s_ordered_dict;
+
+typedef struct {
+    int type;
+    double ts;
+    PyObject *f[NFIELDS]; /* owned references; NULL is None */
+} CEvent;
+
+static void ev_clear(CEvent *e) {
+    for (int i = 0; i < NFIELDS; i++) Py_CLEAR(e->f[i]);
+}
+
+static void ev_init(CEvent *e, int type, double ts) {
+    e->type = type;
+    e->ts = ts;
+    for (int i = 0; i < NFIELDS; i++) e->f[i] = NULL;
+}
+
+static void ev_set(CEvent *e, int field, PyObject *v) { /* steals v (None becomes NULL) */
+    Py_XSETREF(e->f[field], v == Py_None ? (Py_DECREF(v), NULL) : v);
+}
+
+static PyObject *str_of(const char *s, Py_ssize_t n) { /* lines are valid UTF-8 by now */
+    return PyUnicode_DecodeUTF8(s, n, "strict");
+}
+
+/* _clean(): "", "[unknown]" and "[local]" are no value */
+static int is_blank(const char *s, Py_ssize_t n) {
+    return n == 0 || (n == 9 && memcmp(s, "[unknown]", 9) == 0) || (n == 7 && memcmp(s, "[local]", 7) == 0);
+}
+
+static PyObject *clean_str(const char *s, Py_ssize_t n) {
+    if (s == NULL || is_blank(s, n)) Py_RETURN_NONE;
+    return str_of(s, n);
+}
+
+static int clean_obj_is_none(PyObject *v) { /* _clean() on a str object */
+    if (v == NULL || v == Py_None) return 1;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+    return s == NULL || is_blank(s, n);
+}
+
+static int outcome_of(const CEvent *e) {
+    switch (e->type) {
+    case T_CONN: return O_CONN;
+    case T_AUTHZ: return O_AUTHZ;
+    case T_FAIL: return e->f[F_REASON] == s_unknown_role ||
+                        (e->f[F_REASON] && PyUnicode_Check(e->f[F_REASON]) &&
+                         PyUnicode_CompareWithASCIIString(e->f[F_REASON], "unknown_role") == 0) ? O_FAIL_ROLE : O_FAIL_PW;
+    case T_HBA: return e->f[F_REASON] && PyUnicode_Check(e->f[F_REASON]) &&
+                       PyUnicode_CompareWithASCIIString(e->f[F_REASON], "no_encryption") == 0 ? O_HBA_NOENC : O_HBA;
+    case T_NODB: return O_NODB;
+    case T_TOOMANY: return O_TOOMANY;
+    case T_BADSTART: return O_BADSTART;
+    case T_DISC: return O_DISC;
+    case T_UFW:
+        for (int i = 0; i < 6; i++)
+            if (e->f[F_ACTION] && PyUnicode_Check(e->f[F_ACTION]) &&
+                PyUnicode_CompareWithASCIIString(e->f[F_ACTION], UFW_ACTIONS[i]) == 0) return O_BLOCK + i;
+        return -1;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ rule engine */
+
+typedef struct { double *v; Py_ssize_t cap, len, head, max; } Ring;
+
+static int ring_push(Ring *r, double x) {
+    if (r->len == r->max) { /* full: the oldest goes, as deque(maxlen) */
+        r->head = (r->head + 1) % r->cap;
+        r->len--;
+    }
+    if (r->len == r->cap) {
+        Py_ssize_t cap = r->cap ? r->cap * 2 : 4;
+        if (cap > r->max) cap = r->max;
+        double *v = PyMem_Malloc(sizeof(double) * cap);
+        if (v == NULL) { PyErr_NoMemory(); return -1; }
+        for (Py_ssize_t i = 0; i < r->len; i++) v[i] = r->v[(r->head + i) % r->cap];
+        PyMem_Free(r->v);
+        r->v = v;
+        r->cap = cap;
+        r->head = 0;
+    }
+    r->v[(r->head + r->len) % r->cap] = x;
+    r->len++;
+    return 0;
+}
+#define RING_AT(r, i) ((r)->v[((r)->head + (i)) % (r)->cap])
+static void ring_pop(Ring *r) { r->head = (r->head + 1) % r->cap; r->len--; }
+
+typedef struct Group {
+    PyObject_HEAD
+    PyObject *key;
+    struct Group *prev, *next; /* least recently seen first */
+    Ring times, prior;
+    int has_prior, fired;
+    PyObject *values;          /* distinct value -> last time, oldest first */
+    double last_fired, last_seen;
+} Group;
+
+static void group_dealloc(Group *g) {
+    Py_XDECREF(g->key);
+    Py_XDECREF(g->values);
+    PyMem_Free(g->times.v);
+    PyMem_Free(g->prior.v);
+    PyObject_Free(g);
+}
+
+static PyTypeObject GroupType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "monitors._speedups.Group",
+    .tp_basicsize = sizeof(Group),
+    .tp_dealloc = (destructor)group_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
+
+typedef struct { int field; PyObject *want; int many; } Cond;
+
+typedef struct {
+    unsigned types, after_types;
+    Cond *conds, *aconds;
+    int nconds, naconds;
+    int group_by, distinct;
+    Py_ssize_t threshold, after_count, max_groups;
+    double window, cooldown, after_within;
+    int has_after, outside_allowed;
+    PyObject *allow;           /* Networks.__contains__, or NULL when the rule has none */
+    PyObject *groups;          /* key -> Group */
+    Group *head, *tail;
+    Py_ssize_t ngroups;
+} CRule;
+
+typedef struct {
+    PyObject_HEAD
+    CRule *rules;
+    Py_ssize_t nrules;
+    PyObject *allowed;         /* the allowed networks' __contains__, or NULL */
+} Engine;
+
+static void lru_unlink(CRule *r, Group *g) {
+    if (g->prev) g->prev->next = g->next; else r->head = g->next;
+    if (g->next) g->next->prev = g->prev; else r->tail = g->prev;
+    g->prev = g->next = NULL;
+}
+
+static void lru_append(CRule *r, Group *g) {
+    g->prev = r->tail;
+    g->next = NULL;
+    if (r->tail) r->tail->next = g; else r->head = g;
+    r->tail = g;
+}
+
+static int drop_head(CRule *r) {
+    Group *h = r->head;
+    PyObject *k = h->key;
+    Py_INCREF(k);
+    lru_unlink(r, h);
+    int rc = PyDict_DelItem(r->groups, k);
+    Py_DECREF(k);
+    r->ngroups--;
+    return rc;
+}
+
+static Group *touch(CRule *r, PyObject *key, double ts) { /* borrowed; the rule's dict owns it */
+    Group *g = (Group *)PyDict_GetItemWithError(r->groups, key);
+    if (g == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        g = PyObject_New(Group, &GroupType);
+        if (g == NULL) return NULL;
+        Py_INCREF(key);
+        g->key = key;
+        g->prev = g->next = NULL;
+        memset(&g->times, 0, sizeof(Ring));
+        memset(&g->prior, 0, sizeof(Ring));
+        g->times.max = r->distinct >= 0 ? 1 : r->threshold;
+        g->prior.max = r->after_count > 1 ? r->after_count : 1;
+        g->has_prior = g->fired = 0;
+        g->values = NULL;
+        g->last_fired = 0;
+        if (PyDict_SetItem(r->groups, key, (PyObject *)g) < 0) { Py_DECREF(g); return NULL; }
+        Py_DECREF(g);
+        lru_append(r, g);
+        r->ngroups++;
+        if (r->ngroups > r->max_groups && drop_head(r) < 0) return NULL; /* max_groups >= 1: never g */
+    } else if (r->tail != g) {
+        lru_unlink(r, g);
+        lru_append(r, g);
+    }
+    g->last_seen = ts;
+    return g;
+}
+
+static int conds_match(const CEvent *e, const Cond *c, int n) {
+    for (int i = 0; i < n; i++) {
+        PyObject *have = e->f[c[i].field] ? e->f[c[i].field] : Py_None;
+        int ok = c[i].many ? PySet_Contains(c[i].want, have) : PyObject_RichCompareBool(have, c[i].want, Py_EQ);
+        if (ok <= 0) return ok;
+    }
+    return 1;
+}
+
+static int contains(PyObject *fn, PyObject *v) {
+    PyObject *r = PyObject_CallOneArg(fn, v ? v : Py_None);
+    if (r == NULL) return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+static int fire(Py_ssize_t ri, CRule *r, Group *g, PyObject *key, Py_ssize_t count, double first, double last,
+                PyObject *out) {
+    if (g->fired && last - g->last_fired < r->cooldown) return 0;
+    g->fired = 1;
+    g->last_fired = last;
+    PyObject *t = Py_BuildValue("(nOndd)", ri, key, count, first, last);
+    if (t == NULL) return -1;
+    int rc = PyList_Append(out, t);
+    Py_DECREF(t);
+    return rc;
+}
+
+static int first_item(PyObject *d, PyObject **k, PyObject **v) {
+    Py_ssize_t pos = 0;
+    return PyDict_Next(d, &pos, k, v);
+}
+
+static int apply_rule(Py_ssize_t ri, CRule *r, PyObject *key, const CEvent *e, PyObject *out) {
+    Group *g = touch(r, key, e->ts);
+    if (g == NULL) return -1;
+    double ts = e->ts;
+    if (r->has_after) {
+        if (!g->has_prior) return 0;
+        Py_ssize_t n = 0;
+        double first = 0;
+        for (Py_ssize_t i = 0; i < g->prior.len; i++) {
+            double t = RING_AT(&g->prior, i);
+            if (ts - t <= r->after_within) {
+                if (n++ == 0) first = t;
+            }
+        }
+        if (n < r->after_count) return 0;
+        g->has_prior = 0; /* the failures are accounted for by this detection */
+        g->prior.len = g->prior.head = 0;
+        return fire(ri, r, g, key, n, first, ts, out);
+    }
+    if (r->distinct >= 0) {
+        PyObject *v = e->f[r->distinct], *k0, *v0;
+        if (v == NULL) return 0;
+        if (g->values == NULL && (g->values = PyDict_New()) == NULL) return -1;
+        int has = PyDict_Contains(g->values, v);
+        if (has < 0 || (has && PyDict_DelItem(g->values, v) < 0)) return -1;
+        PyObject *tsv = PyFloat_FromDouble(ts);
+        if (tsv == NULL || PyDict_SetItem(g->values, v, tsv) < 0) { Py_XDECREF(tsv); return -1; }
+        Py_DECREF(tsv);
+        while (first_item(g->values, &k0, &v0) && ts - PyFloat_AS_DOUBLE(v0) > r->window)
+            if (PyDict_DelItem(g->values, k0) < 0) return -1;
+        while (PyDict_GET_SIZE(g->values) > r->threshold) {
+            first_item(g->values, &k0, &v0);
+            if (PyDict_DelItem(g->values, k0) < 0) return -1;
+        }
+        Py_ssize_t n = PyDict_GET_SIZE(g->values);
+        if (n < r->threshold) return 0;
+        first_item(g->values, &k0, &v0);
+        return fire(ri, r, g, key, n, PyFloat_AS_DOUBLE(v0), ts, out);
+    }
+    if (ring_push(&g->times, ts) < 0) return -1;
+    while (g->times.len && ts - RING_AT(&g->times, 0) > r->window) ring_pop(&g->times);
+    if (g->times.len < r->threshold) return 0;
+    return fire(ri, r, g, key, g->times.len, RING_AT(&g->times, 0), ts, out);
+}
+
+static int engine_run(Engine *en, const CEvent *e, PyObject *out) {
+    unsigned bit = 1u << e->type;
+    for (Py_ssize_t ri = 0; ri < en->nrules; ri++) {
+        CRule *r = &en->rules[ri];
+        for (int prior = 0; prior < 2; prior++) {
+            if (!prior ? !(r->types & bit) : !(r->has_after && (r->after_types & bit))) continue;
+            if (r->allow && e->f[F_SOURCE]) {
+                int in = contains(r->allow, e->f[F_SOURCE]);
+                if (in < 0) return -1;
+                if (in) continue;
+            }
+            int m = prior ? conds_match(e, r->aconds, r->naconds) : conds_match(e, r->conds, r->nconds);
+            if (m < 0) return -1;
+            if (!m) continue;
+            PyObject *key = e->f[r->group_by];
+            if (key == NULL) continue;
+            if (PyUnicode_CheckExact(key)) Py_INCREF(key);
+            else if ((key = PyObject_Str(key)) == NULL) return -1;
+            int rc = 0;
+            if (prior) {
+                Group *g = touch(r, key, e->ts);
+                if (g == NULL) rc = -1;
+                else {
+                    if (!g->has_prior) { g->has_prior = 1; g->prior.len = g->prior.head = 0; }
+                    rc = ring_push(&g->prior, e->ts);
+                }
+            } else {
+                int skip = 0;
+                if (r->outside_allowed) {
+                    if (en->allowed == NULL) skip = 1;
+                    else if (e->f[F_SOURCE]) {
+                        skip = contains(en->allowed, e->f[F_SOURCE]);
+                        if (skip < 0) rc = -1;
+                    }
+                }
+                if (!skip && rc == 0) rc = apply_rule(ri, r, key, e, out);
+            }
+            Py_DECREF(key);
+            if (rc < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+static int field_index(PyObject *name) {
+    for (int i = 0; i < NFIELDS; i++)
+        if (PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, FIELD_NAMES[i]) == 0) return i;
+    PyErr_Format(PyExc_NotImplementedError, "field %R is not handled by the C engine", name);
+    return -1;
+}
+
+static int type_mask(PyObject *types, unsigned *mask) {
+    *mask = 0;
+    PyObject *seq = PySequence_Fast(types, "types must be a sequence");
+    if (seq == NULL) return -1;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *code = PyDict_GetItemWithError(s_type_codes, PySequence_Fast_GET_ITEM(seq, i));
+        if (code == NULL) {
+            if (!PyErr_Occurred()) /* a type no parser makes: the rule never matches it */
+                continue;
+            Py_DECREF(seq);
+            return -1;
+        }
+        *mask |= 1u << PyLong_AsLong(code);
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static int parse_conds(PyObject *conds, Cond **out, int *n) {
+    PyObject *seq = PySequence_Fast(conds, "conds must be a sequence");
+    if (seq == NULL) return -1;
+    *n = (int)PySequence_Fast_GET_SIZE(seq);
+    *out = PyMem_Calloc(*n ? *n : 1, sizeof(Cond));
+    for (int i = 0; i < *n; i++) {
+        PyObject *name, *want;
+        int many;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "OOp", &name, &want, &many)) goto fail;
+        if (((*out)[i].field = field_index(name)) < 0) goto fail;
+        Py_INCREF(want);
+        (*out)[i].want = want;
+        (*out)[i].many = many;
+    }
+    Py_DECREF(seq);
+    return 0;
+fail:
+    Py_DECREF(seq);
+    return -1;
+}
+
+static void engine_free_rules(Engine *self) {
+    for (Py_ssize_t i = 0; i < self->nrules; i++) {
+        CRule *r = &self->rules[i];
+        for (int j = 0; j < r->nconds; j++) Py_XDECREF(r->conds[j].want);
+        for (int j = 0; j < r->naconds; j++) Py_XDECREF(r->aconds[j].want);
+        PyMem_Free(r->conds);
+        PyMem_Free(r->aconds);
+        Py_XDECREF(r->allow);
+        Py_XDECREF(r->groups);
+    }
+    PyMem_Free(self->rules);
+    self->rules = NULL;
+    self->nrules = 0;
+}
+
+/* Engine(rules, allowed): rules are tuples made by monitors/speedups.py from Rule objects. */
+static int engine_init(Engine *self, PyObject *args, PyObject *kw) {
+    PyObject *rules, *allowed;
+    if (!PyArg_ParseTuple(args, "OO", &rules, &allowed)) return -1;
+    engine_free_rules(self);
+    Py_CLEAR(self->allowed);
+    if (allowed != Py_None) { Py_INCREF(allowed); self->allowed = allowed; }
+    PyObject *seq = PySequence_Fast(rules, "rules must be a sequence");
+    if (seq == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    self->rules = PyMem_Calloc(n ? n : 1, sizeof(CRule));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        CRule *r = &self->rules[i];
+        self->nrules = i + 1;
+        r->distinct = -1;
+        PyObject *types, *conds, *atypes, *aconds, *group_by, *distinct, *allow;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "OOOOOOnddndppOn", &types, &conds, &atypes,
+                              &aconds, &group_by, &distinct, &r->threshold, &r->window, &r->cooldown,
+                              &r->after_count, &r->after_within, &r->has_after, &r->outside_allowed, &allow,
+                              &r->max_groups)) goto fail;
+        if (r->max_groups < 1 || r->threshold < 1) {
+            PyErr_SetString(PyExc_ValueError, "threshold and max_groups must be >= 1");
+            goto fail;
+        }
+        if (type_mask(types, &r->types) < 0 || parse_conds(conds, &r->conds, &r->nconds) < 0) goto fail;
+        if (r->has_after && (type_mask(atypes, &r->after_types) < 0 ||
+                             parse_conds(aconds, &r->aconds, &r->naconds) < 0)) goto fail;
+        if ((r->group_by = field_index(group_by)) < 0) goto fail;
+        if (distinct != Py_None && (r->distinct = field_index(distinct)) < 0) goto fail;
+        if (allow != Py_None) { Py_INCREF(allow); r->allow = allow; }
+        if ((r->groups = PyDict_New()) == NULL) goto fail;
+    }
+    Py_DECREF(seq);
+    return 0;
+fail:
+    Py_DECREF(seq);
+    return -1;
+}
+
+static void engine_dealloc(Engine *self) {
+    engine_free_rules(self);
+    Py_XDECREF(self->allowed);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* An Event object (monitors.events.Event) -> CEvent; 0 when its type is none of ours. */
+static int event_from_object(PyObject *obj, CEvent *e) {
+    PyObject *t = PyObject_GetAttr(obj, s_type);
+    if (t == NULL) return -1;
+    PyObject *code = PyDict_GetItemWithError(s_type_codes, t);
+    Py_DECREF(t);
+    if (code == NULL) return PyErr_Occurred() ? -1 : 0;
+    PyObject *ts = PyObject_GetAttr(obj, s_ts);
+    if (ts == NULL) return -1;
+    double tsd = PyFloat_AsDouble(ts);
+    Py_DECREF(ts);
+    if (tsd == -1.0 && PyErr_Occurred()) return -1;
+    ev_init(e, (int)PyLong_AsLong(code), tsd);
+    for (int i = 0; i < NFIELDS; i++) {
+        PyObject *v = PyObject_GetAttr(obj, s_field[i]);
+        if (v == NULL) { ev_clear(e); return -1; }
+        ev_set(e, i, v);
+    }
+    return 1;
+}
+
+static PyObject *engine_process(Engine *self, PyObject *obj) {
+    CEvent e;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    int rc = event_from_object(obj, &e);
+    if (rc < 0) { Py_DECREF(out); return NULL; }
+    if (rc == 0) return out;
+    rc = engine_run(self, &e, out);
+    ev_clear(&e);
+    if (rc < 0) { Py_DECREF(out); return NULL; }
+    return out;
+}
+
+static PyObject *engine_expire(Engine *self, PyObject *arg) {
+    double now = PyFloat_AsDouble(arg);
+    if (now == -1.0 && PyErr_Occurred()) return NULL;
+    Py_ssize_t dropped = 0;
+    for (Py_ssize_t i = 0; i < self->nrules; i++) {
+        CRule *r = &self->rules[i];
+        double keep = r->window;
+        if (r->has_after && r->after_within > keep) keep = r->after_within;
+        if (r->cooldown > keep) keep = r->cooldown;
+        while (r->head && !(now - r->head->last_seen <= keep)) {
+            if (drop_head(r) < 0) return NULL;
+            dropped++;
+        }
+    }
+    return PyLong_FromSsize_t(dropped);
+}
+
+static PyObject *engine_group_counts(Engine *self, PyObject *unused) {
+    PyObject *out = PyList_New(self->nrules);
+    for (Py_ssize_t i = 0; out && i < self->nrules; i++)
+        PyList_SET_ITEM(out, i, PyLong_FromSsize_t(self->rules[i].ngroups));
+    return out;
+}
+
+static PyObject *engine_group_keys(Engine *self, PyObject *arg) { /* least recently seen first */
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if (i < 0 || i >= self->nrules) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_IndexError, "rule index");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    for (Group *g = self->rules[i].head; out && g; g = g->next)
+        if (PyList_Append(out, g->key) < 0) Py_CLEAR(out);
+    return out;
+}
+
+static PyMethodDef engine_methods[] = {
+    {"process", (PyCFunction)engine_process, METH_O, "process(event) -> [(rule index, key, count, first, last)]"},
+    {"expire", (PyCFunction)engine_expire, METH_O, "expire(now) -> groups dropped"},
+    {"group_counts", (PyCFunction)engine_group_counts, METH_NOARGS, "groups held per rule"},
+    {"group_keys", (PyCFunction)engine_group_keys, METH_O, "a rule's group keys, least recently seen first"},
+    {NULL}};
+
+static PyTypeObject EngineType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "monitors._speedups.Engine",
+    .tp_basicsize = sizeof(Engine),
+    .tp_dealloc = (destructor)engine_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_init = (initproc)engine_init,
+    .tp_new = PyType_GenericNew,
+    .tp_methods = engine_methods,
+};
+
+/* ------------------------------------------------------------------ lines: shared helpers */
+
+static const char *find(const char *s, Py_ssize_t n, const char *needle, Py_ssize_t m) {
+    return m > n ? NULL : memmem(s, n, needle, m);
+}
+#define FIND(s, n, lit) find((s), (n), (lit), (Py_ssize_t)sizeof(lit) - 1)
+#define STARTS(s, n, lit) ((n) >= (Py_ssize_t)sizeof(lit) - 1 && memcmp((s), (lit), sizeof(lit) - 1) == 0)
+#define ENDS(s, n, lit) ((n) >= (Py_ssize_t)sizeof(lit) - 1 && \
+                         memcmp((s) + (n) - (sizeof(lit) - 1), (lit), sizeof(lit) - 1) == 0)
+
+static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+/* Python's bytes.decode("utf-8") accepts exactly these */
+static int valid_utf8(const unsigned char *s, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) {
+            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80) return 0;
+            i += 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            if (i + 2 >= n || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80) return 0;
+            if (c == 0xE0 && s[i + 1] < 0xA0) return 0;
+            if (c == 0xED && s[i + 1] > 0x9F) return 0;
+            i += 3;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            if (i + 3 >= n || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80)
+                return 0;
+            if (c == 0xF0 && s[i + 1] < 0x90) return 0;
+            if (c == 0xF4 && s[i + 1] > 0x8F) return 0;
+            i += 4;
+        } else return 0;
+    }
+    return 1;
+}
+
+static long long days_from_civil(long long y, unsigned m, unsigned d) {
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (long long)doe - 719468;
+}
+
+static int num(const char *s, int n) {
+    int v = 0;
+    for (int i = 0; i < n; i++) v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+/* events.iso_time(): 'YYYY-MM-DD[T ]HH:MM:SS[.frac][ ][zone]'; -1 when it is no valid time */
+static int iso_time(const char *s, Py_ssize_t n, double *out) {
+    static const int mdays[13] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (n < 19) return -1;
+    for (int i = 0; i < 19; i++) {
+        int want_digit = !(i == 4 || i == 7 || i == 10 || i == 13 || i == 16);
+        if (want_digit ? !is_digit(s[i]) : 0) return -1;
+    }
+    if (s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ') || s[13] != ':' || s[16] != ':') return -1;
+    int y = num(s, 4), mo = num(s + 5, 2), d = num(s + 8, 2), h = num(s + 11, 2), mi = num(s + 14, 2),
+        se = num(s + 17, 2);
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 61) return -1;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > mdays[mo] + (mo == 2 && leap)) return -1;
+    double base = (double)(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se);
+    Py_ssize_t i = 19;
+    double frac = 0.0;
+    if (i < n && s[i] == '.') {
+        Py_ssize_t j = i + 1;
+        while (j < n && is_digit(s[j])) j++;
+        Py_ssize_t nd = j - i - 1 > 9 ? 9 : j - i - 1;
+        if (nd > 0) {
+            double p = 1;
+            for (Py_ssize_t k = 0; k < nd; k++) p *= 10;
+            frac = (double)num(s + i + 1, (int)nd) / p;
+        }
+        i = j;
+    }
+    while (i < n && is_ws(s[i])) i++;
+    Py_ssize_t e = n;
+    while (e > i && is_ws(s[e - 1])) e--;
+    const char *z = s + i;
+    Py_ssize_t zn = e - i;
+    double offset = 0;
+    if ((zn == 5 || (zn == 6 && z[3] == ':')) && (z[0] == '+' || z[0] == '-') && is_digit(z[1]) && is_digit(z[2]) &&
+        is_digit(z[zn - 2]) && is_digit(z[zn - 1])) {
+        offset = (num(z + 1, 2) * 3600 + num(z + zn - 2, 2) * 60) * (z[0] == '+' ? 1 : -1);
+    }
+    *out = base + frac - offset;
+    return 0;
+}
+
+static PyObject *py_iso_time(PyObject *m, PyObject *arg) {
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(arg, &n);
+    double t;
+    if (s == NULL) return NULL;
+    if (iso_time(s, n, &t) < 0) return PyErr_Format(PyExc_ValueError, "not a valid time: %R", arg);
+    return PyFloat_FromDouble(t);
+}
+
+/* Counting and handing events on, shared by both scanners. */
+typedef struct {
+    Engine *engine;
+    PyObject *out;               /* detections of this batch */
+    PyObject *by_source;         /* Pipeline.by_source or NULL */
+    long long counts[NOUTCOMES];
+} Sink;
+
+static int emit(Sink *k, CEvent *e) {
+    int o = outcome_of(e);
+    if (o >= 0) {
+        k->counts[o]++;
+        if (k->by_source && (o == O_FAIL_PW || o == O_FAIL_ROLE || o == O_BLOCK || o == O_LIMIT)) {
+            PyObject *key = Py_BuildValue("(OO)", e->f[F_SOURCE] ? e->f[F_SOURCE] : s_unknown, s_outcome_keys[o]);
+            if (key == NULL) return -1;
+            PyObject *old = PyDict_GetItemWithError(k->by_source, key);
+            long long v = old ? PyLong_AsLongLong(old) + 1 : 1;
+            PyObject *nv = PyLong_FromLongLong(v);
+            int rc = (old == NULL && PyErr_Occurred()) || nv == NULL ? -1 : PyDict_SetItem(k->by_source, key, nv);
+            Py_XDECREF(nv);
+            Py_DECREF(key);
+            if (rc < 0) return -1;
+        }
+    }
+    int rc = engine_run(k->engine, e, k->out);
+    ev_clear(e);
+    return rc;
+}
+
+static int emit_objects(Sink *k, PyObject *events) { /* Event objects from a Python parser */
+    if (events == NULL) return -1;
+    PyObject *seq = PySequence_Fast(events, "events");
+    Py_DECREF(events);
+    if (seq == NULL) return -1;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        CEvent e;
+        int rc = event_from_object(PySequence_Fast_GET_ITEM(seq, i), &e);
+        if (rc < 0 || (rc > 0 && emit(k, &e) < 0)) { Py_DECREF(seq); return -1; }
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+/* counts -> Pipeline.events[(stype, outcome)] */
+static int flush_counts(Sink *k, PyObject *events) {
+    for (int o = 0; o < NOUTCOMES; o++) {
+        if (!k->counts[o]) continue;
+        PyObject *key = Py_BuildValue("(sO)", o >= O_BLOCK ? "ufw" : "postgres", s_outcome_keys[o]);
+        if (key == NULL) return -1;
+        PyObject *old = PyDict_GetItemWithError(events, key);
+        long long v = (old ? PyLong_AsLongLong(old) : 0) + k->counts[o];
+        PyObject *nv = PyLong_FromLongLong(v);
+        int rc = nv == NULL ? -1 : PyDict_SetItem(events, key, nv);
+        Py_XDECREF(nv);
+        Py_DECREF(key);
+        if (rc < 0) return -1;
+        k->counts[o] = 0;
+    }
+    return 0;
+}
+
+static int add_attr(PyObject *obj, const char *name, long long delta) {
+    if (!delta) return 0;
+    PyObject *old = PyObject_GetAttrString(obj, name);
+    if (old == NULL) return -1;
+    PyObject *nv = PyLong_FromLongLong(PyLong_AsLongLong(old) + delta);
+    Py_DECREF(old);
+    if (nv == NULL) return -1;
+    int rc = PyObject_SetAttrString(obj, name, nv);
+    Py_DECREF(nv);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ Postgres log_line_prefix */
+
+/* A program compiled from log_line_prefix by monitors/pg.py (prefix_program); the same program is
+   turned into the Python regex there, so both match the same lines. Matching backtracks like the
+   regex: greedy classes try the longest run first, lazy ones the shortest, fixed alternatives
+   ("[unknown]") before the class, optional groups with before without. */
+enum { OP_LIT, OP_CLASS, OP_OPEN, OP_CLOSE, OP_OPT };
+enum { C_DIGIT, C_TZ, C_USER, C_NONSPACE, C_HOST, C_ANY, C_HEX, C_UPPERDIG, C_SPACE };
+enum { CAP_TS, CAP_EPOCH, CAP_PID, CAP_USER, CAP_DB, CAP_HOST, NCAPS };
+static const char *CAP_NAMES[NCAPS] = {"ts", "epoch", "pid", "user", "db", "host"};
+
+typedef struct {
+    int op, cls, min, max, lazy, slot, jump;
+    char *lit;
+    Py_ssize_t litlen;
+    char **alts;
+    Py_ssize_t *altlens;
+    int nalts;
+} Op;
+
+typedef struct { Op *ops; int nops; } Prog;
+typedef struct { Py_ssize_t start[NCAPS], end[NCAPS]; } Caps;
+
+static int class_has(int cls, const unsigned char *s) { /* s: the first byte of a character */
+    unsigned char c = *s;
+    if (c >= 0x80) return cls == C_USER || cls == C_NONSPACE || cls == C_ANY;
+    switch (cls) {
+    case C_DIGIT: return is_digit(c);
+    case C_TZ: return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '+' || c == '-';
+    case C_USER: return c != '@' && !is_ws(c);
+    case C_NONSPACE: return !is_ws(c);
+    case C_HOST: return is_digit(c) || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f') || c == ':' || c == '.';
+    case C_ANY: return c != '\n';
+    case C_HEX: return is_digit(c) || (c >= 'a' && c <= 'f');
+    case C_UPPERDIG: return is_digit(c) || (c >= 'A' && c <= 'Z');
+    case C_SPACE: return is_ws(c);
+    }
+    return 0;
+}
+
+static Py_ssize_t char_len(unsigned char c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4; }
+
+static const char *LEVELS[] = {"LOG", "INFO", "NOTICE", "WARNING", "ERROR", "FATAL", "PANIC", "DETAIL", "HINT",
+                               "CONTEXT", "STATEMENT", "QUERY", "LOCATION", NULL};
+
+typedef struct { const char *s; Py_ssize_t n; Py_ssize_t level, level_len, msg; Caps caps; } Match;
+
+static int level_at(Match *m, Py_ssize_t pos) {
+    const char *s = m->s + pos;
+    Py_ssize_t left = m->n - pos, len = 0;
+    if (left >= 6 && memcmp(s, "DEBUG", 5) == 0 && is_digit(s[5])) len = 6;
+    else
+        for (int i = 0; LEVELS[i]; i++) {
+            Py_ssize_t l = strlen(LEVELS[i]);
+            if (left >= l && memcmp(s, LEVELS[i], l) == 0) { len = l; break; }
+        }
+    if (!len || left < len + 3 || memcmp(s + len, ":  ", 3) != 0) return 0;
+    m->level = pos;
+    m->level_len = len;
+    m->msg = pos + len + 3;
+    return 1;
+}
+
+static int run(const Prog *p, int pc, Py_ssize_t pos, Match *m, int depth);
+
+static int run_class(const Prog *p, int pc, Py_ssize_t pos, Match *m, int depth) {
+    const Op *op = &p->ops[pc];
+    Caps saved = m->caps;
+    for (int a = 0; a < op->nalts; a++) {
+        if (m->n - pos >= op->altlens[a] && memcmp(m->s + pos, op->alts[a], op->altlens[a]) == 0) {
+            if (op->slot >= 0) { m->caps.start[op->slot] = pos; m->caps.end[op->slot] = pos + op->altlens[a]; }
+            if (run(p, pc + 1, pos + op->altlens[a], m, depth + 1)) return 1;
+            m->caps = saved;
+        }
+    }
+    /* the positions after 0..max characters of the class */
+    Py_ssize_t stops[64], *st = stops, cap = 64, count = 0, q = pos;
+    st[count++] = pos;
+    while ((op->max < 0 || count - 1 < op->max) && q < m->n && class_has(op->cls, (const unsigned char *)m->s + q)) {
+        q += char_len((unsigned char)m->s[q]);
+        if (count == cap) {
+            Py_ssize_t *bigger = PyMem_Malloc(sizeof(Py_ssize_t) * cap * 2);
+            if (bigger == NULL) { if (st != stops) PyMem_Free(st); return 0; }
+            memcpy(bigger, st, sizeof(Py_ssize_t) * cap);
+            if (st != stops) PyMem_Free(st);
+            st = bigger;
+            cap *= 2;
+        }
+        st[count++] = q;
+    }
+    int found = 0;
+    for (Py_ssize_t i = 0; i < count && !found; i++) {
+        Py_ssize_t k = op->lazy ? i : count - 1 - i; /* k characters taken */
+        if (k < op->min) continue;
+        if (op->slot >= 0) { m->caps.start[op->slot] = pos; m->caps.end[op->slot] = st[k]; }
+        if (run(p, pc + 1, st[k], m, depth + 1)) found = 1;
+        else m->caps = saved;
+    }
+    if (st != stops) PyMem_Free(st);
+    return found;
+}
+
+/* ops[pc:] then the level and ":  ". An optional group is inline: entering it is going on at
+   pc + 1, skipping it is going on at its jump. */
+static int run(const Prog *p, int pc, Py_ssize_t pos, Match *m, int depth) {
+    if (depth > 400) return 0;
+    while (pc < p->nops) {
+        const Op *op = &p->ops[pc];
+        switch (op->op) {
+        case OP_LIT:
+            if (m->n - pos < op->litlen || memcmp(m->s + pos, op->lit, op->litlen) != 0) return 0;
+            pos += op->litlen;
+            pc++;
+            break;
+        case OP_OPEN: m->caps.start[op->slot] = pos; pc++; break;
+        case OP_CLOSE: m->caps.end[op->slot] = pos; pc++; break;
+        case OP_CLASS: return run_class(p, pc, pos, m, depth);
+        case OP_OPT: {
+            Caps saved = m->caps;
+            if (run(p, pc + 1, pos, m, depth + 1)) return 1;
+            m->caps = saved;
+            pc = op->jump;
+            break;
+        }
+        default: return 0;
+        }
+    }
+    return level_at(m, pos);
+}
+
+static int prefix_match(const Prog *p, const char *s, Py_ssize_t n, Match *m) {
+    m->s = s;
+    m->n = n;
+    for (int i = 0; i < NCAPS; i++) m->caps.start[i] = m->caps.end[i] = -1;
+    return run(p, 0, 0, m, 0);
+}
+
+static void prog_free(Prog *p) {
+    for (int i = 0; i < p->nops; i++) {
+        Op *op = &p->ops[i];
+        PyMem_Free(op->lit);
+        for (int a = 0; a < op->nalts; a++) PyMem_Free(op->alts[a]);
+        PyMem_Free(op->alts);
+        PyMem_Free(op->altlens);
+    }
+    PyMem_Free(p->ops);
+    p->ops = NULL;
+    p->nops = 0;
+}
+
+static char *copy_bytes(PyObject *b, Py_ssize_t *len) {
+    char *s;
+    if (PyBytes_AsStringAndSize(b, &s, len) < 0) return NULL;
+    char *c = PyMem_Malloc(*len + 1);
+    if (c == NULL) { PyErr_NoMemory(); return NULL; }
+    memcpy(c, s, *len);
+    c[*len] = 0;
+    return c;
+}
+
+/* ops: ("lit", bytes) | ("class", cls, min, max, lazy, slot, (alt bytes, ...)) | ("open", slot) |
+   ("close", slot) | ("opt", jump); classes, slots as the enums above (pg.py names them). */
+static int prog_load(Prog *p, PyObject *ops) {
+    PyObject *seq = PySequence_Fast(ops, "a prefix program is a sequence of ops");
+    if (seq == NULL) return -1;
+    p->nops = (int)PySequence_Fast_GET_SIZE(seq);
+    p->ops = PyMem_Calloc(p->nops ? p->nops : 1, sizeof(Op));
+    for (int i = 0; i < p->nops; i++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(seq, i);
+        Op *op = &p->ops[i];
+        const char *kind;
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 2 || (kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(t, 0))) == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bad prefix op");
+            goto fail;
+        }
+        op->slot = -1;
+        if (strcmp(kind, "lit") == 0) {
+            op->op = OP_LIT;
+            if ((op->lit = copy_bytes(PyTuple_GET_ITEM(t, 1), &op->litlen)) == NULL) goto fail;
+        } else if (strcmp(kind, "class") == 0) {
+            PyObject *alts;
+            op->op = OP_CLASS;
+            if (!PyArg_ParseTuple(t, "siiiiiO", &kind, &op->cls, &op->min, &op->max, &op->lazy, &op->slot, &alts))
+                goto fail;
+            PyObject *aseq = PySequence_Fast(alts, "alternatives");
+            if (aseq == NULL) goto fail;
+            op->nalts = (int)PySequence_Fast_GET_SIZE(aseq);
+            op->alts = PyMem_Calloc(op->nalts ? op->nalts : 1, sizeof(char *));
+            op->altlens = PyMem_Calloc(op->nalts ? op->nalts : 1, sizeof(Py_ssize_t));
+            for (int a = 0; a < op->nalts; a++)
+                if ((op->alts[a] = copy_bytes(PySequence_Fast_GET_ITEM(aseq, a), &op->altlens[a])) == NULL) {
+                    op->nalts = a;
+                    Py_DECREF(aseq);
+                    goto fail;
+                }
+            Py_DECREF(aseq);
+        } else if (strcmp(kind, "open") == 0 || strcmp(kind, "close") == 0) {
+            op->op = kind[0] == 'o' ? OP_OPEN : OP_CLOSE;
+            op->slot = (int)PyLong_AsLong(PyTuple_GET_ITEM(t, 1));
+        } else if (strcmp(kind, "opt") == 0) {
+            op->op = OP_OPT;
+            op->jump = (int)PyLong_AsLong(PyTuple_GET_ITEM(t, 1));
+        } else {
+            PyErr_Format(PyExc_ValueError, "unknown prefix op %s", kind);
+            goto fail;
+        }
+        if (PyErr_Occurred()) goto fail;
+        if (op->slot >= NCAPS || (op->op == OP_OPT && (op->jump <= i || op->jump > p->nops))) {
+            PyErr_SetString(PyExc_ValueError, "bad prefix op operand");
+            goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+fail:
+    Py_DECREF(seq);
+    prog_free(p);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ Postgres stderr scanner */
+
+static const char *BAD_STARTUP[] = {"invalid length of startup packet", "could not accept SSL connection",
+                                    "incomplete startup packet", "unsupported frontend protocol",
+                                    "could not receive data from client", "invalid startup packet",
+                                    "received direct SSL connection request without ALPN", NULL};
+#define MAX_TRACKED_PIDS 65536
+
+typedef struct {
+    PyObject_HEAD
+    Engine *engine;
+    PyObject *parser;     /* the Python PostgresParser: unparsed count, prefix changes */
+    Prog prog;
+    PyObject *hosts;      /* OrderedDict: pid (bytes) -> client address (str) */
+    int has_pending;
+    PyObject *pend_pid;
+    CEvent pend;          /* a password failure waiting for its DETAIL */
+    long long unparsed;
+} PgScanner;
+
+static int starts_any(const char *s, Py_ssize_t n, const char **list) {
+    for (int i = 0; list[i]; i++) {
+        Py_ssize_t l = strlen(list[i]);
+        if (n >= l && memcmp(s, list[i], l) == 0) return 1;
+    }
+    return 0;
+}
+
+static int role_missing(const char *s, Py_ssize_t n) { /* Role "(.*)" does not exist\. */
+    const char *p = FIND(s, n, "Role \"");
+    return p && FIND(p + 6, n - (p + 6 - s), "\" does not exist.") != NULL;
+}
+
+static PyObject *pid_key(const char *pid, Py_ssize_t n) { return PyBytes_FromStringAndSize(pid, n); }
+
+static PyObject *hosts_get(PgScanner *sc, PyObject *pid) {
+    PyObject *h = PyDict_GetItemWithError(sc->hosts, pid);
+    return h; /* borrowed */
+}
+
+static int hosts_pop(PgScanner *sc, PyObject *pid) {
+    int has = PyDict_Contains(sc->hosts, pid);
+    if (has <= 0) return has;
+    return PyObject_DelItem(sc->hosts, pid);
+}
+
+static int hosts_remember(PgScanner *sc, PyObject *pid, PyObject *host) {
+    int has = PyDict_Contains(sc->hosts, pid);
+    if (has < 0 || (has && PyObject_DelItem(sc->hosts, pid) < 0)) return -1; /* re-inserted last */
+    if (PyObject_SetItem(sc->hosts, pid, host) < 0) return -1;
+    if (PyDict_GET_SIZE(sc->hosts) > MAX_TRACKED_PIDS) {
+        PyObject *r = PyObject_CallMethodObjArgs(sc->hosts, s_popitem, Py_False, NULL);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+/* _source(): the line's own client address, else the one its PID connected from */
+static PyObject *source_of(PgScanner *sc, PyObject *pid, const char *host, Py_ssize_t hn) {
+    if (host && !is_blank(host, hn)) return str_of(host, hn);
+    PyObject *h = hosts_get(sc, pid);
+    if (h == NULL && PyErr_Occurred()) return NULL;
+    if (clean_obj_is_none(h)) Py_RETURN_NONE;
+    Py_INCREF(h);
+    return h;
+}
+
+static int pg_flush(PgScanner *sc, Sink *k) {
+    if (!sc->has_pending) return 0;
+    sc->has_pending = 0;
+    if (sc->pend.f[F_REASON] == NULL) { Py_INCREF(s_bad_password); sc->pend.f[F_REASON] = s_bad_password; }
+    int rc = hosts_pop(sc, sc->pend_pid);
+    Py_CLEAR(sc->pend_pid);
+    CEvent e = sc->pend;
+    ev_init(&sc->pend, T_FAIL, 0);
+    if (rc < 0) { ev_clear(&e); return -1; }
+    return emit(k, &e);
+}
+
+static PyObject *bad_startup_reason(const char *msg, Py_ssize_t n) { /* msg.split(":")[0][:40] */
+    const char *c = memchr(msg, ':', n);
+    PyObject *s = str_of(msg, c ? c - msg : n);
+    if (s == NULL || PyUnicode_GET_LENGTH(s) <= 40) return s;
+    PyObject *t = PyUnicode_Substring(s, 0, 40);
+    Py_DECREF(s);
+    return t;
+}
+
+#define CAP(m, i, p, l) ((m).caps.start[i] >= 0 ? ((p) = (m).s + (m).caps.start[i], (l) = (m).caps.end[i] - (m).caps.start[i], 1) : ((p) = NULL, (l) = 0, 0))
+#define SET(e, f, expr) do { PyObject *_v = (expr); if (_v == NULL) goto fail; ev_set((e), (f), _v); } while (0)
+
+static int pg_event(PgScanner *sc, Sink *k, PyObject *pid, const Match *m, double ts) {
+    const char *lvl = m->s + m->level, *msg = m->s + m->msg, *host, *user, *db;
+    Py_ssize_t ln = m->level_len, n = m->n - m->msg, hn, un, dn;
+    CAP(*m, CAP_HOST, host, hn);
+    CAP(*m, CAP_USER, user, un);
+    CAP(*m, CAP_DB, db, dn);
+    CEvent e;
+    ev_init(&e, -1, ts);
+    if (ln == 3 && memcmp(lvl, "LOG", 3) == 0) {
+        if (STARTS(msg, n, "connection received: ")) {
+            const char *h = msg + 21, *end = msg + n;
+            if (!STARTS(h, end - h, "host=")) return 0;
+            h += 5;
+            const char *q = h;
+            while (q < end && !is_ws(*q)) q++;
+            if (q == h) return 0;
+            if (q < end) {
+                const char *r = q;
+                if (!STARTS(r, end - r, " port=")) return 0;
+                r += 6;
+                if (r == end) return 0;
+                while (r < end && is_digit(*r)) r++;
+                if (r != end) return 0;
+            }
+            PyObject *hs = str_of(h, q - h);
+            if (hs == NULL || hosts_remember(sc, pid, hs) < 0) { Py_XDECREF(hs); return -1; }
+            if (q - h == 7 && memcmp(h, "[local]", 7) == 0) { Py_DECREF(hs); return 0; }
+            e.type = T_CONN;
+            ev_set(&e, F_SOURCE, hs);
+            return emit(k, &e);
+        }
+        if (STARTS(msg, n, "connection authorized: ")) {
+            e.type = T_AUTHZ;
+            const char *u = msg + 23, *end = msg + n, *ue = NULL, *d = NULL, *de = NULL;
+            if (STARTS(u, end - u, "user=")) {
+                u += 5;
+                ue = u;
+                while (ue < end && !is_ws(*ue)) ue++;
+                if (ue == u) ue = NULL;
+                else if (STARTS(ue, end - ue, " database=")) {
+                    d = de = ue + 10;
+                    while (de < end && !is_ws(*de)) de++;
+                    if (de == d) d = NULL;
+                }
+            }
+            SET(&e, F_SOURCE, source_of(sc, pid, host, hn));
+            if (ue) {
+                SET(&e, F_USER, str_of(u, ue - u));
+                if (d) SET(&e, F_DATABASE, str_of(d, de - d));
+            } else {
+                SET(&e, F_USER, clean_str(user, un));
+                SET(&e, F_DATABASE, clean_str(db, dn));
+            }
+            const char *p = msg, *proto = NULL, *pe = NULL;
+            while ((p = FIND(p, end - p, "SSL enabled (protocol=")) != NULL) {
+                p += 22;
+                pe = p;
+                while (pe < end && *pe != ',' && *pe != ')') pe++;
+                if (pe > p) { proto = p; break; }
+            }
+            Py_INCREF(proto ? Py_True : Py_False);
+            ev_set(&e, F_TLS, proto ? Py_True : Py_False);
+            if (proto) SET(&e, F_REASON, str_of(proto, pe - proto));
+            else { Py_INCREF(s_no_tls); ev_set(&e, F_REASON, s_no_tls); }
+            return emit(k, &e);
+        }
+        if (STARTS(msg, n, "disconnection: ")) {
+            e.type = T_DISC;
+            const char *p = msg + 15, *end = msg + n, *dh = NULL, *dhe = NULL;
+            while ((p = FIND(p, end - p, " host=")) != NULL) {
+                p += 6;
+                if (p < end && !is_ws(*p)) {
+                    dh = dhe = p;
+                    while (dhe < end && !is_ws(*dhe)) dhe++;
+                    break;
+                }
+            }
+            SET(&e, F_SOURCE, dh ? source_of(sc, pid, dh, dhe - dh) : source_of(sc, pid, host, hn));
+            if (hosts_pop(sc, pid) < 0) goto fail;
+            SET(&e, F_USER, clean_str(user, un));
+            SET(&e, F_DATABASE, clean_str(db, dn));
+            return emit(k, &e);
+        }
+        if (starts_any(msg, n, BAD_STARTUP)) {
+            e.type = T_BADSTART;
+            SET(&e, F_SOURCE, source_of(sc, pid, host, hn));
+            SET(&e, F_REASON, bad_startup_reason(msg, n));
+            return emit(k, &e);
+        }
+        static const char PC[] = "parameter \"log_line_prefix\" changed to \"";
+        if (STARTS(msg, n, PC) && n >= (Py_ssize_t)sizeof(PC) && msg[n - 1] == '"') {
+            /* the server changed its prefix on reload: follow it (an unknown one keeps the old) */
+            PyObject *ops = PyObject_CallMethod(sc->parser, "program_for", "s#", msg + sizeof(PC) - 1,
+                                                n - (Py_ssize_t)sizeof(PC));
+            if (ops == NULL) return -1;
+            if (ops != Py_None) {
+                Prog p = {NULL, 0};
+                if (prog_load(&p, ops) < 0) { Py_DECREF(ops); return -1; }
+                prog_free(&sc->prog);
+                sc->prog = p;
+            }
+            Py_DECREF(ops);
+        }
+        return 0;
+    }
+    if (!(ln == 5 && memcmp(lvl, "FATAL", 5) == 0)) return 0;
+    PyObject *src = source_of(sc, pid, host, hn);
+    if (src == NULL) return -1;
+    ev_set(&e, F_SOURCE, src);
+    if (hosts_pop(sc, pid) < 0) goto fail; /* a FATAL ends the backend */
+    static const char PW[] = "password authentication failed for user \"";
+    static const char HBA[] = "no pg_hba.conf entry for host \"";
+    if (STARTS(msg, n, PW) && n >= (Py_ssize_t)sizeof(PW) && msg[n - 1] == '"') {
+        e.type = T_FAIL;
+        SET(&e, F_USER, str_of(msg + sizeof(PW) - 1, n - (Py_ssize_t)sizeof(PW)));
+        SET(&e, F_DATABASE, clean_str(db, dn));
+        sc->has_pending = 1;
+        Py_INCREF(pid);
+        Py_XSETREF(sc->pend_pid, pid);
+        ev_clear(&sc->pend);
+        sc->pend = e;
+        return 0;
+    }
+    if (STARTS(msg, n, HBA)) {
+        const char *end = msg + n, *a = msg + sizeof(HBA) - 1, *ae, *b, *be, *c, *ce;
+        ae = memchr(a, '"', end - a);
+        if (!ae || !STARTS(ae, end - ae, "\", user \"")) goto not_hba;
+        b = ae + 9;
+        be = memchr(b, '"', end - b);
+        if (!be || !STARTS(be, end - be, "\", database \"")) goto not_hba;
+        c = be + 13;
+        ce = memchr(c, '"', end - c);
+        if (!ce) goto not_hba;
+        const char *r = ce + 1;
+        int enc = 0; /* 1 no encryption, 2 SSL, 3 GSS */
+        if (STARTS(r, end - r, ", no encryption")) enc = 1;
+        else if (STARTS(r, end - r, ", SSL encryption")) enc = 2;
+        else if (STARTS(r, end - r, ", GSS encryption")) enc = 3;
+        e.type = T_HBA;
+        if (!is_blank(a, ae - a)) SET(&e, F_SOURCE, str_of(a, ae - a));
+        SET(&e, F_USER, str_of(b, be - b));
+        SET(&e, F_DATABASE, str_of(c, ce - c));
+        if (enc) { PyObject *t = enc == 1 ? Py_False : Py_True; Py_INCREF(t); ev_set(&e, F_TLS, t); }
+        PyObject *reason = enc == 1 ? s_no_encryption : s_hba_reject;
+        Py_INCREF(reason);
+        ev_set(&e, F_REASON, reason);
+        return emit(k, &e);
+    }
+not_hba:;
+    static const char DB[] = "database \"", DBE[] = "\" does not exist";
+    if (STARTS(msg, n, DB) && n >= (Py_ssize_t)(sizeof(DB) - 1 + sizeof(DBE) - 1) && ENDS(msg, n, DBE)) {
+        e.type = T_NODB;
+        SET(&e, F_USER, clean_str(user, un));
+        SET(&e, F_DATABASE, str_of(msg + sizeof(DB) - 1, n - (Py_ssize_t)(sizeof(DB) - 1 + sizeof(DBE) - 1)));
+        return emit(k, &e);
+    }
+    if (STARTS(msg, n, "sorry, too many clients already") || STARTS(msg, n, "remaining connection slots are reserved")) {
+        e.type = T_TOOMANY;
+        SET(&e, F_USER, clean_str(user, un));
+        SET(&e, F_DATABASE, clean_str(db, dn));
+        return emit(k, &e);
+    }
+    if (starts_any(msg, n, BAD_STARTUP)) {
+        e.type = T_BADSTART;
+        SET(&e, F_REASON, bad_startup_reason(msg, n));
+        return emit(k, &e);
+    }
+    ev_clear(&e);
+    return 0;
+fail:
+    ev_clear(&e);
+    return -1;
+}
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static int pg_line(PgScanner *sc, Sink *k, const char *s, Py_ssize_t n) {
+    if (n > 0 && s[0] == '\t') { /* continuation of the previous record (DETAIL) */
+        if (sc->has_pending && role_missing(s, n)) {
+            Py_INCREF(s_unknown_role);
+            ev_set(&sc->pend, F_REASON, s_unknown_role);
+        }
+        return 0;
+    }
+    Match m;
+    if (!prefix_match(&sc->prog, s, n, &m)) {
+        sc->unparsed++;
+        return pg_flush(sc, k);
+    }
+    const char *p;
+    Py_ssize_t pn;
+    CAP(m, CAP_PID, p, pn);
+    PyObject *pid = pid_key(p ? p : "", pn);
+    if (pid == NULL) return -1;
+    int rc = 0;
+    if (sc->has_pending) {
+        if (m.level_len == 6 && memcmp(s + m.level, "DETAIL", 6) == 0 && PyBytes_GET_SIZE(sc->pend_pid) == pn &&
+            memcmp(PyBytes_AS_STRING(sc->pend_pid), p ? p : "", pn) == 0) {
+            if (role_missing(s + m.msg, n - m.msg)) {
+                Py_INCREF(s_unknown_role);
+                ev_set(&sc->pend, F_REASON, s_unknown_role);
+            }
+            Py_DECREF(pid);
+            return pg_flush(sc, k);
+        }
+        if (pg_flush(sc, k) < 0) { Py_DECREF(pid); return -1; }
+    }
+    double ts;
+    if (CAP(m, CAP_TS, p, pn)) {
+        if (iso_time(p, pn, &ts) < 0) { sc->unparsed++; Py_DECREF(pid); return 0; }
+    } else if (CAP(m, CAP_EPOCH, p, pn)) {
+        char buf[64];
+        if (pn >= (Py_ssize_t)sizeof(buf)) { sc->unparsed++; Py_DECREF(pid); return 0; }
+        memcpy(buf, p, pn);
+        buf[pn] = 0;
+        ts = strtod(buf, NULL);
+    } else ts = now_seconds();
+    rc = pg_event(sc, k, pid, &m, ts);
+    Py_DECREF(pid);
+    return rc;
+}
+
+/* Pipeline.process's filter: which stderr lines can matter, decided on the raw bytes */
+static const char *PG_LOG_MESSAGES[] = {"connection received", "connection authorized", "disconnection",
+                                        "invalid length", "could not accept SSL", "incomplete startup",
+                                        "unsupported frontend", "could not receive data", "invalid startup",
+                                        "received direct SSL", "parameter \"log_line_prefix\"", NULL};
+
+static int pg_line_matters(const char *s, Py_ssize_t n) {
+    const char *c = FIND(s, n, ":  ");
+    if (c == NULL) return n > 0 && s[0] == '\t';
+    Py_ssize_t i = c - s;
+    if (i >= 3 && memcmp(c - 3, "LOG", 3) == 0) return starts_any(c + 3, n - i - 3, PG_LOG_MESSAGES);
+    return i >= 5 && (memcmp(c - 5, "FATAL", 5) == 0 || memcmp(c - 5, "ETAIL", 5) == 0);
+}
+
+static int is_ascii(const char *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80) return 0;
+    return 1;
+}
+
+typedef int (*line_fn)(PyObject *self, Sink *k, const char *s, Py_ssize_t n);
+
+/* feed(lines, events, by_source) -> (detections, invalid lines) */
+static PyObject *feed_lines(PyObject *self, Engine *engine, PyObject *args, line_fn fn, int pg) {
+    PyObject *lines, *events, *by_source;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &lines, &PyDict_Type, &events, &by_source)) return NULL;
+    Sink k;
+    memset(&k, 0, sizeof k);
+    k.engine = engine;
+    k.by_source = by_source == Py_None ? NULL : by_source;
+    if ((k.out = PyList_New(0)) == NULL) return NULL;
+    long long invalid = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); i++) {
+        PyObject *b = PyList_GET_ITEM(lines, i);
+        if (!PyBytes_Check(b)) { PyErr_SetString(PyExc_TypeError, "lines must be bytes"); goto fail; }
+        const char *s = PyBytes_AS_STRING(b);
+        Py_ssize_t n = PyBytes_GET_SIZE(b);
+        if (memchr(s, 0, n)) { invalid++; continue; } /* binary garbage */
+        if (pg && !pg_line_matters(s, n)) {
+            if (!is_ascii(s, n) && !valid_utf8((const unsigned char *)s, n)) invalid++;
+            continue;
+        }
+        if (!is_ascii(s, n) && !valid_utf8((const unsigned char *)s, n)) { invalid++; continue; }
+        while (n > 0 && s[n - 1] == '\r') n--;
+        if (fn(self, &k, s, n) < 0) goto fail;
+    }
+    if (pg && pg_flush((PgScanner *)self, &k) < 0) goto fail;
+    if (flush_counts(&k, events) < 0) goto fail;
+    return Py_BuildValue("(NL)", k.out, invalid);
+fail:
+    flush_counts(&k, events);
+    Py_DECREF(k.out);
+    return NULL;
+}
+
+static int pg_line_fn(PyObject *self, Sink *k, const char *s, Py_ssize_t n) {
+    return pg_line((PgScanner *)self, k, s, n);
+}
+
+static PyObject *pg_feed(PgScanner *self, PyObject *args) {
+    PyObject *r = feed_lines((PyObject *)self, self->engine, args, pg_line_fn, 1);
+    long long u = self->unparsed;
+    self->unparsed = 0;
+    if (add_attr(self->parser, "unparsed", u) < 0) Py_CLEAR(r);
+    return r;
+}
+
+static int pg_init(PgScanner *self, PyObject *args, PyObject *kw) {
+    PyObject *engine, *parser, *ops;
+    if (!PyArg_ParseTuple(args, "O!OO", &EngineType, &engine, &parser, &ops)) return -1;
+    Py_INCREF(engine);
+    Py_XSETREF(self->engine, (Engine *)engine);
+    Py_INCREF(parser);
+    Py_XSETREF(self->parser, parser);
+    prog_free(&self->prog);
+    if (prog_load(&self->prog, ops) < 0) return -1;
+    Py_XSETREF(self->hosts, PyObject_CallNoArgs(s_ordered_dict));
+    ev_init(&self->pend, T_FAIL, 0);
+    return self->hosts ? 0 : -1;
+}
+
+static void pg_dealloc(PgScanner *self) {
+    Py_XDECREF(self->engine);
+    Py_XDECREF(self->parser);
+    Py_XDECREF(self->hosts);
+    Py_XDECREF(self->pend_pid);
+    ev_clear(&self->pend);
+    prog_free(&self->prog);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *pg_tracked(PgScanner *self, PyObject *unused) {
+    return PyLong_FromSsize_t(PyDict_GET_SIZE(self->hosts));
+}
+
+static PyObject *pg_match(PgScanner *self, PyObject *arg) { /* for tests: the prefix match's fields */
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (s == NULL) return NULL;
+    Match m;
+    if (!prefix_match(&self->prog, s, n, &m)) Py_RETURN_NONE;
+    PyObject *d = PyDict_New();
+    for (int i = 0; d && i < NCAPS; i++) {
+        const char *p;
+        Py_ssize_t pn;
+        PyObject *v = CAP(m, i, p, pn) ? str_of(p, pn) : (Py_INCREF(Py_None), Py_None);
+        if (v == NULL || PyDict_SetItemString(d, CAP_NAMES[i], v) < 0) Py_CLEAR(d);
+        Py_XDECREF(v);
+    }
+    if (d) {
+        PyObject *lv = str_of(s + m.level, m.level_len), *mv = str_of(s + m.msg, n - m.msg);
+        if (!lv || !mv || PyDict_SetItemString(d, "level", lv) < 0 || PyDict_SetItemString(d, "msg", mv) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(lv);
+        Py_XDECREF(mv);
+    }
+    return d;
+}
+
+static PyMethodDef pg_methods[] = {
+    {"feed", (PyCFunction)pg_feed, METH_VARARGS, "feed(lines, events, by_source) -> (detections, invalid)"},
+    {"tracked_pids", (PyCFunction)pg_tracked, METH_NOARGS, "connections whose address is remembered"},
+    {"match", (PyCFunction)pg_match, METH_O, "the prefix match of one line, as a dict (tests)"},
+    {NULL}};
+
+static PyTypeObject PgScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "monitors._speedups.PgScanner",
+    .tp_basicsize = sizeof(PgScanner),
+    .tp_dealloc = (destructor)pg_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_init = (initproc)pg_init,
+    .tp_new = PyType_GenericNew,
+    .tp_methods = pg_methods,
+};
+
+/* ------------------------------------------------------------------ UFW scanner */
+
+typedef struct {
+    PyObject_HEAD
+    Engine *engine;
+    PyObject *parser;     /* the Python UfwParser: JSON lines, syslog dates, IPv6, its counters */
+    PyObject *only_dest;  /* set, or NULL */
+    long long unparsed, not_ufw, other_host;
+} UfwScanner;
+
+static int iso_start(const char *s, Py_ssize_t n) { /* ^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d */
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    if (n < 19) return 0;
+    for (int i = 0; i < 19; i++)
+        if (shape[i] == 'd' ? !is_digit(s[i]) : s[i] != shape[i]) return 0;
+    return 1;
+}
+
+static int ufw_line(PyObject *selfo, Sink *k, const char *s, Py_ssize_t n) {
+    UfwScanner *sc = (UfwScanner *)selfo;
+    if (n > 0 && s[0] == '{')
+        return emit_objects(k, PyObject_CallMethod(sc->parser, "_feed_json", "s#", s, n));
+    const char *line = s;
+    Py_ssize_t ln = n;
+    if (STARTS(s, n, "MESSAGE=")) { line += 8; ln -= 8; }
+    const char *tag = FIND(line, ln, "[UFW ");
+    if (tag == NULL) { sc->not_ufw++; return 0; }
+    const char *end = line + ln, *a = tag + 5;
+    int act = -1;
+    for (int i = 0; i < 6 && act < 0; i++) {
+        Py_ssize_t l = strlen(UFW_ACTIONS[i]);
+        if (end - a >= l + 2 && memcmp(a, UFW_ACTIONS[i], l) == 0 && a[l] == ']' && a[l + 1] == ' ') act = i;
+    }
+    if (act < 0) { sc->unparsed++; return 0; }
+    const char *p = a + strlen(UFW_ACTIONS[act]) + 2;
+    /* search: " SRC=([0-9A-Fa-f.:]+) DST=(\S+) .*?PROTO=(\S+)(?: SPT=\d+ DPT=(\d+))?" */
+    const char *src = NULL, *srce = NULL, *dst = NULL, *dste = NULL, *pr = NULL, *pre = NULL, *dp = NULL, *dpe = NULL;
+    for (const char *q = p; (q = FIND(q, end - q, " SRC=")) != NULL; q++) {
+        const char *x = q + 5, *y = x;
+        while (y < end && (is_digit(*y) || (*y >= 'A' && *y <= 'F') || (*y >= 'a' && *y <= 'f') || *y == '.' || *y == ':')) y++;
+        if (y == x || !STARTS(y, end - y, " DST=")) continue;
+        const char *d = y + 5, *de = d;
+        while (de < end && !is_ws(*de)) de++;
+        if (de == d || de >= end || *de != ' ') continue;
+        const char *r = de + 1, *pp = NULL, *ppe = NULL;
+        while ((r = FIND(r, end - r, "PROTO=")) != NULL) {
+            r += 6;
+            const char *re = r;
+            while (re < end && !is_ws(*re)) re++;
+            if (re > r) { pp = r; ppe = re; break; }
+        }
+        if (pp == NULL) continue;
+        src = x; srce = y; dst = d; dste = de; pr = pp; pre = ppe;
+        const char *t = ppe;
+        if (STARTS(t, end - t, " SPT=")) {
+            t += 5;
+            const char *t0 = t;
+            while (t < end && is_digit(*t)) t++;
+            if (t > t0 && STARTS(t, end - t, " DPT=")) {
+                t += 5;
+                const char *t1 = t;
+                while (t < end && is_digit(*t)) t++;
+                if (t > t1) { dp = t1; dpe = t; }
+            }
+        }
+        break;
+    }
+    if (src == NULL) { sc->unparsed++; return 0; }
+    CEvent e;
+    ev_init(&e, T_UFW, 0);
+    SET(&e, F_DEST, str_of(dst, dste - dst));
+    if (sc->only_dest) {
+        int in = PySet_Contains(sc->only_dest, e.f[F_DEST]);
+        if (in < 0) goto fail;
+        if (!in) { sc->other_host++; ev_clear(&e); return 0; }
+    }
+    if (memchr(src, ':', srce - src)) /* IPv6 arrives fully expanded: compressed by the parser */
+        SET(&e, F_SOURCE, PyObject_CallMethod(sc->parser, "_v6", "s#", src, srce - src));
+    else SET(&e, F_SOURCE, str_of(src, srce - src));
+    if (iso_start(line, ln)) {
+        const char *sp = memchr(line, ' ', ln);
+        if (iso_time(line, sp ? sp - line : ln, &e.ts) < 0) { sc->unparsed++; ev_clear(&e); return 0; }
+    } else {
+        PyObject *t = PyObject_CallMethod(sc->parser, "_line_time", "s#", line, ln);
+        if (t == NULL) goto fail;
+        e.ts = PyFloat_AsDouble(t);
+        Py_DECREF(t);
+        if (e.ts == -1.0 && PyErr_Occurred()) goto fail;
+    }
+    Py_INCREF(s_actions[act]);
+    ev_set(&e, F_ACTION, s_actions[act]);
+    SET(&e, F_PROTO, str_of(pr, pre - pr));
+    if (dp) {
+        char buf[32];
+        if (dpe - dp < (Py_ssize_t)sizeof(buf)) {
+            memcpy(buf, dp, dpe - dp);
+            buf[dpe - dp] = 0;
+            SET(&e, F_DPORT, PyLong_FromString(buf, NULL, 10));
+        } else SET(&e, F_DPORT, PyLong_FromUnicodeObject(str_of(dp, dpe - dp), 10));
+    }
+    return emit(k, &e);
+fail:
+    ev_clear(&e);
+    return -1;
+}
+
+static PyObject *ufw_feed(UfwScanner *self, PyObject *args) {
+    PyObject *r = feed_lines((PyObject *)self, self->engine, args, ufw_line, 0);
+    if (add_attr(self->parser, "unparsed", self->unparsed) < 0 || add_attr(self->parser, "not_ufw", self->not_ufw) < 0 ||
+        add_attr(self->parser, "other_host", self->other_host) < 0) Py_CLEAR(r);
+    self->unparsed = self->not_ufw = self->other_host = 0;
+    return r;
+}
+
+static int ufw_init(UfwScanner *self, PyObject *args, PyObject *kw) {
+    PyObject *engine, *parser, *only;
+    if (!PyArg_ParseTuple(args, "O!OO", &EngineType, &engine, &parser, &only)) return -1;
+    Py_INCREF(engine);
+    Py_XSETREF(self->engine, (Engine *)engine);
+    Py_INCREF(parser);
+    Py_XSETREF(self->parser, parser);
+    Py_CLEAR(self->only_dest);
+    if (only != Py_None && (self->only_dest = PySet_New(only)) == NULL) return -1;
+    return 0;
+}
+
+static void ufw_dealloc(UfwScanner *self) {
+    Py_XDECREF(self->engine);
+    Py_XDECREF(self->parser);
+    Py_XDECREF(self->only_dest);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef ufw_methods[] = {
+    {"feed", (PyCFunction)ufw_feed, METH_VARARGS, "feed(lines, events, by_source) -> (detections, invalid)"},
+    {NULL}};
+
+static PyTypeObject UfwScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "monitors._speedups.UfwScanner",
+    .tp_basicsize = sizeof(UfwScanner),
+    .tp_dealloc = (destructor)ufw_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_init = (initproc)ufw_init,
+    .tp_new = PyType_GenericNew,
+    .tp_methods = ufw_methods,
+};
+
+/* ------------------------------------------------------------------ module */
+
+static PyMethodDef module_methods[] = {
+    {"iso_time", py_iso_time, METH_O, "iso_time(text) -> seconds since the epoch (as events.iso_time)"},
+    {NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "monitors._speedups",
+                                    "The monitor's per-line hot path in C (see monitors/speedups.py).", -1,
+                                    module_methods};
+
+#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
+
+PyMODINIT_FUNC PyInit__speedups(void) {
+    for (int i = 0; i < NFIELDS; i++) INTERN(s_field[i], FIELD_NAMES[i]);
+    for (int i = 0; i < NOUTCOMES; i++) INTERN(s_outcome_keys[i], OUTCOME_NAMES[i]);
+    for (int i = 0; i < 6; i++) INTERN(s_actions[i], UFW_ACTIONS[i]);
+    INTERN(s_type, "type");
+    INTERN(s_ts, "ts");
+    INTERN(s_unknown_role, "unknown_role");
+    INTERN(s_bad_password, "bad_password");
+    INTERN(s_no_encryption, "no_encryption");
+    INTERN(s_hba_reject, "hba_reject");
+    INTERN(s_no_tls, "no_tls");
+    INTERN(s_unknown, "unknown");
+    INTERN(s_move_to_end, "move_to_end");
+    INTERN(s_popitem, "popitem");
+    if ((s_type_codes = PyDict_New()) == NULL) return NULL;
+    for (int i = 0; i < NTYPES; i++) {
+        PyObject *v = PyLong_FromLong(i);
+        if (v == NULL || PyDict_SetItemString(s_type_codes, TYPE_NAMES[i], v) < 0) return NULL;
+        Py_DECREF(v);
+    }
+    PyObject *collections = PyImport_ImportModule("collections");
+    if (collections == NULL) return NULL;
+    s_ordered_dict = PyObject_GetAttrString(collections, "OrderedDict");
+    Py_DECREF(collections);
+    if (s_ordered_dict == NULL) return NULL;
+    if (PyType_Ready(&GroupType) < 0 || PyType_Ready(&EngineType) < 0 || PyType_Ready(&PgScannerType) < 0 ||
+        PyType_Ready(&UfwScannerType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&EngineType);
+    Py_INCREF(&PgScannerType);
+    Py_INCREF(&UfwScannerType);
+    if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0 ||
+        PyModule_AddObject(m, "PgScanner", (PyObject *)&PgScannerType) < 0 ||
+        PyModule_AddObject(m, "UfwScanner", (PyObject *)&UfwScannerType) < 0) return NULL;
+    PyObject *names = Py_BuildValue("(sssssssss)", FIELD_NAMES[0], FIELD_NAMES[1], FIELD_NAMES[2], FIELD_NAMES[3],
+                                    FIELD_NAMES[4], FIELD_NAMES[5], FIELD_NAMES[6], FIELD_NAMES[7], FIELD_NAMES[8]);
+    if (names == NULL || PyModule_AddObject(m, "FIELDS", names) < 0) return NULL;
+    return m;
+}

@@ -1,0 +1,79 @@
+"""Chooses the monitor's hot path: the C extension (`_speedups.c`, built by `pip install`) when it
+is there, else the pure-Python parsers and engine, which stay the reference. Both give the same
+events, counts and detections (tests/monitors/test_speedups.py); C is about ten times faster.
+
+`TRUSTOPS_MONITOR_PURE=1` forces pure Python (to compare, or to rule the extension out).
+"""
+from __future__ import annotations
+
+import os
+
+from monitors.rules import Detection, Engine, Networks, Rule, detection_for
+
+try:
+    from monitors import _speedups
+except ImportError:  # not built (no compiler where it was installed): pure Python
+    _speedups = None
+
+
+def available() -> bool:
+    return _speedups is not None and os.environ.get("TRUSTOPS_MONITOR_PURE") != "1"
+
+
+def _rule_spec(r: Rule, types) -> tuple:
+    after = r.after or {}
+    return (types(r.match["type"]), r._conds, types(after["match"]["type"]) if after else (), r._after_conds,
+            r.group_by, r.distinct, r.threshold, r.window, r.cooldown, after.get("count", 0),
+            float(after.get("within", 0)), bool(after), r.outside_allowed,
+            r.allowlist.__contains__ if r.allowlist.nets else None, r.max_groups)
+
+
+class FastEngine:
+    """The C engine behind the pure-Python Engine's interface."""
+
+    def __init__(self, rules: list[Rule], allowed_networks=None) -> None:
+        self.rules = rules
+        self.allowed = Networks(allowed_networks or [])
+        as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+        self.c = _speedups.Engine([_rule_spec(r, as_list) for r in rules],
+                                  self.allowed.__contains__ if self.allowed.nets else None)
+        self.detections_total: dict[str, int] = {r.name: 0 for r in rules}
+
+    def detection(self, raw: tuple) -> Detection:
+        index, key, count, first, last = raw
+        rule = self.rules[index]
+        self.detections_total[rule.name] += 1
+        return detection_for(rule, key, count, first, last)
+
+    def process(self, e) -> list[Detection]:
+        return [self.detection(raw) for raw in self.c.process(e)]
+
+    def expire(self, now: float) -> int:
+        return self.c.expire(now)
+
+    def groups(self) -> int:
+        return sum(self.c.group_counts())
+
+
+def make_engine(rules: list[Rule], allowed_networks=None) -> Engine | FastEngine:
+    """The C engine when it is built and handles every rule (fields it knows), else Python's."""
+    if available():
+        try:
+            return FastEngine(rules, allowed_networks)
+        except NotImplementedError:
+            pass
+    return Engine(rules, allowed_networks)
+
+
+def scanner_for(parser, engine):
+    """A C scanner doing `parser`'s work line by line into the C `engine`, or None (then the
+    Python parser reads the lines). Postgres jsonlog stays in Python."""
+    if not isinstance(engine, FastEngine):
+        return None
+    from monitors.pg import PostgresParser
+    from monitors.ufw import UfwParser
+    if isinstance(parser, PostgresParser) and parser.fmt == "stderr":
+        return _speedups.PgScanner(engine.c, parser, parser.program)
+    if isinstance(parser, UfwParser):
+        return _speedups.UfwScanner(engine.c, parser, parser.only_dest)
+    return None
