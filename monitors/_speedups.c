@@ -125,19 +125,29 @@ static int ring_push(Ring *r, double x) {
 #define RING_AT(r, i) ((r)->v[((r)->head + (i)) % (r)->cap])
 static void ring_pop(Ring *r) { r->head = (r->head + 1) % r->cap; r->len--; }
 
+typedef struct { PyObject *v; Py_hash_t h; double t; } Seen;
+
 typedef struct Group {
     PyObject_HEAD
     PyObject *key;
     struct Group *prev, *next; /* least recently seen first */
     Ring times, prior;
     int has_prior, fired;
-    PyObject *values;          /* distinct value -> last time, oldest first */
+    Seen *seen;                /* distinct values and when last seen, oldest first (as a dict) */
+    Py_ssize_t nseen, capseen;
     double last_fired, last_seen;
 } Group;
 
+static void seen_drop(Group *g, Py_ssize_t i) {
+    Py_DECREF(g->seen[i].v);
+    memmove(g->seen + i, g->seen + i + 1, sizeof(Seen) * (g->nseen - i - 1));
+    g->nseen--;
+}
+
 static void group_dealloc(Group *g) {
     Py_XDECREF(g->key);
-    Py_XDECREF(g->values);
+    while (g->nseen) seen_drop(g, g->nseen - 1);
+    PyMem_Free(g->seen);
     PyMem_Free(g->times.v);
     PyMem_Free(g->prior.v);
     PyObject_Free(g);
@@ -212,7 +222,8 @@ static Group *touch(CRule *r, PyObject *key, double ts) { /* borrowed; the rule'
         g->times.max = r->distinct >= 0 ? 1 : r->threshold;
         g->prior.max = r->after_count > 1 ? r->after_count : 1;
         g->has_prior = g->fired = 0;
-        g->values = NULL;
+        g->seen = NULL;
+        g->nseen = g->capseen = 0;
         g->last_fired = 0;
         if (PyDict_SetItem(r->groups, key, (PyObject *)g) < 0) { Py_DECREF(g); return NULL; }
         Py_DECREF(g);
@@ -256,11 +267,6 @@ static int fire(Py_ssize_t ri, CRule *r, Group *g, PyObject *key, Py_ssize_t cou
     return rc;
 }
 
-static int first_item(PyObject *d, PyObject **k, PyObject **v) {
-    Py_ssize_t pos = 0;
-    return PyDict_Next(d, &pos, k, v);
-}
-
 static int apply_rule(Py_ssize_t ri, CRule *r, PyObject *key, const CEvent *e, PyObject *out) {
     Group *g = touch(r, key, e->ts);
     if (g == NULL) return -1;
@@ -280,25 +286,30 @@ static int apply_rule(Py_ssize_t ri, CRule *r, PyObject *key, const CEvent *e, P
         g->prior.len = g->prior.head = 0;
         return fire(ri, r, g, key, n, first, ts, out);
     }
-    if (r->distinct >= 0) {
-        PyObject *v = e->f[r->distinct], *k0, *v0;
+    if (r->distinct >= 0) { /* values.pop(v); values[v] = ts; then trim by window and threshold */
+        PyObject *v = e->f[r->distinct];
         if (v == NULL) return 0;
-        if (g->values == NULL && (g->values = PyDict_New()) == NULL) return -1;
-        int has = PyDict_Contains(g->values, v);
-        if (has < 0 || (has && PyDict_DelItem(g->values, v) < 0)) return -1;
-        PyObject *tsv = PyFloat_FromDouble(ts);
-        if (tsv == NULL || PyDict_SetItem(g->values, v, tsv) < 0) { Py_XDECREF(tsv); return -1; }
-        Py_DECREF(tsv);
-        while (first_item(g->values, &k0, &v0) && ts - PyFloat_AS_DOUBLE(v0) > r->window)
-            if (PyDict_DelItem(g->values, k0) < 0) return -1;
-        while (PyDict_GET_SIZE(g->values) > r->threshold) {
-            first_item(g->values, &k0, &v0);
-            if (PyDict_DelItem(g->values, k0) < 0) return -1;
+        Py_hash_t h = PyObject_Hash(v);
+        if (h == -1) return -1;
+        for (Py_ssize_t i = 0; i < g->nseen; i++) {
+            if (g->seen[i].h != h) continue;
+            int eq = g->seen[i].v == v ? 1 : PyObject_RichCompareBool(g->seen[i].v, v, Py_EQ);
+            if (eq < 0) return -1;
+            if (eq) { seen_drop(g, i); break; }
         }
-        Py_ssize_t n = PyDict_GET_SIZE(g->values);
-        if (n < r->threshold) return 0;
-        first_item(g->values, &k0, &v0);
-        return fire(ri, r, g, key, n, PyFloat_AS_DOUBLE(v0), ts, out);
+        if (g->nseen == g->capseen) {
+            Py_ssize_t cap = g->capseen ? g->capseen * 2 : 4;
+            Seen *bigger = PyMem_Realloc(g->seen, sizeof(Seen) * cap);
+            if (bigger == NULL) { PyErr_NoMemory(); return -1; }
+            g->seen = bigger;
+            g->capseen = cap;
+        }
+        Py_INCREF(v);
+        g->seen[g->nseen++] = (Seen){v, h, ts};
+        while (g->nseen && ts - g->seen[0].t > r->window) seen_drop(g, 0);
+        while (g->nseen > r->threshold) seen_drop(g, 0);
+        if (g->nseen < r->threshold) return 0;
+        return fire(ri, r, g, key, g->nseen, g->seen[0].t, ts, out);
     }
     if (ring_push(&g->times, ts) < 0) return -1;
     while (g->times.len && ts - RING_AT(&g->times, 0) > r->window) ring_pop(&g->times);
@@ -661,14 +672,20 @@ static int emit(Sink *k, CEvent *e) {
     if (o >= 0) {
         k->counts[o]++;
         if (k->by_source && (o == O_FAIL_PW || o == O_FAIL_ROLE || o == O_BLOCK || o == O_LIMIT)) {
-            PyObject *key = Py_BuildValue("(OO)", e->f[F_SOURCE] ? e->f[F_SOURCE] : s_unknown, s_outcome_keys[o]);
-            if (key == NULL) return -1;
-            PyObject *old = PyDict_GetItemWithError(k->by_source, key);
-            long long v = old ? PyLong_AsLongLong(old) + 1 : 1;
-            PyObject *nv = PyLong_FromLongLong(v);
-            int rc = (old == NULL && PyErr_Occurred()) || nv == NULL ? -1 : PyDict_SetItem(k->by_source, key, nv);
+            /* by_source[outcome][source] += 1 */
+            PyObject *per = PyDict_GetItemWithError(k->by_source, s_outcome_keys[o]);
+            if (per == NULL) {
+                if (PyErr_Occurred() || (per = PyDict_New()) == NULL) return -1;
+                int rc = PyDict_SetItem(k->by_source, s_outcome_keys[o], per);
+                Py_DECREF(per);
+                if (rc < 0) return -1;
+            }
+            PyObject *src = e->f[F_SOURCE] && PyUnicode_GET_LENGTH(e->f[F_SOURCE]) ? e->f[F_SOURCE] : s_unknown;
+            PyObject *old = PyDict_GetItemWithError(per, src);
+            if (old == NULL && PyErr_Occurred()) return -1;
+            PyObject *nv = PyLong_FromLongLong(old ? PyLong_AsLongLong(old) + 1 : 1);
+            int rc = nv == NULL ? -1 : PyDict_SetItem(per, src, nv);
             Py_XDECREF(nv);
-            Py_DECREF(key);
             if (rc < 0) return -1;
         }
     }
@@ -1488,12 +1505,14 @@ static int ufw_line(PyObject *selfo, Sink *k, const char *s, Py_ssize_t n) {
     ev_set(&e, F_ACTION, s_actions[act]);
     SET(&e, F_PROTO, str_of(pr, pre - pr));
     if (dp) {
-        char buf[32];
-        if (dpe - dp < (Py_ssize_t)sizeof(buf)) {
-            memcpy(buf, dp, dpe - dp);
-            buf[dpe - dp] = 0;
-            SET(&e, F_DPORT, PyLong_FromString(buf, NULL, 10));
-        } else SET(&e, F_DPORT, PyLong_FromUnicodeObject(str_of(dp, dpe - dp), 10));
+        if (dpe - dp <= 9) SET(&e, F_DPORT, PyLong_FromLong(num(dp, (int)(dpe - dp))));
+        else { /* int() of a long digit string, as Python's parser */
+            PyObject *digits = str_of(dp, dpe - dp);
+            if (digits == NULL) goto fail;
+            PyObject *v = PyLong_FromUnicodeObject(digits, 10);
+            Py_DECREF(digits);
+            SET(&e, F_DPORT, v);
+        }
     }
     return emit(k, &e);
 fail:

@@ -32,9 +32,7 @@ def cmd_replay(a: argparse.Namespace) -> int:
     pipe = replay(a.files, a.rules, a.allowed_network, a.allowlist, None, a.log_line_prefix, a.type,
                   by_source=a.counts_by_source, on_detection=None if a.json else show)
     if a.counts_by_source:
-        counts: dict[str, dict[str, int]] = {}
-        for (src, kind), n in sorted(pipe.by_source.items()):  # type: ignore[union-attr]
-            counts.setdefault(kind, {})[src] = n
+        counts = {kind: dict(sorted(per.items())) for kind, per in sorted(pipe.by_source.items())}  # type: ignore[union-attr]
         print(json.dumps(counts, indent=1))
         return 0
     if a.json:

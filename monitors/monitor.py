@@ -190,7 +190,7 @@ class Pipeline:
         self.events: dict[tuple[str, str], int] = {}
         self.detections: list[Detection] = []
         self.keep_detections = True
-        self.by_source: dict[tuple[str, str], int] | None = None  # (source, kind) of attacks, on demand
+        self.by_source: dict[str, dict[str, int]] | None = None  # attacks: kind -> source -> count, on demand
 
     def process(self, name: str, raw_lines: list[bytes]) -> list[Detection]:
         parser = self.parsers[name]
@@ -251,8 +251,9 @@ class Pipeline:
             k = ("postgres", e.type)
         self.events[k] = self.events.get(k, 0) + 1
         if self.by_source is not None and k[1] in _ATTACK_OUTCOMES:
-            sk = (e.source or "unknown", k[1])
-            self.by_source[sk] = self.by_source.get(sk, 0) + 1
+            per = self.by_source.setdefault(k[1], {})
+            src = e.source or "unknown"
+            per[src] = per.get(src, 0) + 1
         for d in self.engine.process(e):
             found.append(d)
             if self.keep_detections:

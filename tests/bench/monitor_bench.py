@@ -44,6 +44,13 @@ def measure(args: list[str]) -> tuple[float, float, str]:
     return elapsed, usage.ru_maxrss / 1024, out.read().decode()
 
 
+def best_of(n: int, fn) -> tuple[float, float, Counter]:
+    """The fastest of n runs (this machine is shared: the slow runs measure the neighbours), with
+    the largest peak RSS seen and the counts of the last run."""
+    runs = [fn() for _ in range(n)]
+    return min(r[0] for r in runs), max(r[1] for r in runs), runs[-1][2]
+
+
 def ours(log: Path, prefix: str | None) -> tuple[float, float, Counter]:
     args = [sys.executable, "-m", "monitors", "replay", "--counts-by-source", str(log)]
     if prefix:
@@ -80,7 +87,7 @@ def _short(addr: str) -> str:
         return addr
 
 
-def throughput(workdir: Path, lines: int) -> None:
+def throughput(workdir: Path, lines: int, repeat: int) -> None:
     pg, ufw = workdir / f"pg-{lines}.log", workdir / f"ufw-{lines}.log"
     print(f"generating {lines:,}-line Postgres and UFW logs in {workdir} ...", flush=True)
     truth_pg = monitor_logs.postgres_log(pg, lines)
@@ -101,7 +108,7 @@ def throughput(workdir: Path, lines: int) -> None:
             if tool != "trustops replay" and not shutil.which(tool.split()[0]):
                 print(f"  {tool}: not installed, skipped")
                 continue
-            secs, rss, counts = fn()
+            secs, rss, counts = best_of(repeat, fn)
             results[tool] = secs
             rows.append((name, tool, lines / secs, rss, counts == truth, len(counts)))
             print(f"  {name:8} {tool:17} {lines / secs:>11,.0f} lines/s  {secs:6.2f} s  peak RSS {rss:6.1f} MiB  "
@@ -164,10 +171,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--latency-samples", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per tool; the fastest counts (default 3)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "trustops-monitor-bench")
     a = ap.parse_args()
     a.workdir.mkdir(parents=True, exist_ok=True)
-    throughput(a.workdir, a.lines)
+    print(f"each tool runs {a.repeat} times on the same files; the fastest run counts, RSS is the largest seen")
+    throughput(a.workdir, a.lines, a.repeat)
     latency(a.workdir, a.latency_samples)
 
 
