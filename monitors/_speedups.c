@@ -11,6 +11,7 @@
 #include <Python.h>
 #include <string.h>
 #include <stdlib.h>
+#include <stdint.h>
 
 /* ------------------------------------------------------------------ events */
 
@@ -1290,8 +1291,14 @@ static int pg_line_matters(const char *s, Py_ssize_t n) {
     return i >= 5 && (memcmp(c - 5, "FATAL", 5) == 0 || memcmp(c - 5, "ETAIL", 5) == 0);
 }
 
-static int is_ascii(const char *s, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++)
+static int is_ascii(const char *s, Py_ssize_t n) { /* eight bytes at a time */
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ULL) return 0;
+    }
+    for (; i < n; i++)
         if ((unsigned char)s[i] >= 0x80) return 0;
     return 1;
 }
@@ -1311,16 +1318,22 @@ static PyObject *feed_lines(PyObject *self, Engine *engine, PyObject *args, line
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); i++) {
         PyObject *b = PyList_GET_ITEM(lines, i);
         if (!PyBytes_Check(b)) { PyErr_SetString(PyExc_TypeError, "lines must be bytes"); goto fail; }
-        const char *s = PyBytes_AS_STRING(b);
-        Py_ssize_t n = PyBytes_GET_SIZE(b);
-        if (memchr(s, 0, n)) { invalid++; continue; } /* binary garbage */
-        if (pg && !pg_line_matters(s, n)) {
-            if (!is_ascii(s, n) && !valid_utf8((const unsigned char *)s, n)) invalid++;
-            continue;
+        const char *s = PyBytes_AS_STRING(b), *end = s + PyBytes_GET_SIZE(b);
+        int block = !PyBytes_CheckExact(b); /* tail.Block: several lines joined by "\n" */
+        for (;;) {
+            const char *nl = block ? memchr(s, '\n', end - s) : NULL;
+            Py_ssize_t n = (nl ? nl : end) - s;
+            if (memchr(s, 0, n)) invalid++; /* binary garbage */
+            else if (pg && !pg_line_matters(s, n)) {
+                if (!is_ascii(s, n) && !valid_utf8((const unsigned char *)s, n)) invalid++;
+            } else if (!is_ascii(s, n) && !valid_utf8((const unsigned char *)s, n)) invalid++;
+            else {
+                while (n > 0 && s[n - 1] == '\r') n--;
+                if (fn(self, &k, s, n) < 0) goto fail;
+            }
+            if (nl == NULL) break;
+            s = nl + 1;
         }
-        if (!is_ascii(s, n) && !valid_utf8((const unsigned char *)s, n)) { invalid++; continue; }
-        while (n > 0 && s[n - 1] == '\r') n--;
-        if (fn(self, &k, s, n) < 0) goto fail;
     }
     if (pg && pg_flush((PgScanner *)self, &k) < 0) goto fail;
     if (flush_counts(&k, events) < 0) goto fail;
@@ -1430,6 +1443,50 @@ static int iso_start(const char *s, Py_ssize_t n) { /* ^\d{4}-\d\d-\d\dT\d\d:\d\
     return 1;
 }
 
+/* ipaddress.ip_address(a).compressed for the kernel's form only (eight groups of four hex digits);
+   anything else returns 0 and goes to Python. Leading zeros go, letters are lower case, and the
+   longest run of two or more zero groups (the first of equals) becomes "::". */
+static Py_ssize_t v6_compress(const char *a, Py_ssize_t n, char *out) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned g[8];
+    if (n != 39) return 0;
+    for (int i = 0; i < 8; i++) {
+        g[i] = 0;
+        for (int j = 0; j < 4; j++) {
+            char c = a[i * 5 + j];
+            int v = is_digit(c) ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+            if (v < 0) return 0;
+            g[i] = g[i] * 16 + v;
+        }
+        if (i < 7 && a[i * 5 + 4] != ':') return 0;
+    }
+    int best = -1, best_len = 0;
+    for (int i = 0; i < 8;) {
+        if (g[i]) { i++; continue; }
+        int j = i;
+        while (j < 8 && !g[j]) j++;
+        if (j - i > best_len) { best = i; best_len = j - i; }
+        i = j;
+    }
+    if (best_len < 2) best = -1;
+    Py_ssize_t o = 0;
+    for (int i = 0; i < 8; i++) {
+        if (i == best) {
+            out[o++] = ':';
+            if (i == 0) out[o++] = ':';
+            i += best_len - 1;
+            continue;
+        }
+        char t[4];
+        int tn = 0;
+        unsigned v = g[i];
+        do { t[tn++] = hex[v & 15]; v >>= 4; } while (v);
+        while (tn) out[o++] = t[--tn];
+        if (i < 7) out[o++] = ':';
+    }
+    return o;
+}
+
 static int ufw_line(PyObject *selfo, Sink *k, const char *s, Py_ssize_t n) {
     UfwScanner *sc = (UfwScanner *)selfo;
     if (n > 0 && s[0] == '{')
@@ -1488,8 +1545,11 @@ static int ufw_line(PyObject *selfo, Sink *k, const char *s, Py_ssize_t n) {
         if (in < 0) goto fail;
         if (!in) { sc->other_host++; ev_clear(&e); return 0; }
     }
-    if (memchr(src, ':', srce - src)) /* IPv6 arrives fully expanded: compressed by the parser */
-        SET(&e, F_SOURCE, PyObject_CallMethod(sc->parser, "_v6", "s#", src, srce - src));
+    if (memchr(src, ':', srce - src)) { /* IPv6 arrives fully expanded: shortened as ipaddress does */
+        char buf[40];
+        Py_ssize_t bn = v6_compress(src, srce - src, buf);
+        SET(&e, F_SOURCE, bn > 0 ? str_of(buf, bn) : PyObject_CallMethod(sc->parser, "_v6", "s#", src, srce - src));
+    }
     else SET(&e, F_SOURCE, str_of(src, srce - src));
     if (iso_start(line, ln)) {
         const char *sp = memchr(line, ' ', ln);
@@ -1564,7 +1624,22 @@ static PyTypeObject UfwScannerType = {
 
 /* ------------------------------------------------------------------ module */
 
+static PyObject *py_longest_line(PyObject *m, PyObject *arg) {
+    char *s;
+    Py_ssize_t n, best = 0;
+    if (PyBytes_AsStringAndSize(arg, &s, &n) < 0) return NULL;
+    for (const char *p = s, *end = s + n;;) {
+        const char *nl = memchr(p, '\n', end - p);
+        Py_ssize_t len = (nl ? nl : end) - p;
+        if (len > best) best = len;
+        if (nl == NULL) break;
+        p = nl + 1;
+    }
+    return PyLong_FromSsize_t(best);
+}
+
 static PyMethodDef module_methods[] = {
+    {"longest_line", py_longest_line, METH_O, "longest_line(bytes) -> the length of its longest line"},
     {"iso_time", py_iso_time, METH_O, "iso_time(text) -> seconds since the epoch (as events.iso_time)"},
     {NULL}};
 

@@ -20,7 +20,7 @@ from monitors.alerts import AlertBook
 from monitors.pg import DEBIAN_PREFIX, PostgresParser, compile_prefix
 from monitors.rules import DEFAULT_RULES, Detection, RuleError, duration, load_rules
 from monitors.speedups import make_engine, scanner_for
-from monitors.tail import Checkpoint, FileTail
+from monitors.tail import Checkpoint, FileTail, count_lines, expand
 from monitors.ufw import UfwParser
 
 DEFAULT_RUNBOOKS = "https://github.com/trustops/trustops/blob/main/runbooks"
@@ -205,7 +205,7 @@ class Pipeline:
                 self.on_detection(d)
         else:
             found, invalid = self._process_python(parser, raw_lines)
-        self.lines[name] = self.lines.get(name, 0) + len(raw_lines)
+        self.lines[name] = self.lines.get(name, 0) + count_lines(raw_lines)
         if invalid:
             self.errors[(name, "invalid_utf8")] = self.errors.get((name, "invalid_utf8"), 0) + invalid
         unparsed = parser.unparsed - before
@@ -219,7 +219,7 @@ class Pipeline:
         found: list[Detection] = []
         invalid = 0
         handle = self._handle
-        for raw in raw_lines:
+        for raw in expand(raw_lines):
             if b"\x00" in raw:  # binary garbage
                 invalid += 1
                 continue
@@ -298,7 +298,7 @@ def replay(paths: list[Path], rules_file: str = str(DEFAULT_RULES), allowed_netw
             while batch := [line.rstrip(b"\n") for line in itertools.islice(stdin, 8192)]:
                 pipe.process(spec.name, batch)
             continue
-        tail = FileTail(Path(spec.path), max_line=max_line)  # type: ignore[arg-type]
+        tail = FileTail(Path(spec.path), max_line=max_line, blocks=spec.name in pipe.scanners)  # type: ignore[arg-type]
         while True:
             lines = tail.read()
             if not lines:
@@ -385,7 +385,8 @@ class Monitor:
                 self.tails[spec.name] = JournalTail(spec.journal_command, cur, self.wake)
             else:
                 self.tails[spec.name] = FileTail(Path(spec.path), start_at_end=cfg.start_at == "end",  # type: ignore[arg-type]
-                                                 max_line=cfg.max_line_bytes, position=positions.get(spec.name))
+                                                 max_line=cfg.max_line_bytes, position=positions.get(spec.name),
+                                                 blocks=spec.name in self.pipeline.scanners)
         self._lag_since: dict[str, float | None] = {n: None for n in self.tails}
         self._reported: dict[tuple[str, str], int] = {}
         self._observer = None
@@ -404,7 +405,7 @@ class Monitor:
                 if not lines:
                     break
                 self.pipeline.process(name, lines)
-                total += len(lines)
+                total += count_lines(lines)
                 self.metrics.last_read.labels(name).set(now)
             if isinstance(tail, FileTail):
                 st = tail.stats

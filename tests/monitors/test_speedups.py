@@ -255,3 +255,23 @@ def test_the_c_engine_decides_like_the_python_engine(tmp_path, seed):
     assert sum(py.detections_total.values()) > 0
     for i, r in enumerate(rules):  # the same groups, least recently seen first
         assert speedups._speedups.Engine.group_keys(c.c, i) == list(py.state[r.name])
+
+
+def test_ipv6_sources_are_shortened_as_ipaddress_does():
+    """The kernel prints IPv6 fully expanded; C shortens that form itself, anything else is
+    passed to Python. Zero runs of every length and place, upper and lower case."""
+    import ipaddress
+
+    from monitors.ufw import UfwParser
+    rng = random.Random(1)
+    addrs = [":".join(rng.choice(["{:04x}", "{:04X}"]).format(rng.choice([0, 0, 0, 1, 0xffff, rng.randrange(65536)]))
+                      for _ in range(8)) for _ in range(20_000)]
+    addrs += ["2001:db8::1", "fe80:0000:0000:0000:0000:0000:0000:0001", "0000:0000:0000:0000:0000:0000:0000:0000"]
+    parser = UfwParser()
+    scanner = speedups._speedups.UfwScanner(speedups.FastEngine(load_rules()).c, parser, None)
+    counts: dict = {}
+    lines = [f"2026-09-21T14:13:20.002000+00:00 h kernel: [UFW BLOCK] IN=eth0 SRC={a} DST=::1 PROTO=TCP SPT=1 "
+             f"DPT=1".encode() for a in addrs]
+    scanner.feed(lines, {}, counts)
+    assert set(counts["block"]) == {ipaddress.ip_address(a).compressed for a in addrs}
+    assert parser.unparsed == 0

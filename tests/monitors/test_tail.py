@@ -2,8 +2,10 @@
 later, partial lines and garbage. Every case checks exact counts: nothing lost, nothing twice."""
 import os
 
+import pytest
+
 from monitors.monitor import Monitor, load_config, replay
-from monitors.tail import Checkpoint, FileTail
+from monitors.tail import Checkpoint, FileTail, longest_line
 
 
 def lines(n, start=0, tag="l"):
@@ -228,3 +230,36 @@ def test_journal_input_tracks_the_cursor(tmp_path):
     assert m.pipeline.events[("ufw", "block")] == 4 and m.pipeline.events[("ufw", "audit")] == 40
     last_cursor = json.loads(sample.read_text().splitlines()[-1])["__CURSOR"]
     assert Checkpoint(tmp_path / "state" / "checkpoint.json").load()["inputs"]["kernel"]["cursor"] == last_cursor
+
+
+@pytest.mark.skipif(longest_line is None, reason="C extension not built")
+@pytest.mark.parametrize("seed", range(12))
+def test_blocks_give_the_same_lines_counts_and_offsets(tmp_path, seed):
+    """FileTail(blocks=True) (for the C scanner) against the line list: over-long lines, partial
+    lines, writes in random pieces, reads in between."""
+    import random
+
+    from monitors.tail import Block, expand
+    rng = random.Random(seed)
+    f = tmp_path / "x.log"
+    f.write_bytes(b"")
+    plain, blocked = FileTail(f, max_line=100), FileTail(f, max_line=100, blocks=True)
+    got_plain, got_blocked, saw_block = [], [], False
+    data = b"".join(rng.choices([b"short line\n", b"x" * rng.randrange(101, 300) + b"\n", b"\n", b"partial",
+                                 b"\r\n", b"y" * 100 + b"\n"], [300, 1, 20, 20, 20, 20])[0] for _ in range(6000))
+    i = 0
+    while i < len(data):
+        n = rng.choice([1, 7, 150, 3000, 20_000])
+        with open(f, "ab") as fh:
+            fh.write(data[i:i + n])
+        i += n
+        got_plain += plain.read(limit=rng.choice([64, 1 << 20]))
+        items = blocked.read(limit=rng.choice([64, 1 << 20]))
+        saw_block |= any(isinstance(x, Block) for x in items)
+        got_blocked += expand(items)
+    got_plain += plain.read()
+    got_blocked += expand(blocked.read())
+    assert saw_block
+    assert got_blocked == got_plain
+    assert blocked.stats == plain.stats and blocked.stats.too_long > 0
+    assert blocked.checkpoint() == plain.checkpoint()
