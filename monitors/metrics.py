@@ -33,5 +33,7 @@ class Metrics:
         self.alerts_queued = Gauge("alerts_queued", "Alert posts waiting for Alertmanager.", namespace=NS,
                                    registry=r)
         self.alerts_firing = Gauge("alerts_firing", "Alerts firing now.", namespace=NS, registry=r)
+        self.build_info = Gauge("build_info", "1, labelled with the hot path this daemon runs: c (the "
+                                "_speedups extension) or python.", ["hot_path"], namespace=NS, registry=r)
         self.groups = Gauge("tracked_groups", "Sources held in detection windows (bounded).", namespace=NS,
                             registry=r)

@@ -19,7 +19,7 @@ from monitors import events as ev
 from monitors.alerts import AlertBook
 from monitors.pg import DEBIAN_PREFIX, PostgresParser, compile_prefix
 from monitors.rules import DEFAULT_RULES, Detection, RuleError, duration, load_rules
-from monitors.speedups import make_engine, scanner_for
+from monitors.speedups import FastEngine, make_engine, scanner_for
 from monitors.tail import Checkpoint, FileTail, count_lines, expand
 from monitors.ufw import UfwParser
 
@@ -369,6 +369,7 @@ class Monitor:
         self.cfg = cfg
         self.metrics = Metrics(registry)
         self.engine = make_engine(load_rules(cfg.rules_file, cfg.allowlist, cfg.rules), cfg.allowed_networks)
+        self.metrics.build_info.labels("c" if isinstance(self.engine, FastEngine) else "python").set(1)
         self.alerts = AlertBook(cfg.alertmanager_url, cfg.instance, cfg.runbook_base_url, cfg.resolve_after)
         self.pipeline = Pipeline(cfg.inputs, self.engine, self._detected)
         self.pipeline.keep_detections = False

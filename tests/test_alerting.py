@@ -41,6 +41,9 @@ def test_prometheus_scrapes_every_exporter_and_monitor(lab, lab_config, converge
     rules = requests.get(f"{prometheus(lab_config)}/api/v1/rules", timeout=10).json()["data"]["groups"]
     assert {g["name"] for g in rules} >= {"trustops-monitor", "trustops-backups", "trustops-hosts", "trustops-app"}
     assert query(lab_config, "trustops_ufw_active == 1") and len(query(lab_config, "trustops_ufw_active")) == 3
+    # the monitors role gave both hosts the C hot path built here, and it loads on Debian's python3
+    hot = query(lab_config, "trustops_monitor_build_info == 1")
+    assert {(m["metric"]["host"], m["metric"]["hot_path"]) for m in hot} == {("app", "c"), ("db", "c")}, hot
 
 
 def test_backup_and_certificate_metrics_reach_prometheus(lab, lab_config, converged):

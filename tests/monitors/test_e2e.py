@@ -80,8 +80,10 @@ def test_brute_force_reaches_alertmanager_webhook(tmp_path, pg, webhook):
         assert a["labels"]["instance"] == "db-test"
         assert a["annotations"]["runbook_url"].endswith("/PostgresBruteForce.md")
         assert "failed logins" in a["annotations"]["summary"]
+        from monitors.speedups import available
         want = ['trustops_monitor_events_total{outcome="pg_auth_failed:bad_password",source_type="postgres"} 12.0',
-                'trustops_monitor_detections_total{rule="PostgresBruteForce",severity="warning"} 1.0']
+                'trustops_monitor_detections_total{rule="PostgresBruteForce",severity="warning"} 1.0',
+                f'trustops_monitor_build_info{{hot_path="{"c" if available() else "python"}"}} 1.0']
         got = _wait_for(lambda: all(w in _metrics(metrics_port) for w in want) or None, timeout=10)
         assert got, [m for m in _metrics(metrics_port).splitlines() if "events_total" in m or "detections" in m]
     finally:
