@@ -111,6 +111,8 @@ def test_same_answer_on_generated_and_mangled_postgres_logs(monkeypatch, tmp_pat
         '2026-09-21 14:13:20.108 UTC [85] 10.0.0.1 a@b LOG:  connection authorized: user=a database=b',
         '2026-09-21 14:13:20.109 UTC [85] 10.0.0.1 a@b LOG:  disconnection: session time: 0:00:00.001 user=a '
         'database=b host=10.0.0.1 port=5',
+    ]
+    together = [  # a reload to another prefix and back, then an unsupported one (the prefix stays)
         '2026-09-21 14:13:20.110 UTC [86] LOG:  parameter "log_line_prefix" changed to "%m [%p] %q%u@%d "',
         '2026-09-21 14:13:20.111 UTC [87] a@b FATAL:  password authentication failed for user "a"',
         '2026-09-21 14:13:20.112 UTC [88] LOG:  parameter "log_line_prefix" changed to "%m [%p] %h%q %u@%d "',
@@ -118,7 +120,10 @@ def test_same_answer_on_generated_and_mangled_postgres_logs(monkeypatch, tmp_pat
     ]
     for line in extra:
         lines.insert(rng.randrange(len(lines)), line)
-    log.write_bytes(b"\n".join(_mangle(lines, rng)) + b"\n")
+    raw = _mangle(lines, rng)
+    at = rng.randrange(len(raw))
+    raw[at:at] = [line.encode() for line in together]  # not mangled: the prefix does come back
+    log.write_bytes(b"\n".join(raw) + b"\n")
     py, c = both(monkeypatch, [log], log_line_prefix=monitor_logs.PG_PREFIX)
     assert py == c
     assert py["events"][("postgres", "pg_auth_failed:bad_password")] > 1000
