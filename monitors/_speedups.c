@@ -814,7 +814,21 @@ static int run_class(const Prog *p, int pc, Py_ssize_t pos, Match *m, int depth)
             m->caps = saved;
         }
     }
-    /* the positions after 0..max characters of the class */
+    if (op->lazy) { /* shortest first: walk forward, trying the rest at each length */
+        Py_ssize_t q = pos, k = 0;
+        for (;;) {
+            if (k >= op->min) {
+                if (op->slot >= 0) { m->caps.start[op->slot] = pos; m->caps.end[op->slot] = q; }
+                if (run(p, pc + 1, q, m, depth + 1)) return 1;
+                m->caps = saved;
+            }
+            if ((op->max >= 0 && k >= op->max) || q >= m->n || !class_has(op->cls, (const unsigned char *)m->s + q))
+                return 0;
+            q += char_len((unsigned char)m->s[q]);
+            k++;
+        }
+    }
+    /* greedy: the positions after 0..max characters of the class, tried longest first */
     Py_ssize_t stops[64], *st = stops, cap = 64, count = 0, q = pos;
     st[count++] = pos;
     while ((op->max < 0 || count - 1 < op->max) && q < m->n && class_has(op->cls, (const unsigned char *)m->s + q)) {
@@ -831,7 +845,7 @@ static int run_class(const Prog *p, int pc, Py_ssize_t pos, Match *m, int depth)
     }
     int found = 0;
     for (Py_ssize_t i = 0; i < count && !found; i++) {
-        Py_ssize_t k = op->lazy ? i : count - 1 - i; /* k characters taken */
+        Py_ssize_t k = count - 1 - i; /* k characters taken */
         if (k < op->min) continue;
         if (op->slot >= 0) { m->caps.start[op->slot] = pos; m->caps.end[op->slot] = st[k]; }
         if (run(p, pc + 1, st[k], m, depth + 1)) found = 1;
