@@ -1,5 +1,6 @@
 """Benchmark (not a test) of the monitor against the tools people use today, in one run on the
-same files: this project's `replay`, `fail2ban-regex` (filters in peers/) and `mtail --one_shot`
+same files: this project's `replay` (C hot path, and the pure-Python path for reference), `fail2ban-regex`
+(filters in peers/) and `mtail --one_shot`
 (peers/counts.mtail). Prints lines/s, peak RSS and whether per-source counts agree with the
 generator's truth; then the daemon's line-appended -> alert-at-Alertmanager latency.
 
@@ -51,11 +52,16 @@ def best_of(n: int, fn) -> tuple[float, float, Counter]:
     return min(r[0] for r in runs), max(r[1] for r in runs), runs[-1][2]
 
 
-def ours(log: Path, prefix: str | None) -> tuple[float, float, Counter]:
+def ours(log: Path, prefix: str | None, pure: bool = False) -> tuple[float, float, Counter]:
+    """`replay` on the C hot path, or (pure) on the pure-Python reference path."""
     args = [sys.executable, "-m", "monitors", "replay", "--counts-by-source", str(log)]
     if prefix:
         args += ["--log-line-prefix", prefix]
-    secs, rss, out = measure(args)
+    os.environ["TRUSTOPS_MONITOR_PURE"] = "1" if pure else "0"
+    try:
+        secs, rss, out = measure(args)
+    finally:
+        os.environ.pop("TRUSTOPS_MONITOR_PURE")
     counts: Counter = Counter()
     for kind, per in json.loads(out).items():
         if kind.startswith("pg_auth_failed") or kind in ("block", "limit_block"):
@@ -97,15 +103,17 @@ def throughput(workdir: Path, lines: int, repeat: int) -> None:
     rows = []
     for name, log, truth, runs in (
         ("postgres", pg, truth_pg, [("trustops replay", lambda: ours(pg, monitor_logs.PG_PREFIX)),
+                                    ("replay (Python)", lambda: ours(pg, monitor_logs.PG_PREFIX, pure=True)),
                                     ("fail2ban-regex", lambda: fail2ban(pg, PEERS / "postgresql-auth.conf")),
                                     ("mtail --one_shot", lambda: mtail(pg, "pg_auth_failures"))]),
         ("ufw", ufw, truth_ufw, [("trustops replay", lambda: ours(ufw, None)),
+                                 ("replay (Python)", lambda: ours(ufw, None, pure=True)),
                                  ("fail2ban-regex", lambda: fail2ban(ufw, PEERS / "ufw-block.conf")),
                                  ("mtail --one_shot", lambda: mtail(ufw, "ufw_blocked"))]),
     ):
         results = {}
         for tool, fn in runs:
-            if tool != "trustops replay" and not shutil.which(tool.split()[0]):
+            if tool not in ("trustops replay", "replay (Python)") and not shutil.which(tool.split()[0]):
                 print(f"  {tool}: not installed, skipped")
                 continue
             secs, rss, counts = best_of(repeat, fn)
@@ -115,7 +123,7 @@ def throughput(workdir: Path, lines: int, repeat: int) -> None:
                   f"per-source counts {'agree' if counts == truth else 'DIFFER'} ({len(counts):,} sources)",
                   flush=True)
         base = results.get("trustops replay")
-        for tool in ("fail2ban-regex", "mtail --one_shot"):
+        for tool in ("replay (Python)", "fail2ban-regex", "mtail --one_shot"):
             if base and tool in results:
                 print(f"  {name:8} trustops vs {tool}: {results[tool] / base:.2f}x lines/s")
         print()
