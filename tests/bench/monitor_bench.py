@@ -1,10 +1,10 @@
 """Benchmark (not a test) of the monitor against the tools people use today, in one run on the
-same files: this project's `replay` (C hot path, and the pure-Python path for reference), `fail2ban-regex`
-(filters in peers/) and `mtail --one_shot`
-(peers/counts.mtail). Prints lines/s, peak RSS and whether per-source counts agree with the
-generator's truth; then the daemon's line-appended -> alert-at-Alertmanager latency.
+same files: this project's `replay` (the C hot path, and the pure-Python path for reference),
+`fail2ban-regex` (filters in peers/) and `mtail --one_shot` (peers/counts.mtail). Prints lines/s,
+peak RSS and whether per-source counts agree with the generator's truth; then the daemon's
+line-appended -> alert-at-Alertmanager latency.
 
-    .venv/bin/python tests/bench/monitor_bench.py [--lines N] [--latency-samples N]
+    .venv/bin/python tests/bench/monitor_bench.py [--lines N] [--repeat N] [--latency-samples N]
 """
 from __future__ import annotations
 
