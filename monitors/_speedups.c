@@ -752,6 +752,8 @@ static const char *CAP_NAMES[NCAPS] = {"ts", "epoch", "pid", "user", "db", "host
 
 typedef struct {
     int op, cls, min, max, lazy, slot, jump;
+    int whole;       /* the next op consuming anything is a literal whose first byte is not in the
+                        class: only the whole run can be followed by it, so no other length is tried */
     char *lit;
     Py_ssize_t litlen;
     char **alts;
@@ -762,7 +764,9 @@ typedef struct {
 typedef struct { Op *ops; int nops; } Prog;
 typedef struct { Py_ssize_t start[NCAPS], end[NCAPS]; } Caps;
 
-static int class_has(int cls, const unsigned char *s) { /* s: the first byte of a character */
+static unsigned char CLASS_TABLE[9][256]; /* filled at import from class_test() */
+
+static int class_test(int cls, const unsigned char *s) { /* s: the first byte of a character */
     unsigned char c = *s;
     if (c >= 0x80) return cls == C_USER || cls == C_NONSPACE || cls == C_ANY;
     switch (cls) {
@@ -778,6 +782,8 @@ static int class_has(int cls, const unsigned char *s) { /* s: the first byte of 
     }
     return 0;
 }
+
+#define class_has(cls, s) (CLASS_TABLE[(cls)][*(const unsigned char *)(s)])
 
 static Py_ssize_t char_len(unsigned char c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4; }
 
@@ -813,6 +819,18 @@ static int run_class(const Prog *p, int pc, Py_ssize_t pos, Match *m, int depth)
             if (run(p, pc + 1, pos + op->altlens[a], m, depth + 1)) return 1;
             m->caps = saved;
         }
+    }
+    if (op->whole) {
+        Py_ssize_t q = pos, k = 0;
+        while ((op->max < 0 || k < op->max) && q < m->n && class_has(op->cls, m->s + q)) {
+            q += char_len((unsigned char)m->s[q]);
+            k++;
+        }
+        if (k < op->min) return 0;
+        if (op->slot >= 0) { m->caps.start[op->slot] = pos; m->caps.end[op->slot] = q; }
+        if (run(p, pc + 1, q, m, depth + 1)) return 1;
+        m->caps = saved;
+        return 0;
     }
     if (op->lazy) { /* shortest first: walk forward, trying the rest at each length */
         Py_ssize_t q = pos, k = 0;
@@ -869,7 +887,28 @@ static int run(const Prog *p, int pc, Py_ssize_t pos, Match *m, int depth) {
             break;
         case OP_OPEN: m->caps.start[op->slot] = pos; pc++; break;
         case OP_CLOSE: m->caps.end[op->slot] = pos; pc++; break;
-        case OP_CLASS: return run_class(p, pc, pos, m, depth);
+        case OP_CLASS:
+            if (op->min == op->max && op->nalts == 0) { /* a fixed width (\d{4}): nothing to try */
+                for (int k = 0; k < op->min; k++) {
+                    if (pos >= m->n || !class_has(op->cls, m->s + pos)) return 0;
+                    pos += char_len((unsigned char)m->s[pos]);
+                }
+                if (op->slot >= 0) { m->caps.start[op->slot] = pos - op->min; m->caps.end[op->slot] = pos; }
+                pc++;
+                break;
+            }
+            if (op->whole && op->nalts == 0) {
+                Py_ssize_t start = pos, k = 0;
+                while ((op->max < 0 || k < op->max) && pos < m->n && class_has(op->cls, m->s + pos)) {
+                    pos += char_len((unsigned char)m->s[pos]);
+                    k++;
+                }
+                if (k < op->min) return 0;
+                if (op->slot >= 0) { m->caps.start[op->slot] = start; m->caps.end[op->slot] = pos; }
+                pc++;
+                break;
+            }
+            return run_class(p, pc, pos, m, depth);
         case OP_OPT: {
             Caps saved = m->caps;
             if (run(p, pc + 1, pos, m, depth + 1)) return 1;
@@ -963,6 +1002,16 @@ static int prog_load(Prog *p, PyObject *ops) {
         if (op->slot >= NCAPS || (op->op == OP_OPT && (op->jump <= i || op->jump > p->nops))) {
             PyErr_SetString(PyExc_ValueError, "bad prefix op operand");
             goto fail;
+        }
+    }
+    for (int i = 0; i < p->nops; i++) {
+        Op *op = &p->ops[i];
+        if (op->op != OP_CLASS) continue;
+        int j = i + 1;
+        while (j < p->nops && (p->ops[j].op == OP_OPEN || p->ops[j].op == OP_CLOSE)) j++;
+        if (j < p->nops && p->ops[j].op == OP_LIT && p->ops[j].litlen > 0) {
+            unsigned char first = (unsigned char)p->ops[j].lit[0];
+            op->whole = !class_test(op->cls, &first);
         }
     }
     Py_DECREF(seq);
@@ -1297,8 +1346,14 @@ static const char *PG_LOG_MESSAGES[] = {"connection received", "connection autho
                                         "unsupported frontend", "could not receive data", "invalid startup",
                                         "received direct SSL", "parameter \"log_line_prefix\"", NULL};
 
+static const char *find_colon2(const char *s, Py_ssize_t n) { /* the first ":  " */
+    for (const char *p = s, *end = s + n; (p = memchr(p, ':', end - p)) != NULL; p++)
+        if (end - p >= 3 && p[1] == ' ' && p[2] == ' ') return p;
+    return NULL;
+}
+
 static int pg_line_matters(const char *s, Py_ssize_t n) {
-    const char *c = FIND(s, n, ":  ");
+    const char *c = find_colon2(s, n);
     if (c == NULL) return n > 0 && s[0] == '\t';
     Py_ssize_t i = c - s;
     if (i >= 3 && memcmp(c - 3, "LOG", 3) == 0) return starts_any(c + 3, n - i - 3, PG_LOG_MESSAGES);
@@ -1638,22 +1693,25 @@ static PyTypeObject UfwScannerType = {
 
 /* ------------------------------------------------------------------ module */
 
-static PyObject *py_longest_line(PyObject *m, PyObject *arg) {
-    char *s;
-    Py_ssize_t n, best = 0;
-    if (PyBytes_AsStringAndSize(arg, &s, &n) < 0) return NULL;
-    for (const char *p = s, *end = s + n;;) {
+static PyObject *py_longest_line(PyObject *m, PyObject *arg) { /* (longest line, lines) of a block */
+    Py_buffer view;
+    Py_ssize_t best = 0, count = 0;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const char *s = view.buf;
+    for (const char *p = s, *end = s + view.len;;) {
         const char *nl = memchr(p, '\n', end - p);
         Py_ssize_t len = (nl ? nl : end) - p;
         if (len > best) best = len;
+        count++;
         if (nl == NULL) break;
         p = nl + 1;
     }
-    return PyLong_FromSsize_t(best);
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(nn)", best, count);
 }
 
 static PyMethodDef module_methods[] = {
-    {"longest_line", py_longest_line, METH_O, "longest_line(bytes) -> the length of its longest line"},
+    {"longest_line", py_longest_line, METH_O, "longest_line(buffer) -> (its longest line, its lines)"},
     {"iso_time", py_iso_time, METH_O, "iso_time(text) -> seconds since the epoch (as events.iso_time)"},
     {NULL}};
 
@@ -1664,6 +1722,11 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "monitors._speedups",
 #define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
 
 PyMODINIT_FUNC PyInit__speedups(void) {
+    for (int cls = 0; cls < 9; cls++)
+        for (int c = 0; c < 256; c++) {
+            unsigned char b = (unsigned char)c;
+            CLASS_TABLE[cls][c] = (unsigned char)class_test(cls, &b);
+        }
     for (int i = 0; i < NFIELDS; i++) INTERN(s_field[i], FIELD_NAMES[i]);
     for (int i = 0; i < NOUTCOMES; i++) INTERN(s_outcome_keys[i], OUTCOME_NAMES[i]);
     for (int i = 0; i < 6; i++) INTERN(s_actions[i], UFW_ACTIONS[i]);

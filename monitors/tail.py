@@ -24,7 +24,9 @@ except ImportError:
 
 class Block(bytes):
     """Several complete lines joined by b"\\n", handed out as one item by a FileTail made with
-    `blocks=True`: the C scanner reads them in place, with no bytes object per line."""
+    `blocks=True`: the C scanner reads them in place, with no bytes object per line. `n` is how
+    many lines it holds."""
+    n: int
 
     def lines(self) -> list[bytes]:
         return self.split(b"\n")
@@ -32,7 +34,7 @@ class Block(bytes):
 
 def count_lines(items: list[bytes]) -> int:
     """Lines in a read() result (a Block counts all of its lines)."""
-    return sum(item.count(b"\n") + 1 if isinstance(item, Block) else 1 for item in items)
+    return sum(item.n if isinstance(item, Block) else 1 for item in items)
 
 
 def expand(items: list[bytes]) -> list[bytes]:
@@ -188,13 +190,17 @@ class FileTail:
             first = 0
             if end >= 0 and self._skipping:  # the end of an over-long line: dropped with it
                 first = buf.find(b"\n") + 1
-            block = buf[first:end] if end >= first else b""
-            if end >= first and longest_line(block) <= self.max_line:
+            if end >= first:
+                block = memoryview(buf)[first:end]
+                longest, n = longest_line(block)
+            if end >= first and longest <= self.max_line:
                 if self._skipping:
                     self._skipping = False
                     self.stats.too_long += 1
-                out.append(Block(block))
-                self.stats.lines += block.count(b"\n") + 1
+                item = Block(block)
+                item.n = n
+                out.append(item)
+                self.stats.lines += n
                 rest = buf[end + 1:]
                 self._offset += len(buf) - len(rest)
                 self._keep(rest)
