@@ -171,11 +171,12 @@ def load_rules(path: Path | str = DEFAULT_RULES, allowlist=None,
 
 class _Group:
     """One source's state in one rule. Small on purpose (a flood brings many sources): the times
-    of the last `threshold` events at most (a deque that drops the oldest itself)."""
+    of the last `threshold` events at most, in a plain list (a deque takes a 64-slot block even for
+    one time)."""
     __slots__ = ("times", "values", "last_fired", "last_seen", "prior")
 
-    def __init__(self, maxlen: int) -> None:
-        self.times: deque[float] = deque(maxlen=maxlen)
+    def __init__(self) -> None:
+        self.times: list[float] = []
         self.values: dict | None = None
         self.last_fired: float | None = None
         self.last_seen = 0.0
@@ -205,7 +206,7 @@ class Engine:
         groups = self.state[rule.name]
         g = groups.get(key)
         if g is None:
-            g = groups[key] = _Group(rule.threshold if not rule.distinct else 1)
+            g = groups[key] = _Group()
             if len(groups) > rule.max_groups:
                 groups.popitem(last=False)
         else:
@@ -286,10 +287,12 @@ class Engine:
             first = next(iter(g.values.values()))
             return self._fire(rule, g, key, len(g.values), first, ts)
         times = g.times
-        times.append(ts)  # at most `threshold` kept: the oldest is dropped first
+        times.append(ts)
+        if len(times) > rule.threshold:  # at most `threshold` kept: the oldest is dropped first
+            del times[0]
         window = rule.window
         while times and ts - times[0] > window:  # keep only the window: memory follows the rate
-            times.popleft()
+            del times[0]
         if len(times) < rule.threshold:
             return None
         return self._fire(rule, g, key, len(times), times[0], ts)
