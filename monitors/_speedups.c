@@ -34,7 +34,7 @@ static const char *UFW_ACTIONS[6] = {"BLOCK", "LIMIT BLOCK", "ALLOW", "AUDIT", "
 
 static PyObject *s_field[NFIELDS], *s_type, *s_ts, *s_type_codes, *s_outcome_keys[NOUTCOMES];
 static PyObject *s_unknown_role, *s_bad_password, *s_no_encryption, *s_hba_reject, *s_no_tls, *s_unknown;
-static PyObject *s_actions[6], *s_move_to_end, *s_popitem, *s_ordered_dict;
+static PyObject *s_actions[6], *s_popitem, *s_ordered_dict;
 
 typedef struct {
     int type;
@@ -1055,13 +1055,6 @@ static int role_missing(const char *s, Py_ssize_t n) { /* Role "(.*)" does not e
     return p && FIND(p + 6, n - (p + 6 - s), "\" does not exist.") != NULL;
 }
 
-static PyObject *pid_key(const char *pid, Py_ssize_t n) { return PyBytes_FromStringAndSize(pid, n); }
-
-static PyObject *hosts_get(PgScanner *sc, PyObject *pid) {
-    PyObject *h = PyDict_GetItemWithError(sc->hosts, pid);
-    return h; /* borrowed */
-}
-
 static int hosts_pop(PgScanner *sc, PyObject *pid) {
     int has = PyDict_Contains(sc->hosts, pid);
     if (has <= 0) return has;
@@ -1083,7 +1076,7 @@ static int hosts_remember(PgScanner *sc, PyObject *pid, PyObject *host) {
 /* _source(): the line's own client address, else the one its PID connected from */
 static PyObject *source_of(PgScanner *sc, PyObject *pid, const char *host, Py_ssize_t hn) {
     if (host && !is_blank(host, hn)) return str_of(host, hn);
-    PyObject *h = hosts_get(sc, pid);
+    PyObject *h = PyDict_GetItemWithError(sc->hosts, pid); /* borrowed */
     if (h == NULL && PyErr_Occurred()) return NULL;
     if (clean_obj_is_none(h)) Py_RETURN_NONE;
     Py_INCREF(h);
@@ -1310,7 +1303,7 @@ static int pg_line(PgScanner *sc, Sink *k, const char *s, Py_ssize_t n) {
     const char *p;
     Py_ssize_t pn;
     CAP(m, CAP_PID, p, pn);
-    PyObject *pid = pid_key(p ? p : "", pn);
+    PyObject *pid = PyBytes_FromStringAndSize(p ? p : "", pn);
     if (pid == NULL) return -1;
     int rc = 0;
     if (sc->has_pending) {
@@ -1738,7 +1731,6 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     INTERN(s_hba_reject, "hba_reject");
     INTERN(s_no_tls, "no_tls");
     INTERN(s_unknown, "unknown");
-    INTERN(s_move_to_end, "move_to_end");
     INTERN(s_popitem, "popitem");
     if ((s_type_codes = PyDict_New()) == NULL) return NULL;
     for (int i = 0; i < NTYPES; i++) {
@@ -1761,8 +1753,5 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0 ||
         PyModule_AddObject(m, "PgScanner", (PyObject *)&PgScannerType) < 0 ||
         PyModule_AddObject(m, "UfwScanner", (PyObject *)&UfwScannerType) < 0) return NULL;
-    PyObject *names = Py_BuildValue("(sssssssss)", FIELD_NAMES[0], FIELD_NAMES[1], FIELD_NAMES[2], FIELD_NAMES[3],
-                                    FIELD_NAMES[4], FIELD_NAMES[5], FIELD_NAMES[6], FIELD_NAMES[7], FIELD_NAMES[8]);
-    if (names == NULL || PyModule_AddObject(m, "FIELDS", names) < 0) return NULL;
     return m;
 }

@@ -198,11 +198,9 @@ class Pipeline:
         scanner = self.scanners.get(name)
         if scanner is not None:
             raw, invalid = scanner.feed(raw_lines, self.events, self.by_source)
-            found = [self.engine.detection(r) for r in raw]
-            for d in found:
-                if self.keep_detections:
-                    self.detections.append(d)
-                self.on_detection(d)
+            found = []
+            for r in raw:
+                self._report(self.engine.detection(r), found)
         else:
             found, invalid = self._process_python(parser, raw_lines)
         self.lines[name] = self.lines.get(name, 0) + count_lines(raw_lines)
@@ -255,10 +253,13 @@ class Pipeline:
             src = e.source or "unknown"
             per[src] = per.get(src, 0) + 1
         for d in self.engine.process(e):
-            found.append(d)
-            if self.keep_detections:
-                self.detections.append(d)
-            self.on_detection(d)
+            self._report(d, found)
+
+    def _report(self, d: Detection, found: list[Detection]) -> None:
+        found.append(d)
+        if self.keep_detections:
+            self.detections.append(d)
+        self.on_detection(d)
 
 
 def sniff_type(path: Path) -> tuple[str, str]:

@@ -38,8 +38,9 @@ def _opt(*items) -> tuple:
     return ("group", list(items))
 
 
-def _captured(slot: str, items: list) -> list:
-    return [("open", SLOTS.index(slot)), *items, ("close", SLOTS.index(slot))]
+def _captured(slot: str, items: list, capture: bool) -> list:
+    """items, captured as `slot` (a repeated escape is matched without capturing)."""
+    return [("open", SLOTS.index(slot)), *items, ("close", SLOTS.index(slot))] if capture else items
 
 
 _DATE = [_cls(DIGIT, 4, 4), _lit("-"), _cls(DIGIT, 2, 2), _lit("-"), _cls(DIGIT, 2, 2), _lit(" "), _cls(DIGIT, 2, 2),
@@ -47,11 +48,9 @@ _DATE = [_cls(DIGIT, 4, 4), _lit("-"), _cls(DIGIT, 2, 2), _lit("-"), _cls(DIGIT,
 _HOST = dict(slot="host", alts=("[local]", "[unknown]"))
 # escape -> (the slot it fills or None, its items)
 _ESCAPES = {
-    "m": ("ts", lambda c: _captured("ts", [*_DATE, _lit("."), _cls(DIGIT), _lit(" "), _cls(TZ)]) if c
-          else [*_DATE, _lit("."), _cls(DIGIT), _lit(" "), _cls(TZ)]),
-    "t": ("ts", lambda c: _captured("ts", [*_DATE, _lit(" "), _cls(TZ)]) if c else [*_DATE, _lit(" "), _cls(TZ)]),
-    "n": ("epoch", lambda c: (_captured("epoch", [_cls(DIGIT), _lit("."), _cls(DIGIT)]) if c
-                              else [_cls(DIGIT), _lit("."), _cls(DIGIT)])),
+    "m": ("ts", lambda c: _captured("ts", [*_DATE, _lit("."), _cls(DIGIT), _lit(" "), _cls(TZ)], c)),
+    "t": ("ts", lambda c: _captured("ts", [*_DATE, _lit(" "), _cls(TZ)], c)),
+    "n": ("epoch", lambda c: _captured("epoch", [_cls(DIGIT), _lit("."), _cls(DIGIT)], c)),
     "p": ("pid", lambda c: [_cls(DIGIT, slot="pid" if c else None)]),
     "u": ("user", lambda c: [_cls(USER, 0, slot="user" if c else None, alts=("[unknown]",))]),
     "d": ("db", lambda c: [_cls(NONSPACE, 0, lazy=True, slot="db" if c else None, alts=("[unknown]",))]),

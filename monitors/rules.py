@@ -191,10 +191,10 @@ class Engine:
         self.allowed = Networks(allowed_networks or [])
         self.by_type: dict[str, list[tuple[Rule, bool]]] = {}
         for r in rules:
-            for t in _as_list(r.match["type"]):
+            for t in as_list(r.match["type"]):
                 self.by_type.setdefault(t, []).append((r, False))
             if r.after:
-                for t in _as_list(r.after["match"]["type"]):
+                for t in as_list(r.after["match"]["type"]):
                     self.by_type.setdefault(t, []).append((r, True))
         self.state: dict[str, OrderedDict[str, _Group]] = {r.name: OrderedDict() for r in rules}
         self.detections_total: dict[str, int] = {r.name: 0 for r in rules}
@@ -313,5 +313,6 @@ def detection_for(rule: Rule, key: str, count: int, first: float, last: float) -
                      rule.description.format(**ctx), rule.mitre)
 
 
-def _as_list(v) -> list:
+def as_list(v) -> list:
+    """A rule's `type` (one or a list) as a list."""
     return v if isinstance(v, list) else [v]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from monitors.rules import Detection, Engine, Networks, Rule, detection_for
+from monitors.rules import Detection, Engine, Networks, Rule, as_list, detection_for
 
 try:
     from monitors import _speedups
@@ -20,9 +20,9 @@ def available() -> bool:
     return _speedups is not None and os.environ.get("TRUSTOPS_MONITOR_PURE") != "1"
 
 
-def _rule_spec(r: Rule, types) -> tuple:
+def _rule_spec(r: Rule) -> tuple:
     after = r.after or {}
-    return (types(r.match["type"]), r._conds, types(after["match"]["type"]) if after else (), r._after_conds,
+    return (as_list(r.match["type"]), r._conds, as_list(after["match"]["type"]) if after else (), r._after_conds,
             r.group_by, r.distinct, r.threshold, r.window, r.cooldown, after.get("count", 0),
             float(after.get("within", 0)), bool(after), r.outside_allowed,
             r.allowlist.__contains__ if r.allowlist.nets else None, r.max_groups)
@@ -34,8 +34,7 @@ class FastEngine:
     def __init__(self, rules: list[Rule], allowed_networks=None) -> None:
         self.rules = rules
         self.allowed = Networks(allowed_networks or [])
-        as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
-        self.c = _speedups.Engine([_rule_spec(r, as_list) for r in rules],
+        self.c = _speedups.Engine([_rule_spec(r) for r in rules],
                                   self.allowed.__contains__ if self.allowed.nets else None)
         self.detections_total: dict[str, int] = {r.name: 0 for r in rules}
 

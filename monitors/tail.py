@@ -185,26 +185,8 @@ class FileTail:
 
     def _split(self, data: bytes, out: list[bytes]) -> None:
         buf = self._buf + data if self._buf else data
-        if self.blocks and longest_line is not None:
-            end = buf.rfind(b"\n")
-            first = 0
-            if end >= 0 and self._skipping:  # the end of an over-long line: dropped with it
-                first = buf.find(b"\n") + 1
-            if end >= first:
-                block = memoryview(buf)[first:end]
-                longest, n = longest_line(block)
-            if end >= first and longest <= self.max_line:
-                if self._skipping:
-                    self._skipping = False
-                    self.stats.too_long += 1
-                item = Block(block)
-                item.n = n
-                out.append(item)
-                self.stats.lines += n
-                rest = buf[end + 1:]
-                self._offset += len(buf) - len(rest)
-                self._keep(rest)
-                return
+        if self.blocks and longest_line is not None and self._split_block(buf, out):
+            return
         lines = buf.split(b"\n")
         rest = lines.pop()  # after the last newline: a partial line, or b""
         if lines and self._skipping:  # the end of an over-long line: dropped with it
@@ -219,6 +201,28 @@ class FileTail:
         self.stats.lines += len(lines)
         self._offset += len(buf) - len(rest)
         self._keep(rest)
+
+    def _split_block(self, buf: bytes, out: list[bytes]) -> bool:
+        """buf's complete lines as one Block; False (nothing done) when there are none or one is
+        over-long, and the lines are split one by one instead."""
+        end = buf.rfind(b"\n")
+        first = buf.find(b"\n") + 1 if self._skipping else 0  # the end of an over-long line goes
+        if end < first:
+            return False
+        block = memoryview(buf)[first:end]
+        longest, n = longest_line(block)
+        if longest > self.max_line:
+            return False
+        if self._skipping:
+            self._skipping = False
+            self.stats.too_long += 1
+        item = Block(block)
+        item.n = n
+        out.append(item)
+        self.stats.lines += n
+        self._offset += end + 1
+        self._keep(buf[end + 1:])
+        return True
 
     def _keep(self, rest: bytes) -> None:
         """The partial last line waits for its newline."""
