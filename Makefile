@@ -18,6 +18,6 @@ test-quick: bootstrap
 	.venv/bin/pytest -ra -m "not lab"
 
 bench: bootstrap
-	.venv/bin/python tests/bench/lab_up.py
-	.venv/bin/python tests/bench/monitor_bench.py
-	.venv/bin/python tests/bench/lynis_bench.py
+	.venv/bin/python -m tests.bench.lab_up
+	.venv/bin/python -m tests.bench.monitor_bench
+	.venv/bin/python -m tests.bench.lynis_bench

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from controls.catalogue import ROOT, Check, Control
+from trustops.controls.catalogue import CHECK_KINDS, ROOT, CatalogueError, Check, Control, load
 
 STATUSES = ("passing", "failing", "stale", "partial", "manual", "not implemented")
 COMMAND_TIMEOUT = 900
@@ -148,7 +148,7 @@ def _from_problems(problems: list[str], output: str, holds: str, ran: str) -> Ou
 
 
 def run_code(check: Check, ctx: "Context") -> Outcome:
-    from controls import properties
+    from trustops.controls import properties
 
     fn = properties.PROPERTIES.get(check.target)
     if fn is None:
@@ -158,7 +158,7 @@ def run_code(check: Check, ctx: "Context") -> Outcome:
 
 
 def run_probe(check: Check, ctx: "Context") -> Outcome:
-    from controls import probes
+    from trustops.controls import probes
 
     fn = probes.PROBES.get(check.target)
     if fn is None:
@@ -374,3 +374,19 @@ def status(control: Control, latest: dict[str, Evidence], now: dt.datetime | Non
 def statuses(controls: list[Control], store: EvidenceStore, now: dt.datetime | None = None) -> list[ControlStatus]:
     latest = store.latest()
     return [status(c, latest, now) for c in controls]
+
+
+def run_controls(inventory_file: Path | None, evidence_file: Path, kinds: set[str] | None = None,
+                 skip: set[str] = frozenset(), ids: set[str] | None = None, jobs: int = 4):
+    """Runs the chosen checks, stores their evidence, and returns the statuses that follow."""
+    ctl = load()
+    unknown = (ids or set()) - {c.id for c in ctl}
+    if unknown:
+        raise CatalogueError(f"no control {', '.join(sorted(unknown))} in controls/catalogue.yaml")
+    wanted = (set(kinds) if kinds else set(CHECK_KINDS)) - set(skip)
+    checks = select(ctl, wanted, ids)
+    store = EvidenceStore(evidence_file)
+    ctx = Context(inventory_file if inventory_file and inventory_file.exists() else None)
+    ctx.progress(f"running {len(checks)} checks ({', '.join(sorted(wanted))}); evidence: {evidence_file}")
+    run_checks(checks, store, ctx, jobs=jobs)
+    return [s for s in statuses(ctl, store) if not ids or s.control.id in ids]

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Callable
 
-from controls.catalogue import ROOT
+from trustops.controls.catalogue import ROOT
 
 Result = tuple[list[str], str]
 

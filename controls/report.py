@@ -8,7 +8,7 @@ import html
 from collections import Counter
 from pathlib import Path
 
-from controls.engine import STATUSES, ControlStatus
+from trustops.controls.engine import STATUSES, ControlStatus
 
 
 def public_label(s: ControlStatus) -> str:

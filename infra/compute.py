@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import compute, network
 
-from infra.config import StackConfig
+from trustops.infra.config import StackConfig
 
 DEBIAN_12 = {"publisher": "Debian", "offer": "debian-12", "sku": "12-gen2", "version": "latest"}
 

@@ -14,9 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from trustops import inventory  # noqa: E402
+from trustops import inventory
 
 
 def stack_outputs(stack: str | None, from_file: str | None) -> dict:

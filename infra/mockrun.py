@@ -68,7 +68,7 @@ def run(stack: str, config_override: dict[str, str] | None = None, program=None)
     pulumi.runtime.set_mocks(mocks, project="trustops", stack=stack, preview=False)
     pulumi.runtime.set_all_config({**stack_config(stack), **(config_override or {})})
     if program is None:
-        from infra.program import main as program
+        from trustops.infra.program import main as program
     outputs = program()
     resolved = {}
     if outputs:
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     """One stack per process: Pulumi's mock runtime is global state."""
     import sys
 
-    from infra.policy.rules import evaluate
+    from trustops.infra.policy.rules import evaluate
 
     (stack,) = argv if argv is not None else sys.argv[1:]
     resources, _ = run(stack)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import network
 
-from infra.config import StackConfig
+from trustops.infra.config import StackConfig
 
 DENY_ALL_INBOUND_PRIORITY = 4000
 

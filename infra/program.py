@@ -7,11 +7,11 @@ import pulumi_aws as aws
 from pulumi_azure_native import Provider as AzureProvider
 from pulumi_azure_native import dbforpostgresql, resources
 
-from infra.compute import Vm, VmArgs
-from infra.config import StackConfig
-from infra.network import Network, NetworkArgs
-from infra.storage import Buckets, BucketsArgs
-from infra.vault import Vault, VaultArgs
+from trustops.infra.compute import Vm, VmArgs
+from trustops.infra.config import StackConfig
+from trustops.infra.network import Network, NetworkArgs
+from trustops.infra.storage import Buckets, BucketsArgs
+from trustops.infra.vault import Vault, VaultArgs
 from trustops import inventory
 
 

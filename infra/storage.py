@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import StackConfig
+from trustops.infra.config import StackConfig
 
 BACKUP_RETENTION_DAYS = 7
 BACKUP_PREFIX = "postgres/"

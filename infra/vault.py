@@ -8,7 +8,7 @@ import pulumi
 import pulumi_random as random
 from pulumi_azure_native import authorization, keyvault
 
-from infra.config import StackConfig
+from trustops.infra.config import StackConfig
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 DB_ROLES = ("benefits_app", "trustops_backup", "trustops_monitor", "trustops_admin")

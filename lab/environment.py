@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from lab import images
-from lab.system import LabError, Progress, docker_ready, ensure_docker, is_root, port_free, run, wait_tcp
+from trustops.lab import images
+from trustops.lab.system import LabError, Progress, docker_ready, ensure_docker, is_root, port_free, run, wait_tcp
 from trustops import inventory
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lab.system import LabError, Progress, ensure_debootstrap, require_root, run
+from trustops.lab.system import LabError, Progress, ensure_debootstrap, require_root, run
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
 BASE_TAG = os.environ.get("TRUSTOPS_BASE_TAG", "trustops-lab/bookworm-base:latest")

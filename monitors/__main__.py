@@ -1,5 +1,5 @@
 import sys
 
-from monitors.cli import main
+from trustops.monitors.cli import main
 
 sys.exit(main())

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from datetime import datetime, timezone
 
-from monitors.rules import Detection
+from trustops.monitors.rules import Detection
 
 MAX_QUEUE = 10_000
 

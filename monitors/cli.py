@@ -7,13 +7,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from monitors.monitor import ConfigError, Monitor, load_config, replay
-from monitors.pg import DEBIAN_PREFIX
-from monitors.rules import DEFAULT_RULES, RuleError
+from trustops.monitors.monitor import ConfigError, Monitor, load_config, replay
+from trustops.monitors.pg import DEBIAN_PREFIX
+from trustops.monitors.rules import DEFAULT_RULES, RuleError
 
 
 def _fmt_ts(ts: float) -> str:
-    from monitors.alerts import rfc3339
+    from trustops.monitors.alerts import rfc3339
     return rfc3339(ts)
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import yaml
 
-from monitors import events as ev
-from monitors.alerts import AlertBook
-from monitors.pg import DEBIAN_PREFIX, PostgresParser, compile_prefix
-from monitors.rules import DEFAULT_RULES, Detection, RuleError, duration, load_rules
-from monitors.speedups import FastEngine, make_engine, scanner_for
-from monitors.tail import Checkpoint, FileTail, count_lines, expand
-from monitors.ufw import UfwParser
+from trustops.monitors import events as ev
+from trustops.monitors.alerts import AlertBook
+from trustops.monitors.pg import DEBIAN_PREFIX, PostgresParser, compile_prefix
+from trustops.monitors.rules import DEFAULT_RULES, Detection, RuleError, duration, load_rules
+from trustops.monitors.speedups import FastEngine, make_engine, scanner_for
+from trustops.monitors.tail import Checkpoint, FileTail, count_lines, expand
+from trustops.monitors.ufw import UfwParser
 
 DEFAULT_RUNBOOKS = "https://github.com/trustops/trustops/blob/main/runbooks"
 
@@ -365,7 +365,7 @@ class Monitor:
     """The daemon: follows every input, runs the rules, alerts, exports metrics, checkpoints."""
 
     def __init__(self, cfg: Config, registry=None) -> None:
-        from monitors.metrics import Metrics  # prometheus_client: the daemon's, not replay's cost
+        from trustops.monitors.metrics import Metrics  # prometheus_client: the daemon's, not replay's cost
 
         self.cfg = cfg
         self.metrics = Metrics(registry)

@@ -11,8 +11,8 @@ import json
 import re
 from collections import OrderedDict
 
-from monitors import events as ev
-from monitors.events import Event, TimestampCache
+from trustops.monitors import events as ev
+from trustops.monitors.events import Event, TimestampCache
 
 DEBIAN_PREFIX = "%m [%p] %q%u@%d "
 

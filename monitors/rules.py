@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from monitors.events import Event, remember
+from trustops.monitors.events import Event, remember
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 SEVERITIES = ("critical", "warning", "info")

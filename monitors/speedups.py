@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
-from monitors.rules import Detection, Engine, Networks, Rule, as_list, detection_for
+from trustops.monitors.rules import Detection, Engine, Networks, Rule, as_list, detection_for
 
 try:
-    from monitors import _speedups
+    from trustops.monitors import _speedups
 except ImportError:  # not built (no compiler where it was installed): pure Python
     _speedups = None
 
@@ -69,8 +69,8 @@ def scanner_for(parser, engine):
     Python parser reads the lines). Postgres jsonlog stays in Python."""
     if not isinstance(engine, FastEngine):
         return None
-    from monitors.pg import PostgresParser
-    from monitors.ufw import UfwParser
+    from trustops.monitors.pg import PostgresParser
+    from trustops.monitors.ufw import UfwParser
     if isinstance(parser, PostgresParser) and parser.fmt == "stderr":
         return _speedups.PgScanner(engine.c, parser, parser.program)
     if isinstance(parser, UfwParser):

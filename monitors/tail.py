@@ -17,7 +17,7 @@ from pathlib import Path
 CHUNK = 1 << 20
 
 try:  # the C helper measures the longest line of a block without splitting it
-    from monitors._speedups import longest_line
+    from trustops.monitors._speedups import longest_line
 except ImportError:
     longest_line = None
 

@@ -11,8 +11,8 @@ import json
 import re
 import time
 
-from monitors import events as ev
-from monitors.events import Event, TimestampCache, remember
+from trustops.monitors import events as ev
+from trustops.monitors.events import Event, TimestampCache, remember
 
 _TAG = re.compile(r"\[UFW (BLOCK|LIMIT BLOCK|ALLOW|AUDIT|AUDIT INVALID|BLOCK INVALID)\] ", re.ASCII)
 # The fields rules use, in the kernel's fixed order; DPT only for TCP/UDP (not ICMP).

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-SAMPLES_DIR = PROJECT_DIR.parent / "shared" / "samples"
-sys.path.insert(0, str(PROJECT_DIR))
 # the project's tools (ansible, trustops) run from its virtualenv even when it is not activated
 os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
 
-from lab import environment  # noqa: E402
-from lab.system import Progress  # noqa: E402
+from trustops.lab import environment  # noqa: E402  (after the PATH above)
+from trustops.lab.system import Progress  # noqa: E402
 
-TEST_LAB = environment.LabConfig(name="trustops-test", port_base=2300,
-                                 state_dir=PROJECT_DIR / ".lab-trustops-test")
+# Two test runs on one machine (two checkouts, or two people) each name their own lab.
+_TEST_LAB_NAME = os.environ.get("TRUSTOPS_TEST_LAB", "trustops-test")
+TEST_LAB = environment.LabConfig(name=_TEST_LAB_NAME, port_base=int(os.environ.get("TRUSTOPS_TEST_PORT_BASE", "2300")),
+                                 state_dir=PROJECT_DIR / f".lab-{_TEST_LAB_NAME}")
 
 
 @pytest.fixture(scope="session")

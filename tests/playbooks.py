@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trustops.cli import ansible_env
+from trustops.converge import ansible_env
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK = ROOT / "ansible" / "site.yml"

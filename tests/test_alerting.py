@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from lab.system import Progress
+from trustops.lab.system import Progress
 from trustops import drill
 
 

@@ -12,7 +12,7 @@ import testinfra
 
 from tests.playbooks import playbook as _playbook
 from tests.playbooks import recap as _recap
-from trustops.cli import ansible_env
+from trustops.converge import ansible_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -138,7 +138,7 @@ def test_password_failures_are_logged_for_the_monitors(lab, lab_config, converge
     app.run(f"psql 'host={db_ip} dbname=benefits user=benefits_app password=wrong sslmode=verify-full "
             f"sslrootcert=/etc/trustops/postgres-ca.crt connect_timeout=5' -c 'select 1'")
     log = db.check_output("tail -n 50 /var/log/postgresql/postgresql-15-main.log")
-    from monitors.pg import PostgresParser
+    from trustops.monitors.pg import PostgresParser
     parser = PostgresParser()
     events = [e for line in log.splitlines() for e in parser.feed(line)] + parser.flush()
     app_ip = lab["all"]["children"]["app"]["hosts"]["app"]["private_ip"]
@@ -178,7 +178,7 @@ def test_rolling_patch_reports_every_host(lab, lab_config, converged, tmp_path):
 def test_live_probes_hold_on_the_converged_lab_and_catch_a_disabled_firewall(lab, lab_config, converged):
     """The controls engine's probes, over the same SSH path as Ansible: all hold on the converged
     lab; with UFW turned off on one host, `ufw-active` fails and names it."""
-    from controls import probes
+    from trustops.controls import probes
 
     target = probes.Target(lab_config.inventory_file)
     results = {name: fn(target) for name, fn in probes.PROBES.items()}

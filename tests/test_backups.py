@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from lab import environment
+from trustops.lab import environment
 
 
 def sh(lab_config, role: str, command: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from controls import engine, report
-from controls.catalogue import Check, Control, load
+from trustops.controls import engine, report
+from trustops.controls.catalogue import Check, Control, load
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -146,7 +146,7 @@ def test_no_secrets_finds_a_committed_key(tmp_path):
     import string
     import subprocess
 
-    from controls import properties
+    from trustops.controls import properties
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "clean.py").write_text("x = 1\n")
@@ -160,7 +160,7 @@ def test_no_secrets_finds_a_committed_key(tmp_path):
 
 
 def test_the_repository_itself_has_no_secrets():
-    from controls import properties
+    from trustops.controls import properties
 
     problems, _ = properties.no_secrets()
     assert problems == [], "detect-secrets findings (a real secret, or a reviewed false positive for "\

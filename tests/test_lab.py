@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import environment, images, system
-from lab.system import LabError, Progress
+from trustops.lab import environment, images, system
+from trustops.lab.system import LabError, Progress
 from trustops import inventory
-from trustops.cli import ansible_env
+from trustops.converge import ansible_env
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 TRUSTOPS = [sys.executable, "-m", "trustops.cli"]

@@ -22,7 +22,7 @@ def _project_commands() -> dict[str, set[str]]:
     """The project's commands and their real subcommands, read from their argument parsers."""
     import runpy
 
-    from monitors import cli as monitor_cli
+    from trustops.monitors import cli as monitor_cli
     from trustops import cli
 
     pgbackup = runpy.run_path(str(ROOT / "backups" / "pgbackup.py"), run_name="pgbackup")
@@ -83,5 +83,5 @@ def test_every_command_exists(path):
 
 
 def test_monitor_runbook_urls_point_here():
-    from monitors.monitor import DEFAULT_RUNBOOKS
+    from trustops.monitors.monitor import DEFAULT_RUNBOOKS
     assert DEFAULT_RUNBOOKS.endswith("/runbooks")

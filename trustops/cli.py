@@ -4,36 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from controls import catalogue, engine, report
-from lab import environment
-from lab.system import LabError, Progress
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-ANSIBLE_DIR = PROJECT_DIR / "ansible"
-
-
-def _bin(name: str) -> str:
-    """A tool installed beside this Python (the project's virtualenv), else from PATH."""
-    here = Path(sys.executable).parent / name
-    return str(here) if here.exists() else name
-
-
-def ansible_env() -> dict[str, str]:
-    return dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"))
-
-
-def ansible_ping(inventory_file: Path) -> None:
-    proc = subprocess.run([_bin("ansible"), "-i", str(inventory_file), "all", "-m", "ansible.builtin.ping",
-                           "-o"], env=ansible_env(), capture_output=True, text=True)
-    sys.stderr.write(proc.stdout)
-    if proc.returncode != 0:
-        raise LabError(f"ansible cannot reach every lab host (exit {proc.returncode}): "
-                       f"{(proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:]}")
-
+from trustops.controls import catalogue, engine, report
+from trustops.lab import environment
+from trustops.converge import ansible_ping, converge
+from trustops.lab.system import LabError, Progress
 
 def cmd_up(args: argparse.Namespace) -> int:
     """The main job on the lab: hosts up, then (as they land) playbooks, app, monitors, report."""
@@ -45,33 +22,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     converge(cfg.inventory_file, cfg.state_dir / "converge.log", progress)
     _print_reach(cfg)
     progress.step("checking the security page's controls against the lab (all kinds but pytest)")
-    statuses = run_controls(cfg.inventory_file, _evidence_file(cfg), skip={"pytest"})
+    statuses = engine.run_controls(cfg.inventory_file, _evidence_file(cfg), skip={"pytest"})
     out = report.write(statuses, cfg.state_dir / "report")
     print("\n".join(report.summary_lines(statuses)))
     print(f"  trust page: {out[1]}  internal report: {out[2]}")
     print("  full check incl. the test suite's evidence: .venv/bin/trustops controls check")
     return 0
-
-
-def converge(inventory_file: Path, log_file: Path, progress: Progress) -> None:
-    """ansible-playbook site.yml, showing each task as it starts; the full output goes to a log."""
-    progress.step(f"converging the hosts with ansible/site.yml (full log: {log_file})")
-    with open(log_file, "w") as log:
-        proc = subprocess.Popen([_bin("ansible-playbook"), "-i", str(inventory_file), str(ANSIBLE_DIR / "site.yml")],
-                                env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        recap = False
-        for line in proc.stdout:  # type: ignore[union-attr]
-            log.write(line)
-            if line.startswith("TASK ["):
-                progress.step("  " + line[6:].split("]")[0])
-            elif line.startswith("PLAY RECAP"):
-                recap = True
-            elif recap and line.strip():
-                print("  " + line.rstrip(), file=sys.stderr)
-        code = proc.wait()
-    if code != 0:
-        tail = [l for l in log_file.read_text().splitlines() if "fatal:" in l or "ERROR" in l][-3:]
-        raise LabError(f"ansible-playbook site.yml failed (exit {code}): {' | '.join(tail)[:600]}; see {log_file}")
 
 
 def _print_reach(cfg: environment.LabConfig) -> None:
@@ -114,28 +70,13 @@ def _evidence_file(cfg: environment.LabConfig) -> Path:
     return Path(os.environ.get("TRUSTOPS_EVIDENCE") or cfg.state_dir / "evidence.jsonl")
 
 
-def run_controls(inventory_file: Path | None, evidence_file: Path, kinds: set[str] | None = None,
-                 skip: set[str] = frozenset(), ids: set[str] | None = None, jobs: int = 4):
-    ctl = catalogue.load()
-    unknown = (ids or set()) - {c.id for c in ctl}
-    if unknown:
-        raise LabError(f"no control {', '.join(sorted(unknown))} in controls/catalogue.yaml")
-    wanted = (set(kinds) if kinds else set(catalogue.CHECK_KINDS)) - set(skip)
-    checks = engine.select(ctl, wanted, ids)
-    store = engine.EvidenceStore(evidence_file)
-    ctx = engine.Context(inventory_file if inventory_file and inventory_file.exists() else None)
-    ctx.progress(f"running {len(checks)} checks ({', '.join(sorted(wanted))}); evidence: {evidence_file}")
-    engine.run_checks(checks, store, ctx, jobs=jobs)
-    return [s for s in engine.statuses(ctl, store) if not ids or s.control.id in ids]
-
-
 def cmd_controls(args: argparse.Namespace) -> int:
     cfg = environment.LabConfig.from_env()
     evidence_file = Path(args.evidence) if args.evidence else _evidence_file(cfg)
     inventory_file = Path(args.inventory) if args.inventory else cfg.inventory_file
     if args.action == "check":
-        statuses = run_controls(inventory_file, evidence_file, set(args.kind or []) or None, set(args.skip_kind or []),
-                                set(args.control or []) or None, args.jobs)
+        statuses = engine.run_controls(inventory_file, evidence_file, set(args.kind or []) or None,
+                                       set(args.skip_kind or []), set(args.control or []) or None, args.jobs)
     else:
         statuses = engine.statuses(catalogue.load(), engine.EvidenceStore(evidence_file))
     if args.action == "report":

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import requests
 import yaml
 
-from lab.environment import LabConfig
-from lab.system import LabError, Progress
+from trustops.lab.environment import LabConfig
+from trustops.lab.system import LabError, Progress
 
 EXPECTED = {"PostgresBruteForce": ("ticket", "postgres"), "PostgresLoginAfterFailures": ("pager", "postgres"),
             "UfwPortScan": ("ticket", "scan"), "UfwDatabasePortProbe": ("ticket", "scan")}

@@ -1,16 +1,11 @@
 """CrossGuard policy pack: `pulumi preview --policy-pack infra/policy`. The rules are plain
 functions in rules.py (pytest runs them on the mocked program); this file only wraps them.
 PolicyPack(...) serves the engine and blocks, so it lives here and is never imported."""
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from pulumi_policy import (  # noqa: E402
+from pulumi_policy import (
     EnforcementLevel, PolicyPack, ResourceValidationPolicy, StackValidationPolicy,
 )
 
-from infra.policy.rules import RESOURCE_POLICIES, STACK_POLICIES  # noqa: E402
+from trustops.infra.policy.rules import RESOURCE_POLICIES, STACK_POLICIES
 
 
 def _resource_policy(name, fn, control):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Callable, Iterable
 
-from infra.config import EU_AWS_REGIONS, EU_AZURE_LOCATIONS
+from trustops.infra.config import EU_AWS_REGIONS, EU_AZURE_LOCATIONS
 
 Resource = tuple[str, str, dict]
 OPEN_SOURCES = {"*", "internet", "0.0.0.0/0", "any", "::/0"}

@@ -4,7 +4,7 @@ this run). Peer, measured in the same run: nginx alone answering a request it re
 (/healthz from outside -> 403), i.e. the front's own ceiling on this machine.
 
     .venv/bin/trustops up          # the lab with the app
-    .venv/bin/python tests/bench/app_load.py [--seconds 15] [--clients 8]
+    .venv/bin/python -m tests.bench.app_load [--seconds 15] [--clients 8]
 
 The client is Python (one keep-alive HTTPS connection per thread); on 2 cores it competes with
 the lab for CPU, so read the figures as ratios, not capacity.
@@ -24,9 +24,8 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
-from lab.environment import LabConfig  # noqa: E402
+from trustops.lab.environment import LabConfig
 
 SETUP = """
 import secrets, json

@@ -13,10 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lab import environment, images  # noqa: E402
-from lab.system import Progress, wait_tcp  # noqa: E402
+from trustops.lab import environment, images
+from trustops.lab.system import Progress, wait_tcp
 
 CFG = environment.LabConfig(name="trustops-bench", port_base=2600,
                             state_dir=Path(__file__).resolve().parents[2] / ".lab-trustops-bench")

@@ -2,7 +2,7 @@
 converge time (first run) and re-run time. The peer is the same Debian 12 image before the
 playbooks. Also checks that sshd and Postgres still answer on the hardened hosts.
 
-    .venv/bin/python tests/bench/lynis_bench.py
+    .venv/bin/python -m tests.bench.lynis_bench
 """
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
-from lab import environment  # noqa: E402
-from lab.system import Progress  # noqa: E402
-from trustops.cli import ansible_env  # noqa: E402
+from trustops.lab import environment
+from trustops.lab.system import Progress
+from trustops.converge import ansible_env
 
 CFG = environment.LabConfig(name="trustops-lynis", port_base=2700, state_dir=ROOT / ".lab-trustops-lynis")
 

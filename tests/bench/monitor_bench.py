@@ -4,7 +4,7 @@ same files: this project's `replay` (the C hot path, and the pure-Python path fo
 peak RSS and whether per-source counts agree with the generator's truth; then the daemon's
 line-appended -> alert-at-Alertmanager latency.
 
-    .venv/bin/python tests/bench/monitor_bench.py [--lines N] [--repeat N] [--latency-samples N]
+    .venv/bin/python -m tests.bench.monitor_bench [--lines N] [--repeat N] [--latency-samples N]
 """
 from __future__ import annotations
 
@@ -24,9 +24,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path[:0] = [str(ROOT), str(HERE)]
 
-import monitor_logs  # noqa: E402
+from tests.bench import monitor_logs
 
 PEERS = HERE / "peers"
 
@@ -54,7 +53,7 @@ def best_of(n: int, fn) -> tuple[float, float, Counter]:
 
 def ours(log: Path, prefix: str | None, pure: bool = False) -> tuple[float, float, Counter]:
     """`replay` on the C hot path, or (pure) on the pure-Python reference path."""
-    args = [sys.executable, "-m", "monitors", "replay", "--counts-by-source", str(log)]
+    args = [sys.executable, "-m", "trustops.monitors", "replay", "--counts-by-source", str(log)]
     if prefix:
         args += ["--log-line-prefix", prefix]
     os.environ["TRUSTOPS_MONITOR_PURE"] = "1" if pure else "0"
@@ -145,7 +144,7 @@ def latency(workdir: Path, samples: int) -> None:
                                "inputs": [{"name": "pg", "type": "postgres", "path": str(log)}],
                                "alertmanager": {"url": am.url}, "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
                                "poll_interval": "1s"}))
-    mon = subprocess.Popen([sys.executable, "-m", "monitors", "run", "-c", str(cfg)], stderr=subprocess.DEVNULL)
+    mon = subprocess.Popen([sys.executable, "-m", "trustops.monitors", "run", "-c", str(cfg)], stderr=subprocess.DEVNULL)
     wait_port(metrics_port)
     time.sleep(0.5)
     waits = []

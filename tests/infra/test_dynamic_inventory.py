@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra import mockrun as harness
+from trustops.infra import mockrun as harness
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "infra" / "dynamic_inventory.py"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import StackConfig, StackConfigError
-from infra.network import nsg_rules
-from infra.policy import rules as policies
-from infra import mockrun as harness
+from trustops.infra.config import StackConfig, StackConfigError
+from trustops.infra.network import nsg_rules
+from trustops.infra.policy import rules as policies
+from trustops.infra import mockrun as harness
 from trustops import inventory
 
 STACKS = ("dev", "staging", "prod")

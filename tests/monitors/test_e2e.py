@@ -36,7 +36,7 @@ def _monitor(tmp_path, pg, am_url, metrics_port):
         "allowed_networks": ["127.0.0.0/8"], "alertmanager": {"url": am_url},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"}, "poll_interval": "0.5s",
     }))
-    proc = subprocess.Popen([sys.executable, "-m", "monitors", "run", "-c", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "trustops.monitors", "run", "-c", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_port(metrics_port, 30)
     return proc
@@ -80,7 +80,7 @@ def test_brute_force_reaches_alertmanager_webhook(tmp_path, pg, webhook):
         assert a["labels"]["instance"] == "db-test"
         assert a["annotations"]["runbook_url"].endswith("/PostgresBruteForce.md")
         assert "failed logins" in a["annotations"]["summary"]
-        from monitors.speedups import available
+        from trustops.monitors.speedups import available
         want = ['trustops_monitor_events_total{outcome="pg_auth_failed:bad_password",source_type="postgres"} 12.0',
                 'trustops_monitor_detections_total{rule="PostgresBruteForce",severity="warning"} 1.0',
                 f'trustops_monitor_build_info{{hot_path="{"c" if available() else "python"}"}} 1.0']

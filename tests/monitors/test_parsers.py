@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from monitors import events as ev
-from monitors.pg import PostgresParser, PrefixError, compile_prefix
-from monitors.ufw import UfwParser
+from trustops.monitors import events as ev
+from trustops.monitors.pg import PostgresParser, PrefixError, compile_prefix
+from trustops.monitors.ufw import UfwParser
 
 S = Path(__file__).parent / "samples"
 

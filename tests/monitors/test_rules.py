@@ -3,11 +3,11 @@ import tracemalloc
 
 import pytest
 
-from monitors import events as ev
-from monitors.events import Event
-from monitors.monitor import ConfigError, load_config
-from monitors.rules import Engine, RuleError, load_rules
-from monitors.speedups import FastEngine, available
+from trustops.monitors import events as ev
+from trustops.monitors.events import Event
+from trustops.monitors.monitor import ConfigError, load_config
+from trustops.monitors.rules import Engine, RuleError, load_rules
+from trustops.monitors.speedups import FastEngine, available
 
 # Every rule test runs on the reference Engine and on the C one (monitors/_speedups.c).
 ENGINES = [Engine, pytest.param(FastEngine, marks=pytest.mark.skipif(not available(), reason="C extension not built"))]

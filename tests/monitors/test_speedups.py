@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from monitors import events as ev
-from monitors import speedups
-from monitors.events import Event, iso_time
-from monitors.monitor import replay
-from monitors.pg import compile_prefix, prefix_program
-from monitors.rules import Engine, load_rules
+from trustops.monitors import events as ev
+from trustops.monitors import speedups
+from trustops.monitors.events import Event, iso_time
+from trustops.monitors.monitor import replay
+from trustops.monitors.pg import compile_prefix, prefix_program
+from trustops.monitors.rules import Engine, load_rules
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import monitor_logs  # noqa: E402
+from tests.bench import monitor_logs
 
 SAMPLES = Path(__file__).parent / "samples"
 pytestmark = pytest.mark.skipif(speedups._speedups is None, reason="C extension not built")
@@ -267,7 +266,7 @@ def test_ipv6_sources_are_shortened_as_ipaddress_does():
     passed to Python. Zero runs of every length and place, upper and lower case."""
     import ipaddress
 
-    from monitors.ufw import UfwParser
+    from trustops.monitors.ufw import UfwParser
     rng = random.Random(1)
     addrs = [":".join(rng.choice(["{:04x}", "{:04X}"]).format(rng.choice([0, 0, 0, 1, 0xffff, rng.randrange(65536)]))
                       for _ in range(8)) for _ in range(20_000)]

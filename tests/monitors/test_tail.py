@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from monitors.monitor import Monitor, load_config, replay
-from monitors.tail import Checkpoint, FileTail, longest_line
+from trustops.monitors.monitor import Monitor, load_config, replay
+from trustops.monitors.tail import Checkpoint, FileTail, longest_line
 
 
 def lines(n, start=0, tag="l"):
@@ -203,13 +203,13 @@ def test_replay_reads_a_pipe(tmp_path):
     from pathlib import Path
 
     sample = Path(__file__).parent / "samples" / "real-journald-journalctl-k-json.txt"
-    proc = subprocess.run([sys.executable, "-m", "monitors", "replay", "--type", "ufw", "--json", "-"],
+    proc = subprocess.run([sys.executable, "-m", "trustops.monitors", "replay", "--type", "ufw", "--json", "-"],
                           input=sample.read_bytes(), capture_output=True)
     assert proc.returncode == 0, proc.stderr
     import json
     out = json.loads(proc.stdout)
     assert out["lines"] == {"0:-": 80} and out["events"]["ufw:block"] == 4
-    no_type = subprocess.run([sys.executable, "-m", "monitors", "replay", "-"], input=b"", capture_output=True)
+    no_type = subprocess.run([sys.executable, "-m", "trustops.monitors", "replay", "-"], input=b"", capture_output=True)
     assert no_type.returncode == 2 and b"needs --type" in no_type.stderr
 
 
@@ -239,7 +239,7 @@ def test_blocks_give_the_same_lines_counts_and_offsets(tmp_path, seed):
     lines, writes in random pieces, reads in between."""
     import random
 
-    from monitors.tail import Block, expand
+    from trustops.monitors.tail import Block, expand
     rng = random.Random(seed)
     f = tmp_path / "x.log"
     f.write_bytes(b"")
