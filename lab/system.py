@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from trustops.wait import NotSettled, until
+
 
 class LabError(RuntimeError):
     """A failure the operator can act on; its message is one line: what failed, how to fix it."""
@@ -86,13 +88,10 @@ def ensure_docker(progress: Progress) -> None:
         log = open("/var/log/trustops-dockerd.log", "ab")
         subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                          start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if docker_ready():
-            return
-        time.sleep(0.5)
-    raise LabError("the Docker engine did not answer within 60s; see /var/log/trustops-dockerd.log "
-                   "(or `journalctl -u docker`)")
+    try:
+        until(docker_ready, 60, "the Docker engine answering")
+    except NotSettled as exc:
+        raise LabError(f"{exc}; see /var/log/trustops-dockerd.log (or `journalctl -u docker`)") from exc
 
 
 def ensure_debootstrap(progress: Progress) -> None:
@@ -111,11 +110,11 @@ def port_free(port: int) -> bool:
 
 
 def wait_tcp(host: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.2)
-    return False
+    """Whether something accepts connections on host:port within `timeout` seconds."""
+    def accepts() -> bool:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    try:
+        return until(accepts, timeout, f"a listener on {host}:{port}", interval=0.2, retry_on=(OSError,))
+    except NotSettled:
+        return False

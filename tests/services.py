@@ -14,6 +14,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from trustops.wait import until
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -24,14 +26,9 @@ def free_port() -> int:
 
 
 def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    """Raises NotSettled (a TimeoutError) when nothing listens on 127.0.0.1:port in time."""
+    until(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5).close() or True, timeout,
+          f"a listener on 127.0.0.1:{port}", interval=0.05, retry_on=(OSError,))
 
 
 def _make_tls(root: Path) -> tuple[Path, Path, Path]:

@@ -26,6 +26,7 @@ import yaml
 
 from trustops.lab.environment import LabConfig
 from trustops.lab.system import LabError, Progress
+from trustops.wait import NotSettled, until
 
 EXPECTED = {"PostgresBruteForce": ("ticket", "postgres"), "PostgresLoginAfterFailures": ("pager", "postgres"),
             "UfwPortScan": ("ticket", "scan"), "UfwDatabasePortProbe": ("ticket", "scan")}
@@ -98,8 +99,9 @@ def follow(cfg: LabConfig, result: DrillResult, progress: Progress, timeout: flo
     started = result.started
     am = f"http://127.0.0.1:{cfg.ports('ops')[9093]}/api/v2/alerts"
     active: dict[str, str] = {}        # alertname -> fingerprint of the alert firing at Alertmanager
-    deadline = time.time() + timeout
-    while time.time() < deadline and result.missing:
+
+    def look() -> bool:
+        """One look at Alertmanager and the sink; done when nothing is missing."""
         try:
             for a in requests.get(am, timeout=5).json():
                 name = a["labels"].get("alertname", "")
@@ -134,7 +136,12 @@ def follow(cfg: LabConfig, result: DrillResult, progress: Progress, timeout: flo
                                   f"-> runbook {a['annotations'].get('runbook_url', '?').rsplit('/', 1)[-1]}")
                 elif active.get(name) == a.get("fingerprint"):
                     result.already_firing[name] = (rec["receiver"], rec["received_at"])
-        time.sleep(1)
+        return not result.missing
+
+    try:
+        until(look, timeout, "every expected alert delivered", interval=1)
+    except NotSettled:
+        pass   # the result lists what is missing; the caller reports it
     return result
 
 

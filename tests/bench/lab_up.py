@@ -8,6 +8,7 @@ of systemd containers pays).
 from __future__ import annotations
 
 import argparse
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from trustops.lab import environment, images
 from trustops.lab.system import Progress, wait_tcp
+from trustops.wait import until
 
 CFG = environment.LabConfig(name="trustops-bench", port_base=2600,
                             state_dir=Path(__file__).resolve().parents[2] / ".lab-trustops-bench")
@@ -35,15 +37,10 @@ def peer_single_host(image: str) -> float:
                     "--cap-drop", "SYS_RESOURCE", "--security-opt", "seccomp=unconfined", "--cgroupns=host",
                     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", image],
                    check=True, capture_output=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # sshd's banner, not just the docker-proxy accepting
-        try:
-            import socket
-            with socket.create_connection(("127.0.0.1", 2699), timeout=1) as s:
-                if s.recv(4).startswith(b"SSH"):
-                    break
-        except OSError:
-            time.sleep(0.1)
+    def banner() -> bool:   # sshd's banner, not just the docker-proxy accepting
+        with socket.create_connection(("127.0.0.1", 2699), timeout=1) as s:
+            return s.recv(4).startswith(b"SSH")
+    until(banner, 60, "the peer container's sshd banner", interval=0.1, retry_on=(OSError,))
     elapsed = time.perf_counter() - t
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     return elapsed

@@ -12,6 +12,7 @@ import requests
 import yaml
 
 from tests.services import Alertmanager, Webhook
+from trustops.wait import NotSettled, until
 
 ROLE = Path(__file__).resolve().parents[2] / "ansible" / "roles" / "alerting"
 
@@ -66,9 +67,11 @@ def post(am: Alertmanager, *alerts: dict) -> None:
 
 
 def wait_for(hook: Webhook, n: int, timeout: float = 20) -> None:
-    deadline = time.time() + timeout
-    while len(hook.alerts()) < n and time.time() < deadline:
-        time.sleep(0.1)
+    """Until the hook holds n alerts; the callers then assert on exactly what arrived."""
+    try:
+        until(lambda: len(hook.alerts()) >= n, timeout, f"{n} alert(s) at the webhook", interval=0.1)
+    except NotSettled:
+        pass
 
 
 def test_inhibition_and_grouping_on_a_real_alertmanager(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.services import Alertmanager, Postgres, Webhook, free_port, wait_port
+from trustops.wait import NotSettled, until
 
 
 @pytest.fixture
@@ -49,13 +50,11 @@ def _wrong_passwords(pg, n, user="postgres"):
 
 
 def _wait_for(pred, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.1)
-    return None
+    """What pred found, or None when it found nothing in time (the callers assert on it)."""
+    try:
+        return until(pred, timeout, "the condition", interval=0.1)
+    except NotSettled:
+        return None
 
 
 def _metrics(port):
