@@ -1,16 +1,18 @@
 """The controls catalogue (catalogue.yaml): loading and checking it. The evidence engine
-(engine.py) and the report (report.py) build on it; no control's status is ever stored here."""
+(engine.py) and the report (report.py) build on it; no control's status is ever stored here.
+The file's shape is pydantic models; a bad file is refused with one line naming the key path."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal, get_args
 
 import yaml
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
 
 CATALOGUE = Path(__file__).with_name("catalogue.yaml")
-CHECK_KINDS = ("pulumi_policy", "pytest", "command", "file", "code", "probe", "manual")
-PAGE_STATUSES = ("Stated", "Planned", "In progress")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,26 +49,85 @@ class Control:
         return int(self.refresh[:-1]) * (86400 if self.refresh.endswith("d") else 3600)
 
 
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CheckModel(_Strict):
+    kind: Literal["pulumi_policy", "pytest", "command", "file", "code", "probe", "manual"]
+    target: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    pattern: str | None = None
+    reviewed: dt.date | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
+class ControlModel(_Strict):
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Z]+-\d\d$")]
+    area: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    statement: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    owner: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    page_status: Literal["Stated", "Planned", "In progress"]
+    refresh: Annotated[str, StringConstraints(pattern=r"^[1-9]\d*[dh]$")]
+    checks: list[CheckModel] | None = None
+    gaps: str | None = None
+
+
+class CatalogueModel(_Strict):
+    controls: list[ControlModel]
+
+    @field_validator("controls")
+    @classmethod
+    def _unique_ids(cls, value: list[ControlModel]) -> list[ControlModel]:
+        seen: set[str] = set()
+        for c in value:
+            if c.id in seen:
+                raise ValueError(f"control id {c.id} is duplicated")
+            seen.add(c.id)
+        return value
+
+
+def _one_line(path: Path, exc: ValidationError) -> str:
+    """The first error as `<file>: <key path>: <message>` (and how many more there are)."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    got = f" (got {err['input']!r})" if err["type"] not in ("missing",) and not isinstance(
+        err.get("input"), (dict, list)) else ""
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{path}: {where}: {err['msg']}{got}{more}"
+
+
 def load(path: Path = CATALOGUE) -> list[Control]:
-    doc = yaml.safe_load(path.read_text())
-    out, seen = [], set()
-    for raw in doc.get("controls", []):
-        cid = raw.get("id", "")
-        if not re.match(r"^[A-Z]+-\d\d$", cid) or cid in seen:
-            raise CatalogueError(f"control id {cid!r}: missing, malformed or duplicated")
-        seen.add(cid)
-        if raw.get("page_status") not in PAGE_STATUSES:
-            raise CatalogueError(f"{cid}: page_status must be one of {PAGE_STATUSES}")
-        if not re.match(r"^\d+[dh]$", str(raw.get("refresh", ""))):
-            raise CatalogueError(f"{cid}: refresh like 7d or 24h")
-        checks = []
-        for c in raw.get("checks") or []:
-            if c.get("kind") not in CHECK_KINDS:
-                raise CatalogueError(f"{cid}: check kind {c.get('kind')!r} is not one of {CHECK_KINDS}")
-            if c.get("reviewed") is not None and not re.match(r"^\d{4}-\d\d-\d\d$", str(c["reviewed"])):
-                raise CatalogueError(f"{cid}: `reviewed` must be a date, YYYY-MM-DD")
-            checks.append(Check(c["kind"], str(c["target"]), c.get("pattern"),
-                                str(c["reviewed"]) if c.get("reviewed") else None))
-        out.append(Control(cid, raw["area"], raw["statement"], raw["owner"], raw["page_status"],
-                           str(raw["refresh"]), tuple(checks), str(raw.get("gaps") or "").strip()))
-    return out
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise CatalogueError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise CatalogueError(f"{path}: {where}not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    except ValueError as exc:   # YAML that parses into an impossible value, e.g. a date 2026-13-01
+        raise CatalogueError(f"{path}: a value YAML cannot construct: {exc}") from None
+    if doc is None:
+        raise CatalogueError(f"{path}: empty file (expected `controls:` and a list)")
+    try:
+        model = CatalogueModel.model_validate(doc)
+    except ValidationError as exc:
+        raise CatalogueError(_one_line(path, exc)) from None
+    return [Control(c.id, c.area, c.statement, c.owner, c.page_status, c.refresh,
+                    tuple(Check(k.kind, k.target, k.pattern, k.reviewed.isoformat() if k.reviewed else None)
+                          for k in c.checks or ()),
+                    (c.gaps or "").strip())
+            for c in model.controls]
+
+
+CHECK_KINDS: tuple[str, ...] = get_args(CheckModel.model_fields["kind"].annotation)
+PAGE_STATUSES: tuple[str, ...] = get_args(ControlModel.model_fields["page_status"].annotation)

@@ -1,9 +1,12 @@
 """The evidence engine: runs each control's checks, stores what ran and what came out, and derives
 every control's status from stored evidence alone (a status is never written by hand).
 
-Evidence is an append-only JSON-lines file; the newest record per check key wins. A control is:
+Evidence is an append-only, hash-chained JSON-lines file (evidence.py); the newest record per
+check key wins. A check's result is pass, fail (the evidence contradicts the promise) or unknown
+(the check could not be made: a service unreachable, no lab to probe). A control is:
   passing          every check has passing evidence younger than the control's refresh period
   failing          the newest evidence of some check failed
+  unknown          nothing failed, but some check could not be made (its reason is shown)
   stale            nothing failed, but some check's evidence is missing or older than the refresh
   partial          every check passes, but the catalogue names gaps no check proves yet
   manual           only manual evidence (a reviewed document), and it is in date
@@ -24,58 +27,15 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from trustops.controls.catalogue import CHECK_KINDS, ROOT, CatalogueError, Check, Control, load
+from trustops.controls.evidence import CouldNotCheck, Evidence, EvidenceStore
 
-STATUSES = ("passing", "failing", "stale", "partial", "manual", "not implemented")
+STATUSES = ("passing", "failing", "unknown", "stale", "partial", "manual", "not implemented")
 COMMAND_TIMEOUT = 900
-
-
-@dataclass(frozen=True)
-class Evidence:
-    check: str            # Check.key
-    kind: str
-    target: str
-    started: str          # ISO 8601, UTC
-    duration_s: float
-    ok: bool
-    summary: str          # one line: why it passed or failed
-    ran: str              # what ran (command line, policy and stacks, probe name)
-    output_sha256: str    # digest of the full output, so a later reader can tell runs apart
-
-    @property
-    def started_at(self) -> dt.datetime:
-        return dt.datetime.fromisoformat(self.started)
-
-
-class EvidenceStore:
-    """Append-only JSON lines; a torn last line (a crash mid-write) is skipped, never fatal."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def append(self, records: Iterable[Evidence]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            for r in records:
-                f.write(json.dumps(asdict(r), sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    def latest(self) -> dict[str, Evidence]:
-        out: dict[str, Evidence] = {}
-        if not self.path.exists():
-            return out
-        for line in self.path.read_text().splitlines():
-            try:
-                ev = Evidence(**json.loads(line))
-            except (ValueError, TypeError):
-                continue
-            out[ev.check] = ev
-        return out
 
 
 @dataclass(frozen=True)
@@ -84,6 +44,7 @@ class Outcome:
     summary: str
     output: str
     ran: str
+    unknown: bool = False   # the check could not be made; summary says why (ok is then False)
 
 
 def _now() -> dt.datetime:
@@ -153,7 +114,10 @@ def run_code(check: Check, ctx: "Context") -> Outcome:
     fn = properties.PROPERTIES.get(check.target)
     if fn is None:
         return Outcome(False, f"no code property named {check.target}", "", check.target)
-    problems, output = fn()
+    try:
+        problems, output = fn()
+    except CouldNotCheck as exc:
+        return Outcome(False, f"could not check: {exc}", "", f"property {check.target}", unknown=True)
     return _from_problems(problems, output, "holds", f"property {check.target}")
 
 
@@ -165,11 +129,11 @@ def run_probe(check: Check, ctx: "Context") -> Outcome:
         return Outcome(False, f"no probe named {check.target}", "", check.target)
     if ctx.inventory is None:
         return Outcome(False, "no inventory: bring the lab up (`trustops lab up`) or pass --inventory", "",
-                       f"probe {check.target}")
+                       f"probe {check.target}", unknown=True)
     try:
         problems, output = fn(probes.Target(ctx.inventory))
     except probes.ProbeError as exc:
-        return Outcome(False, f"could not probe: {exc}", "", f"probe {check.target}")
+        return Outcome(False, f"could not probe: {exc}", "", f"probe {check.target}", unknown=True)
     return _from_problems(problems, output, "as promised", f"probe {check.target}")
 
 
@@ -280,20 +244,24 @@ def run_checks(checks: list[Check], store: EvidenceStore, ctx: Context, jobs: in
 
     def record(check: Check, started: dt.datetime, t0: float, outcome: Outcome) -> None:
         nonlocal done
+        result = "unknown" if outcome.unknown else "pass" if outcome.ok else "fail"
         ev = Evidence(check.key, check.kind, check.target, started.isoformat(timespec="seconds"),
-                      round(time.monotonic() - t0, 2), outcome.ok, outcome.summary, outcome.ran,
-                      _digest(outcome.output))
+                      round(time.monotonic() - t0, 2), outcome.ok and not outcome.unknown, outcome.summary,
+                      outcome.ran, _digest(outcome.output), result)
         with lock:
             store.append([ev])
             results.append(ev)
             done += 1
-            ctx.progress(f"[{done}/{total}] {'ok  ' if ev.ok else 'FAIL'} {check.key} ({ev.duration_s:.1f}s)"
+            label = {"pass": "ok  ", "fail": "FAIL", "unknown": "????"}[ev.result]
+            ctx.progress(f"[{done}/{total}] {label} {check.key} ({ev.duration_s:.1f}s)"
                          + ("" if ev.ok else f": {ev.summary}"))
 
     def single(check: Check) -> None:
         started, t0 = _now(), time.monotonic()
         try:
             outcome = SINGLE_RUNNERS[check.kind](check, ctx)
+        except CouldNotCheck as exc:
+            outcome = Outcome(False, f"could not check: {exc}", "", check.key, unknown=True)
         except Exception as exc:  # noqa: BLE001 - a broken check is failing evidence, not a crash
             outcome = Outcome(False, f"check crashed: {type(exc).__name__}: {exc}", repr(exc), check.key)
         record(check, started, t0, outcome)
@@ -332,6 +300,17 @@ class ControlStatus:
             return f"the page states this without qualification; the evidence shows {self.status}"
         return None
 
+    @property
+    def underclaim(self) -> str | None:
+        """Where the page says less than the evidence shows: every check passes in date, yet the page
+        still calls the control planned or in progress (it is ready to be promised)."""
+        if self.control.page_status != "Stated" and self.evidence and \
+                all(state == "passing" for _, _, state in self.evidence):
+            qualifier = f", qualified by what no check proves yet: {self.control.gaps}" if self.control.gaps else ""
+            return (f"the page says {self.control.page_status}, yet every check passes: ready to be "
+                    f"promised{qualifier}")
+        return None
+
 
 def status(control: Control, latest: dict[str, Evidence], now: dt.datetime | None = None) -> ControlStatus:
     now = now or _now()
@@ -342,7 +321,9 @@ def status(control: Control, latest: dict[str, Evidence], now: dt.datetime | Non
         ev = latest.get(check.key)
         if ev is None:
             state = "missing"
-        elif not ev.ok:
+        elif ev.result == "unknown":
+            state = "unknown"
+        elif not ev.ok or (check.kind == "manual" and not check.reviewed):
             state = "failing"
         elif check.kind == "manual":
             reviewed = dt.datetime.fromisoformat(check.reviewed).replace(tzinfo=dt.timezone.utc)  # type: ignore[arg-type]
@@ -356,6 +337,10 @@ def status(control: Control, latest: dict[str, Evidence], now: dt.datetime | Non
     failing = [c.key for c, _, s in rows if s == "failing"]
     if failing:
         return ControlStatus(control, "failing", f"failing: {', '.join(failing)}", last, tuple(rows))
+    unknown = [(c, ev) for c, ev, s in rows if s == "unknown"]
+    if unknown:
+        why = "; ".join(f"{c.key}: {ev.summary}" for c, ev in unknown)
+        return ControlStatus(control, "unknown", f"could not be checked: {why}", last, tuple(rows))
     if all(s == "passing" for s in states):
         if control.gaps:
             return ControlStatus(control, "partial", f"not yet proven: {control.gaps}", last, tuple(rows))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from trustops.controls.catalogue import ROOT
+from trustops.controls.evidence import CouldNotCheck
 
 Result = tuple[list[str], str]
 
@@ -56,22 +57,27 @@ def dependencies_pinned() -> Result:
 
 
 def dependencies_audited() -> Result:
-    """pip-audit over the installed, pinned environment. A dependency it could not look up is a
-    problem too: "no known vulnerabilities" means nothing unless every package was checked."""
-    proc = subprocess.run([sys.executable, "-m", "pip_audit", "--local", "--skip-editable", "--progress-spinner",
-                           "off", "--format", "json"], capture_output=True, text=True, timeout=600)
+    """pip-audit over the installed, pinned environment. A dependency it could not look up is no
+    finding either way: "no known vulnerabilities" means nothing unless every package was checked,
+    so the property is then unknown (CouldNotCheck), not failing, unless a vulnerability was found."""
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pip_audit", "--local", "--skip-editable", "--progress-spinner",
+                               "off", "--format", "json"], capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise CouldNotCheck("pip-audit did not finish in 600s (vulnerability service slow or unreachable?)") from None
     try:
         report = json.loads(proc.stdout)
     except ValueError:
-        return [f"pip-audit failed (exit {proc.returncode}): {proc.stderr.strip()[-200:]}"], proc.stderr
+        raise CouldNotCheck(f"pip-audit could not run (exit {proc.returncode}): "
+                            f"{(proc.stderr.strip().splitlines() or ['no output'])[-1][-200:]}") from None
     problems = []
-    unaudited = [d for d in report["dependencies"] if d.get("skip_reason")]
-    if unaudited:
-        problems.append(f"{len(unaudited)} of {len(report['dependencies'])} packages could not be audited "
-                        f"(vulnerability service unreachable?), e.g. {unaudited[0]['skip_reason']}")
     for d in report["dependencies"]:
         for v in d.get("vulns", []):
             problems.append(f"{d['name']} {d['version']}: {v['id']} (fixed in {', '.join(v.get('fix_versions', []))})")
+    unaudited = [d for d in report["dependencies"] if d.get("skip_reason")]
+    if unaudited and not problems:
+        raise CouldNotCheck(f"{len(unaudited)} of {len(report['dependencies'])} packages could not be looked up "
+                            f"(vulnerability service unreachable?), e.g. {unaudited[0]['skip_reason']}")
     return problems, proc.stdout
 
 

@@ -41,16 +41,36 @@ def test_evidence_targets_exist():
 
 
 def test_a_broken_catalogue_is_refused(tmp_path):
+    """One line naming the file and the key path of the first problem, never a traceback."""
     import pytest
 
     from trustops.controls.catalogue import CatalogueError
 
     base = "controls:\n  - {id: %s, area: A, statement: S, owner: o, page_status: %s, refresh: %s, checks: %s}\n"
-    cases = [("HOST-1", "Stated", "7d", "[]", "malformed"), ("HOST-01", "Done", "7d", "[]", "page_status"),
-             ("HOST-01", "Stated", "weekly", "[]", "refresh"),
-             ("HOST-01", "Stated", "7d", "[{kind: vibes, target: x}]", "check kind")]
+    cases = [("HOST-1", "Stated", "7d", "[]", r"controls\.0\.id: .*'HOST-1'"),
+             ("HOST-01", "Done", "7d", "[]", r"controls\.0\.page_status: .*'Done'"),
+             ("HOST-01", "Stated", "weekly", "[]", r"controls\.0\.refresh: .*'weekly'"),
+             ("HOST-01", "Stated", "7d", "[{kind: vibes, target: x}]", r"controls\.0\.checks\.0\.kind: .*'vibes'"),
+             ("HOST-01", "Stated", "7d", "[{kind: file, target: x, pattern: '(('}]",
+              r"controls\.0\.checks\.0\.pattern: .*not a regular expression"),
+             ("HOST-01", "Stated", "7d", "[{kind: file}]", r"controls\.0\.checks\.0\.target: Field required"),
+             ("HOST-01", "Stated", "7d", "[{kind: manual, target: x, reviewed: 2026-02-30}]",
+              r"c\.yaml: a value YAML cannot construct: day is out of range"),
+             ("HOST-01", "Stated", "7d", "[{kind: manual, target: x, reviewed: soon}]",
+              r"controls\.0\.checks\.0\.reviewed: .*'soon'"),
+             ("HOST-01", "Stated", "7d", "[], colour: red", r"controls\.0\.colour: Extra inputs")]
+    f = tmp_path / "c.yaml"
     for cid, status, refresh, checks, msg in cases:
-        f = tmp_path / "c.yaml"
         f.write_text(base % (cid, status, refresh, checks))
+        with pytest.raises(CatalogueError, match=msg) as caught:
+            load(f)
+        assert "\n" not in str(caught.value)
+    one = "  - {id: HOST-01, area: A, statement: S, owner: o, page_status: Stated, refresh: 7d}\n"
+    for text, msg in [("controls:\n" + one + one, r"controls: .*HOST-01 is duplicated"),
+                      ("controls: [ {id: x\n", r"line \d+: not valid YAML"), ("", "empty file"),
+                      ("- just a list\n", r"\(top level\): Input should be a valid dictionary")]:
+        f.write_text(text)
         with pytest.raises(CatalogueError, match=msg):
             load(f)
+    with pytest.raises(CatalogueError, match="cannot read"):
+        load(tmp_path / "missing.yaml")

@@ -16,9 +16,9 @@ def control(*checks: Check, gaps: str = "", page_status: str = "Stated") -> Cont
     return Control("TEST-01", "Testing", "A promise", "qa", page_status, "7d", tuple(checks), gaps)
 
 
-def evidence(check: Check, ok: bool, age_days: float) -> engine.Evidence:
+def evidence(check: Check, ok: bool, age_days: float, result: str = "") -> engine.Evidence:
     started = (NOW - dt.timedelta(days=age_days)).isoformat(timespec="seconds")
-    return engine.Evidence(check.key, check.kind, check.target, started, 0.1, ok, "s", "r", "0" * 64)
+    return engine.Evidence(check.key, check.kind, check.target, started, 0.1, ok, "s", "r", "0" * 64, result)
 
 
 def run(checks, tmp_path):
@@ -64,29 +64,102 @@ def test_statuses_for_missing_gaps_manual_and_nothing(tmp_path):
 
 def test_the_report_never_says_verified_without_passing_evidence():
     """Every combination of evidence states for a two-check control: "Verified" and "passing"
-    appear exactly when both checks have ok evidence within the refresh period."""
+    appear exactly when both checks have ok evidence within the refresh period; a check that could
+    not be made is never counted as passing, nor as failing."""
     a, b = Check("command", "a"), Check("command", "b")
-    states = {"none": None, "ok": (True, 1), "bad": (False, 1), "old": (True, 30), "old-bad": (False, 30)}
+    states = {"none": None, "ok": (True, 1), "bad": (False, 1), "old": (True, 30), "old-bad": (False, 30),
+              "unknown": (False, 1, "unknown")}
     for (sa, ea), (sb, eb), gaps in itertools.product(states.items(), states.items(), ["", "gap"]):
         latest = {c.key: evidence(c, *e) for c, e in ((a, ea), (b, eb)) if e}
         st = engine.status(control(a, b, gaps=gaps), latest, NOW)
         really = sa == "ok" and sb == "ok" and not gaps
         assert (st.status == "passing") == really, (sa, sb, gaps, st)
+        assert (st.status == "failing") == ("bad" in sa or "bad" in sb), (sa, sb, st)
+        assert (st.status == "unknown") == ("unknown" in (sa, sb) and "bad" not in sa + sb), (sa, sb, st)
         md = report.public_markdown([st], NOW)
-        assert ("Verified" in md) == really
+        row = next(line for line in md.splitlines() if line.startswith("| TEST-01 |"))
+        assert ("Verified" in row) == really
+        assert (f"Verified: {int(really)}" in md)
+        page = report.public_html([st], NOW)
+        assert ('data-category="verified"' in page.split("</ul>", 1)[1]) == really
         assert (st.overclaim is None) == really
+
+
+def test_could_not_check_is_unknown_with_its_reason_never_failing(tmp_path, monkeypatch):
+    """pip-audit, for real, with its vulnerability service unreachable (a proxy on a closed
+    loopback port): the control is unknown, with the reason, and not "Verified"."""
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    audited, pinned = Check("code", "dependencies-audited"), Check("code", "dependencies-pinned")
+    latest = run([audited, pinned], tmp_path).latest()
+    ev = latest[audited.key]
+    assert ev.result == "unknown" and not ev.ok and "could not" in ev.summary, ev
+    assert latest[pinned.key].result == "pass"
+    st = engine.status(control(audited, pinned), latest)
+    assert st.status == "unknown" and "dependencies-audited" in st.reason and "could not" in st.reason
+    assert report.public_label(st) == "Not verified: could not be checked" and st.overclaim
+    lines = report.summary_lines([st])
+    at = lines.index(next(l for l in lines if l.startswith("  Could not be checked (1)")))
+    assert "code:dependencies-audited" in lines[at + 1] and not any("Failing" in l for l in lines)
+
+
+def test_an_audit_that_finds_a_vulnerability_fails_even_if_some_could_not_be_looked_up(monkeypatch):
+    import subprocess
+    import types
+
+    from trustops.controls import properties
+
+    out = json.dumps({"dependencies": [{"name": "a", "skip_reason": "service unreachable"},
+                                       {"name": "b", "version": "1", "vulns": [{"id": "PYSEC-1", "fix_versions": ["2"]}]}]})
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: types.SimpleNamespace(stdout=out, stderr="", returncode=1))
+    problems, _ = properties.dependencies_audited()
+    assert problems == ["b 1: PYSEC-1 (fixed in 2)"]
+
+
+def test_a_planned_control_whose_checks_pass_is_flagged_as_an_underclaim():
+    a = Check("command", "a")
+    fresh = {a.key: evidence(a, True, 1)}
+    planned = engine.status(control(a, page_status="Planned", gaps="the cloud key provider"), fresh, NOW)
+    assert planned.underclaim and "ready to be promised" in planned.underclaim and not planned.overclaim
+    assert report.public_label(planned) == "Planned"     # the page says what the page says
+    internal = report.internal_markdown([planned], NOW)
+    assert "## Where the page claims less than the evidence shows\n\n- **TEST-01**" in internal
+    assert "under-claims TEST-01" in "\n".join(report.summary_lines([planned]))
+    assert engine.status(control(a, page_status="Planned"), {a.key: evidence(a, False, 1)}, NOW).underclaim is None
+    assert engine.status(control(a), fresh, NOW).underclaim is None
+
+
+def test_the_closing_summary_reads_in_order_verified_full_check_person():
+    ok, test, doc = Check("command", "a"), Check("pytest", "tests/x.py::test_y"), Check("manual", "docs/e.md")
+    statuses = [engine.status(Control("A-01", "X", "p", "o", "Stated", "7d", (ok,)), {ok.key: evidence(ok, True, 0)}, NOW),
+                engine.status(Control("B-01", "X", "p", "o", "Stated", "7d", (ok, test)), {ok.key: evidence(ok, True, 0)}, NOW),
+                engine.status(Control("C-01", "X", "p", "o", "Stated", "365d", (doc,)),
+                              {doc.key: evidence(doc, False, 0)}, NOW)]
+    lines = report.summary_lines(statuses)
+    starts = [next(i for i, l in enumerate(lines) if l.startswith(p)) for p in
+              ("  Verified now (1): A-01", "  Need the full check (1)", "  Need a person (1")]
+    assert starts == sorted(starts), lines
+    assert "B-01" in lines[starts[1]] and "about 15 minutes" in lines[starts[1]]
+    assert lines[starts[2] + 1].split() == ["docs/e.md", "for", "C-01"]
+    assert not any(l.lstrip().startswith("Failing") for l in lines)   # a missing document is a person's job
 
 
 def test_a_crashing_check_is_failing_evidence_and_a_torn_line_is_skipped(tmp_path, monkeypatch):
     def boom(check, ctx):
-        raise RuntimeError("probe exploded")
-    monkeypatch.setitem(engine.SINGLE_RUNNERS, "probe", boom)
-    check = Check("probe", "anything")
+        raise RuntimeError("check exploded")
+    monkeypatch.setitem(engine.SINGLE_RUNNERS, "code", boom)
+    check = Check("code", "anything")
     store = run([check], tmp_path)
     with open(store.path, "a") as f:
         f.write('{"check": "half a rec')   # a crash mid-write
     ev = store.latest()[check.key]
-    assert not ev.ok and "probe exploded" in ev.summary
+    assert not ev.ok and ev.result == "fail" and "check exploded" in ev.summary
+    monkeypatch.undo()
+    run([check], tmp_path)          # the next record is not glued onto the torn line
+    assert store.latest()[check.key].summary == "no code property named anything"
+    assert store.verify().torn == (2,) and store.verify().records == 2
 
 
 def test_probes_without_an_inventory_fail_with_a_hint(tmp_path):
@@ -104,7 +177,8 @@ def test_file_pattern_and_unknown_names_fail(tmp_path):
 def test_policies_are_evaluated_on_every_stack(tmp_path):
     checks = [Check("pulumi_policy", "eu-only-locations"), Check("pulumi_policy", "no-such-policy")]
     latest = run(checks, tmp_path).latest()
-    assert latest[checks[0].key].ok and latest[checks[0].key].summary == "0 violations on 3 stacks"
+    stacks = len(list(engine.ROOT.glob("Pulumi.*.yaml")))
+    assert latest[checks[0].key].ok and latest[checks[0].key].summary == f"0 violations on {stacks} stacks"
     assert not latest[checks[1].key].ok
 
 
@@ -126,16 +200,17 @@ def test_the_cli_writes_the_trust_page_and_flags_overclaims(tmp_path, capsys):
     assert cli.main(["controls", "report", "--evidence", str(ev), "--out", str(tmp_path / "r")]) == 0
     page = (tmp_path / "r" / "trust-page.html").read_text()
     internal = (tmp_path / "r" / "internal-report.md").read_text()
-    assert page.count("<h2>") == len({c.area for c in load()})
+    assert page.count("<h2 ") == len({c.area for c in load()})
     assert "## Where the page claims more than the evidence shows" in internal and "**AUTH-01**" in internal
     capsys.readouterr()
     assert cli.main(["controls", "status", "--json", "--evidence", str(ev)]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 35 and {r["status"] for r in rows} <= set(engine.STATUSES)
     import re
-    for r in rows:   # each control's row on the public page says "Verified" exactly when it passes
-        row = re.search(rf"<tr><td>{r['id']}</td>.*?</tr>", page).group(0)
-        assert ("Verified" in row) == (r["status"] == "passing"), (r, row)
+    for r in rows:   # each control's card on the public page says "Verified" exactly when it passes
+        card = re.search(rf'<article class="control" id="{r["id"].lower()}".*?</article>', page, re.S).group(0)
+        badge = re.search(r'<span class="badge [^"]*">([^<]*)</span>', card).group(1)
+        assert badge.startswith("Verified") == (r["status"] == "passing"), (r, badge)
     with pytest.raises(SystemExit):
         cli.main(["controls", "check", "--kind", "vibes"])
     assert cli.main(["controls", "check", "--control", "NOPE-99", "--evidence", str(ev)]) == 1

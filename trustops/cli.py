@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from trustops.controls import catalogue, engine, report
+from trustops.controls.evidence import ChainError
 from trustops.lab import environment
 from trustops.converge import ansible_ping, converge
 from trustops.lab.system import LabError, Progress
@@ -23,10 +24,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     _print_reach(cfg)
     progress.step("checking the security page's controls against the lab (all kinds but pytest)")
     statuses = engine.run_controls(cfg.inventory_file, _evidence_file(cfg), skip={"pytest"})
-    out = report.write(statuses, cfg.state_dir / "report")
+    out = report.write(statuses, cfg.state_dir / "report", store=engine.EvidenceStore(_evidence_file(cfg)))
     print("\n".join(report.summary_lines(statuses)))
-    print(f"  trust page: {out[1]}  internal report: {out[2]}")
-    print("  full check incl. the test suite's evidence: .venv/bin/trustops controls check")
+    print(f"  Trust page: {out[1]} (the app serves the latest at https://127.0.0.1:{cfg.ports('app')[443]}/trust/ "
+          f"from the next converge); internal report: {out[2]}")
     return 0
 
 
@@ -74,18 +75,27 @@ def cmd_controls(args: argparse.Namespace) -> int:
     cfg = environment.LabConfig.from_env()
     evidence_file = Path(args.evidence) if args.evidence else _evidence_file(cfg)
     inventory_file = Path(args.inventory) if args.inventory else cfg.inventory_file
+    if args.action == "verify":
+        store = engine.EvidenceStore(evidence_file)
+        try:
+            print(store.verify().line(evidence_file))
+        except ChainError as exc:
+            print(f"trustops: evidence chain broken: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.action == "check":
         statuses = engine.run_controls(inventory_file, evidence_file, set(args.kind or []) or None,
                                        set(args.skip_kind or []), set(args.control or []) or None, args.jobs)
     else:
         statuses = engine.statuses(catalogue.load(), engine.EvidenceStore(evidence_file))
     if args.action == "report":
-        for path in report.write(statuses, Path(args.out) if args.out else cfg.state_dir / "report"):
+        for path in report.write(statuses, Path(args.out) if args.out else cfg.state_dir / "report",
+                                 store=engine.EvidenceStore(evidence_file)):
             print(path)
     elif args.json:
         print(json.dumps([{"id": s.control.id, "status": s.status, "reason": s.reason,
                            "last_checked": s.last_checked.isoformat() if s.last_checked else None,
-                           "overclaim": s.overclaim} for s in statuses], indent=2))
+                           "overclaim": s.overclaim, "underclaim": s.underclaim} for s in statuses], indent=2))
     else:
         print("\n".join(report.summary_lines(statuses)))
     return 1 if args.action == "check" and any(s.status == "failing" for s in statuses) else 0
@@ -149,9 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     cr.set_defaults(func=cmd_credentials)
     ctl = sub.add_parser("controls", help="the security page's controls: run their checks, show status, "
                                           "render the trust page")
-    ctl.add_argument("action", choices=["check", "status", "report"],
+    ctl.add_argument("action", choices=["check", "status", "report", "verify"],
                      help="check: run checks and store evidence; status: from stored evidence; report: write "
-                          "the trust page (HTML, Markdown) and the internal report")
+                          "the trust page (HTML, Markdown, JSON, OSCAL) and the internal report; verify: check "
+                          "the evidence file's hash chain and name the first broken record")
     ctl.add_argument("--kind", action="append", choices=catalogue.CHECK_KINDS, help="only checks of this kind")
     ctl.add_argument("--skip-kind", action="append", choices=catalogue.CHECK_KINDS, help="not this kind")
     ctl.add_argument("--control", action="append", metavar="ID", help="only this control (e.g. TRANSIT-02)")

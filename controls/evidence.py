@@ -1,0 +1,211 @@
+"""Evidence records and their store: an append-only JSON-lines file in which each record carries
+the hash of the one before it (a hash chain), so an edited, removed or reordered old record is
+detected by `verify` and the chain's head, published in the report, pins everything before it.
+
+A record's hash is the SHA-256 of its canonical JSON (sorted keys, no spaces) without the `hash`
+field, `prev` included. The first chained record's `prev` is GENESIS in an empty file, or the
+SHA-256 of every byte before it when the file began before the chain existed (so the old records
+are sealed from then on too). A torn last line (a crash mid-write) is skipped, never fatal.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterable
+
+RESULTS = ("pass", "fail", "unknown")   # unknown: the check could not be made (its summary says why)
+GENESIS = "0" * 64
+TAIL_BYTES = 1 << 16                      # enough to find the last record without reading the file
+
+
+@dataclass(frozen=True)
+class Evidence:
+    check: str            # Check.key
+    kind: str
+    target: str
+    started: str          # ISO 8601, UTC
+    duration_s: float
+    ok: bool
+    summary: str          # one line: why it passed, failed or could not be checked
+    ran: str              # what ran (command line, policy and stacks, probe name)
+    output_sha256: str    # digest of the full output, so a later reader can tell runs apart
+    result: str = ""      # one of RESULTS; records from before "unknown" existed derive it from ok
+
+    def __post_init__(self) -> None:
+        if not self.result:
+            object.__setattr__(self, "result", "pass" if self.ok else "fail")
+        if self.result not in RESULTS:
+            raise ValueError(f"result {self.result!r} is not one of {RESULTS}")
+
+    @property
+    def started_at(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.started)
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Evidence":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
+
+
+class CouldNotCheck(Exception):
+    """Raised by a check that could not be made (not a failure of what it checks): its message is
+    the reason, stored as unknown evidence."""
+
+
+def record_hash(record: dict) -> str:
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class ChainError(ValueError):
+    """The evidence file cannot be verified; the message is one line naming the first bad record."""
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    records: int          # chained records
+    head: str             # hash of the last chained record (GENESIS when there is none)
+    unchained: int        # records from before the chain (sealed by the first chained record's prev)
+    torn: tuple[int, ...] = ()   # line numbers of unreadable lines skipped (a crash mid-write)
+
+    def line(self, path: Path) -> str:
+        out = f"{path}: {self.records} records chained, intact; head {self.head}"
+        if self.unchained:
+            out += f"; the {self.unchained} records before the chain began are sealed by its first record"
+        if self.torn:
+            out += f"; skipped {len(self.torn)} unreadable line(s) (a crash mid-write?): {', '.join(map(str, self.torn))}"
+        return out
+
+
+class EvidenceStore:
+    """Append-only JSON lines with a hash chain. Appends take an exclusive lock on the file, so two
+    runs writing at once still make one chain."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def append(self, records: Iterable[Evidence]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                size = f.seek(0, os.SEEK_END)
+                prev = self._tail_head(f, size)
+                if size:
+                    f.seek(size - 1)
+                    if f.read(1) != b"\n":       # a torn line: never glue a new record onto it
+                        f.write(b"\n")
+                for r in records:
+                    rec = dict(asdict(r), prev=prev)
+                    rec["hash"] = prev = record_hash(rec)
+                    f.write((json.dumps(rec, sort_keys=True) + "\n").encode())
+                f.flush()
+                os.fsync(f.fileno())
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _tail_head(self, f, size: int) -> str:
+        """The `prev` for the next record: the last chained record's hash; else GENESIS for an empty
+        file, or the digest of all bytes so far for a file begun before the chain."""
+        if not size:
+            return GENESIS
+        f.seek(max(0, size - TAIL_BYTES))
+        for line in reversed(f.read().splitlines()):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and "check" in rec:
+                if isinstance(rec.get("hash"), str):
+                    return rec["hash"]
+                break
+        f.seek(0)
+        digest = hashlib.sha256()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+        f.seek(size - 1)
+        if f.read(1) != b"\n":
+            digest.update(b"\n")   # append() adds it before the first chained record
+        return digest.hexdigest()
+
+    def records(self) -> list[dict]:
+        out = []
+        if not self.path.exists():
+            return out
+        for line in self.path.read_bytes().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+        return out
+
+    def latest(self) -> dict[str, Evidence]:
+        out: dict[str, Evidence] = {}
+        for rec in self.records():
+            try:
+                ev = Evidence.from_record(rec)
+            except (ValueError, TypeError):
+                continue
+            out[ev.check] = ev
+        return out
+
+    def verify(self) -> ChainReport:
+        """Checks the whole chain; raises ChainError naming the first record that does not fit."""
+        if not self.path.exists():
+            raise ChainError(f"{self.path}: no evidence file (run `trustops controls check` first)")
+        data = self.path.read_bytes()
+        prev, chained, unchained, torn, offset = None, 0, 0, [], 0
+        lines = data.split(b"\n")
+        for number, raw in enumerate(lines, 1):
+            start, offset = offset, offset + len(raw) + 1
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+                if not isinstance(rec, dict):
+                    raise ValueError
+            except ValueError:
+                # a crash mid-write leaves an incomplete line; it carries no evidence, and an edit
+                # that turns a record into one breaks the next record's prev below
+                torn.append(number)
+                continue
+            where = f"{self.path}: line {number} ({rec.get('check', '?')} at {rec.get('started', '?')})"
+            if "hash" not in rec:
+                if prev is not None:
+                    raise ChainError(f"{where} has no hash but follows chained records: inserted or edited")
+                unchained += 1
+                continue
+            if prev is None:   # the first chained record
+                expected = GENESIS if start == 0 else hashlib.sha256(data[:start]).hexdigest()
+                if rec.get("prev") != expected:
+                    raise ChainError(f"{where}: its prev does not match "
+                                     + ("the start of the file" if start == 0 else
+                                        f"the {unchained} records before it: one of those was edited"))
+            elif rec.get("prev") != prev:
+                raise ChainError(f"{where}: its prev is not the hash of the record before it: a record was "
+                                 f"removed, reordered or edited just before this one")
+            if record_hash(rec) != rec["hash"]:
+                raise ChainError(f"{where} was edited after it was written (its content no longer matches "
+                                 f"its hash)")
+            prev, chained = rec["hash"], chained + 1
+        if prev is None:
+            if unchained:
+                raise ChainError(f"{self.path}: all {unchained} records were written before evidence was "
+                                 f"hash-chained, so they cannot be verified; the next `trustops controls check` "
+                                 f"starts a chain that seals them")
+            raise ChainError(f"{self.path}: no evidence records yet")
+        return ChainReport(chained, prev, unchained, tuple(torn))
+
+    def head(self) -> str | None:
+        """The chain's head when the chain verifies, else None (the report then says it is broken)."""
+        try:
+            return self.verify().head
+        except ChainError:
+            return None

@@ -1,0 +1,181 @@
+"""The trust page, its JSON feed and its OSCAL export, from the real catalogue and evidence of every
+kind of outcome: the feed and OSCAL validate (pydantic, compliance-trestle), and the page is read
+in headless Chromium at phone and desktop widths and in print, with screenshots kept."""
+import argparse
+import base64
+import datetime as dt
+import functools
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from trustops.controls import describe, engine, feed, oscal, report
+from trustops.controls.catalogue import load
+from trustops.controls.evidence import Evidence, EvidenceStore
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / ".lab" / "screenshots"
+NOW = dt.datetime(2026, 12, 2, 6, 0, tzinfo=dt.timezone.utc)
+# per control, by position: every check passes, one fails, one could not be checked, old, never ran
+SCENARIOS = ("pass", "fail", "unknown", "old", "none", "pass", "pass")
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> tuple[Path, list[engine.ControlStatus]]:
+    tmp = tmp_path_factory.mktemp("report")
+    store = EvidenceStore(tmp / "evidence.jsonl")
+    records = {}
+    for i, control in enumerate(load()):
+        scenario = SCENARIOS[i % len(SCENARIOS)]
+        for j, check in enumerate(control.checks):
+            if scenario == "none" or check.key in records:
+                continue
+            bad = j == 0 and scenario in ("fail", "unknown") or (check.kind == "manual" and not check.reviewed)
+            age = dt.timedelta(days=400 if scenario == "old" else 0, minutes=j)
+            records[check.key] = Evidence(check.key, check.kind, check.target, (NOW - age).isoformat(), 1.5,
+                                          not bad, "could not check: service unreachable" if bad else "fine",
+                                          check.key, "0" * 64, ("unknown" if scenario == "unknown" else "fail")
+                                          if bad else "pass")
+    store.append(records.values())
+    statuses = engine.statuses(load(), store, NOW)
+    report.write(statuses, tmp / "site", NOW, store)
+    return tmp / "site", statuses
+
+
+def test_the_feed_validates_and_matches_the_statuses(out):
+    site, statuses = out
+    data = feed.Feed.model_validate_json((site / report.FEED).read_text())
+    assert [c.id for c in data.controls] == [s.control.id for s in statuses]
+    assert {c.id: c.status for c in data.controls} == {s.control.id: s.status for s in statuses}
+    assert data.summary == {cat: sum(describe.category(s) == cat for s in statuses) for cat in describe.CATEGORIES}
+    assert {"Verified", "Not verified", "Planned", "Partly verified"} <= {k for k, v in data.summary.items() if v}
+    assert data.evidence_chain.intact and data.evidence_chain.head == EvidenceStore(site.parent / "evidence.jsonl").head()
+    unknown = [c for c in data.controls if c.status == "unknown"]
+    assert unknown and all(any(k.result == "unknown" and "unreachable" in k.summary for k in c.checks) for c in unknown)
+    assert data.last_full_check is None and data.checks_never_run > 0
+    raw = json.loads((site / report.FEED).read_text())
+    raw["controls"][0]["status"] = "fine, trust us"
+    with pytest.raises(ValueError, match="controls.0.status"):
+        feed.Feed.model_validate(raw)
+
+
+def test_the_oscal_export_validates_with_trestle(out, tmp_path):
+    from trestle.common import const
+    from trestle.core.validator_factory import validator_factory   # imports the validators in trestle's order
+    from trestle.oscal.assessment_results import AssessmentResults
+    from trestle.oscal.catalog import Catalog
+
+    site, statuses = out
+    validator = validator_factory.get(argparse.Namespace(mode=const.VAL_MODE_ALL))
+    cat = Catalog.oscal_read(site / oscal.CATALOG_FILE)
+    results = AssessmentResults.oscal_read(site / oscal.RESULTS_FILE)
+    assert validator.model_is_valid(cat, True, tmp_path)
+    assert validator.model_is_valid(results, True, tmp_path)
+    ids = [c.id for g in cat.groups for c in g.controls]
+    assert ids == [s.control.id.lower() for s in statuses]
+    findings = results.results[0].findings
+    by_id = {f.target.target_id: f.target.status for f in findings}
+    for s in statuses:
+        state = by_id[s.control.id.lower()].state.value
+        assert (state == "satisfied") == (s.status in ("passing", "manual")), s
+    observed = {o.uuid for o in results.results[0].observations}
+    assert all(r.observation_uuid in observed for f in findings for r in f.related_observations or [])
+    # the validator can fail: two findings with one uuid
+    broken = json.loads((site / oscal.RESULTS_FILE).read_text())
+    fs = broken["assessment-results"]["results"][0]["findings"]
+    fs[1]["uuid"] = fs[0]["uuid"]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    assert not validator.model_is_valid(AssessmentResults.oscal_read(tmp_path / "broken.json"), True, tmp_path)
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser(out):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(out[0])))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(options=opts, service=Service("/usr/bin/chromedriver"))
+    try:
+        yield driver, f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        driver.quit()
+        server.shutdown()
+
+
+def _requests(driver) -> list[str]:
+    urls = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            urls.append(msg["params"]["request"]["url"])
+    return urls
+
+
+def test_the_page_on_a_phone_counts_right_loads_nothing_external_and_does_not_scroll_sideways(out, browser):
+    from selenium.webdriver.common.by import By
+
+    site, statuses = out
+    driver, base = browser
+    driver.set_window_size(375, 812)
+    driver.get_log("performance")
+    driver.get(base + report.PAGE_HTML)
+    width = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"horizontal scroll at 375px: content {width[0]}px wide"
+    requested = _requests(driver)
+    assert requested and all(u.startswith(base) for u in requested), requested
+    summary = {li.get_attribute("data-category"): int(li.find_element(By.TAG_NAME, "b").text)
+               for li in driver.find_elements(By.CSS_SELECTOR, ".summary li")}
+    cards = driver.find_elements(By.CSS_SELECTOR, "article.control")
+    assert len(cards) == len(statuses)
+    shown = {cat: sum(c.get_attribute("data-category") == cat for c in cards) for cat in summary}
+    expected = {cat.lower().replace(" ", "-"): sum(describe.category(s) == cat for s in statuses)
+                for cat in describe.CATEGORIES}
+    assert summary == shown == expected
+    for card, s in zip(cards, statuses):
+        badge = card.find_element(By.CSS_SELECTOR, ".badge").text
+        assert badge.startswith("Verified") == (s.status == "passing"), (s.control.id, badge)
+        assert card.size["width"] <= 375
+        if s.status == "unknown":
+            assert "could not be checked" in card.text
+    font = driver.execute_script("return parseFloat(getComputedStyle(document.querySelector('.how li')).fontSize)")
+    assert font >= 13, f"check lines at {font}px are too small to read on a phone"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SCREENSHOTS / "trust-page-375.png"))
+    driver.set_window_size(1280, 900)
+    driver.get(base + report.PAGE_HTML)
+    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    rows = driver.execute_script("return new Set([...document.querySelectorAll('.summary li')]"
+                                 ".map(li => li.offsetTop)).size")
+    assert rows == 1     # the summary tiles in one row on a desktop
+    driver.save_screenshot(str(SCREENSHOTS / "trust-page-1280.png"))
+
+
+def test_the_page_prints_cleanly(out, browser):
+    site, statuses = out
+    driver, base = browser
+    driver.get(base + report.PAGE_HTML)
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    style = driver.execute_script("""const c = getComputedStyle(document.querySelector('.control'));
+        const b = getComputedStyle(document.querySelector('.badge'));
+        return [c.breakInside, b.backgroundColor, b.color]""")
+    assert style == ["avoid", "rgba(0, 0, 0, 0)", "rgb(0, 0, 0)"], style
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+    pdf = base64.b64decode(driver.print_page())
+    pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
+    assert pdf.startswith(b"%PDF") and pages >= 3, pages    # 35 controls, none cut off into nothing
+    (SCREENSHOTS / "trust-page.pdf").write_bytes(pdf)
