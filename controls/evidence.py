@@ -41,6 +41,8 @@ class Evidence:
             object.__setattr__(self, "result", "pass" if self.ok else "fail")
         if self.result not in RESULTS:
             raise ValueError(f"result {self.result!r} is not one of {RESULTS}")
+        if not isinstance(self.ok, bool) or not isinstance(self.check, str) or self.started_at.tzinfo is None:
+            raise ValueError(f"not an evidence record: {self.check!r} at {self.started!r}")
 
     @property
     def started_at(self) -> dt.datetime:

@@ -155,3 +155,18 @@ def test_concurrent_writers_make_one_chain_and_a_killed_writer_breaks_nothing(tm
     store.append([record(1)])
     rep = store.verify()
     assert rep.records > 241 and len(rep.torn) <= 1
+
+
+def test_a_hostile_record_is_skipped_not_a_crash(tmp_path):
+    from trustops.controls import engine
+    from trustops.controls.catalogue import Check, Control
+
+    check = Check("command", "check-0")
+    for i, bad in enumerate(({"started": "yesterday"}, {"started": "2026-12-01T10:00:00"}, {"ok": "yes"},
+                             {"result": "vibes"}, {"check": ["x"]})):
+        store = filled(tmp_path / str(i), 1)
+        with open(store.path, "a") as f:
+            f.write(json.dumps(dict(lines(store)[0], **bad)) + "\n")
+        latest = store.latest()
+        assert latest[check.key].started == "2026-12-01T10:00:00+00:00", bad
+        engine.status(Control("T-01", "A", "s", "o", "Stated", "7d", (check,)), latest)
