@@ -3,8 +3,8 @@ made from environment variables. A plain function of the environment, so the con
 checked without starting Django.
 
 Entra ID is used as a single-tenant provider: the app matches Entra accounts to its own accounts by
-e-mail, which is only safe when one tenant, the company's own, controls those addresses
-(multi-tenant "common"/"organizations" authorities let any tenant assert any address). The
+object id within the company's own tenant (core/oidc.py); multi-tenant "common"/"organizations"
+authorities are refused (any tenant could sign in). The
 endpoint variables exist for other providers and for the test's local OIDC server; without them
 the endpoints are Entra's, derived from the tenant."""
 from __future__ import annotations
@@ -37,7 +37,7 @@ def oidc_settings(environ: Mapping[str, str]) -> dict[str, object]:
     if tenant.lower() in MULTI_TENANT:
         raise ImproperlyConfigured(
             f"BENEFITS_OIDC_TENANT_ID={tenant!r} is a multi-tenant authority; set the company's own tenant id "
-            "(accounts are matched by e-mail, which only the company's own tenant may assert)")
+            "(only the company's own tenant may sign its staff in)")
     endpoints = entra_endpoints(tenant)
     overridden = {}
     for name in endpoints:

@@ -3,6 +3,7 @@ environment variables (the security page: secrets injected as environment variab
 code); a missing required variable stops the start with its name."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -33,22 +34,28 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",      # recovery codes
     "mozilla_django_oidc",
+    "axes",
     "core",
 ]
 
 MIDDLEWARE = [
     "core.metrics.CountRequests",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "core.middleware.PermissionsPolicy",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.middleware.IdleTimeout",
     "django_otp.middleware.OTPMiddleware",
     "core.middleware.StaffMustUseMFA",
     "core.errors.ReportErrors",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",           # last: answers a locked-out sign-in with 429
 ]
 
 ROOT_URLCONF = "benefits.urls"
@@ -76,6 +83,7 @@ DATABASES = {"default": {
                 # the app's own schema (the platform grants nothing in public)
                 "options": f"-c search_path={env('BENEFITS_DB_SCHEMA', 'benefits')}"},
     "CONN_MAX_AGE": 60,
+    "ATOMIC_REQUESTS": True,     # a request that fails half-way leaves nothing behind
 }}
 if DATABASES["default"]["OPTIONS"]["sslmode"] != "verify-full" and not DEBUG:
     raise ImproperlyConfigured("BENEFITS_DB_SSLMODE must be verify-full outside DEBUG (the page promises it)")
@@ -100,15 +108,51 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]   # probe and Prometheus, 
 SESSION_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Strict"
-SESSION_COOKIE_AGE = 8 * 3600
+SESSION_COOKIE_AGE = 8 * 3600           # absolute: a session ends 8 hours after sign-in at the latest
+SESSION_IDLE_SECONDS = int(env("BENEFITS_SESSION_IDLE_SECONDS", "1800"))   # and after 30 idle minutes
+REAUTH_SECONDS = 300                     # the export and closing a deletion want a sign-in this recent
 CSRF_COOKIE_SECURE = True
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Strict"
 X_FRAME_OPTIONS = "DENY"
 
+# Content-Security-Policy (django-csp 4): our own scripts-free pages, our one stylesheet, nothing
+# inline, no framing; Permissions-Policy turns off the browser features the app never uses.
+CONTENT_SECURITY_POLICY = {"DIRECTIVES": {
+    "default-src": ["'none'"], "style-src": ["'self'"], "img-src": ["'self'", "data:"],
+    "form-action": ["'self'", "https://login.microsoftonline.com"], "frame-ancestors": ["'none'"],
+    "base-uri": ["'none'"], "connect-src": ["'self'"]}}
+PERMISSIONS_POLICY = ("accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
+                      "payment=(), usb=(), interest-cohort=()")
+
+# Sign-in lockout and throttling (django-axes, database handler: shared by all gunicorn workers):
+# 5 failures lock the account, and separately the source address, for 15 minutes. The source is
+# the address nginx puts in X-Forwarded-For (core.clientip), never one the client chose.
+AXES_FAILURE_LIMIT = int(env("BENEFITS_SIGNIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = dt.timedelta(minutes=int(env("BENEFITS_SIGNIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "core.clientip.client_ip"
+AXES_LOCKOUT_CALLABLE = "core.authlog.locked_out_response"
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True            # the auth log (below) records sign-ins; no second copy
+AXES_VERBOSE = False
+AXES_HTTP_RESPONSE_CODE = 429
+# Every sign-in failure, success and lockout, one JSON object a line, for the monitors (unset: none).
+AUTH_LOG = env("BENEFITS_AUTH_LOG", "")
+# /metrics answers these client addresses only (the ops host; nginx also keeps it off the front).
+METRICS_ALLOWED = [a for a in env("BENEFITS_METRICS_ALLOWED", "127.0.0.1,::1").split(",") if a]
+
+# Mail (MFA device notices, password reset): SMTP to a local relay or the lab's sink.
+EMAIL_BACKEND = env("BENEFITS_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("BENEFITS_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(env("BENEFITS_EMAIL_PORT", "25"))
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env("BENEFITS_EMAIL_FROM", "benefits@localhost")
+PASSWORD_RESET_TIMEOUT = 3600
+
 # Staff sign-in through Microsoft Entra ID (AUTH-02), on when BENEFITS_OIDC_TENANT_ID is set
 # (benefits/entra.py); password sign-in stays for accounts Entra does not hold.
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 _oidc = oidc_settings(os.environ)
 globals().update(_oidc)
 OIDC_ENABLED = bool(_oidc)
@@ -130,7 +174,7 @@ LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-STATIC_URL = "/static/"
+STATIC_URL = "/static/"     # one stylesheet, served by core.views.stylesheet
 LOGGING = {"version": 1, "disable_existing_loggers": False,
            "handlers": {"console": {"class": "logging.StreamHandler"}},
            "root": {"handlers": ["console"], "level": "INFO"}}

@@ -2,14 +2,21 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 
-from core import expenses, metrics, privacy, views
+from core import expenses, metrics, mfa, passwords, privacy, views
 
 urlpatterns = [
+    path("", views.home, name="home"),
     path("healthz", views.healthz),
     path("metrics", metrics.metrics, name="metrics"),
+    path("static/app.css", views.stylesheet, name="stylesheet"),
     path("login/", views.Login.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("mfa/", views.mfa, name="mfa"),
+    path("reauth/", views.reauth, name="reauth"),
+    path("mfa/", mfa.mfa, name="mfa"),
+    path("mfa/enrol/", mfa.enrol, name="mfa-enrol"),
+    path("mfa/enrol/<str:uidb64>/<str:token>/", mfa.enrol_link, name="mfa-enrol-link"),
+    path("mfa/remove/", mfa.remove, name="mfa-remove"),
+    path("password/", include(passwords.urls())),
     path("oidc/", include(views.oidc_urls())),
     path("hr/employees/", views.hr_employees, name="hr-employees"),
     path("me/export.json", views.my_export, name="my-export"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -24,6 +25,7 @@ class ReceiptScan:
     date: str
     amount: Decimal | None
     vat: Decimal | None
+    currency: str = ""     # ISO 4217 code printed with the total, "" when the receipt shows none
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,39 @@ class Evaluation:
     confidence: float      # 0..1
     reasoning: str
     category: str          # the category the model thinks the receipt is
+
+
+REASONING_MAX_CHARS = 300
+
+
+class OddAnswer(ValueError):
+    """The model answered something that is not a usable decision (prose, NaN, a missing key)."""
+
+
+def checked(decision: object, confidence: object, reasoning: object, category: object) -> Evaluation:
+    """An Evaluation only from a well-formed answer: approve|decline, a finite confidence in [0, 1]
+    (NaN would pass every comparison the wrong way), reasoning cut to what the pages hold."""
+    if decision not in ("approve", "decline"):
+        raise OddAnswer(f"decision {decision!r} is neither approve nor decline")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
+        raise OddAnswer(f"confidence {confidence!r} is not a number")
+    if not math.isfinite(confidence) or not 0 <= confidence <= 1:
+        raise OddAnswer(f"confidence {confidence!r} is not between 0 and 1")
+    return Evaluation(decision, float(confidence), str(reasoning or "")[:REASONING_MAX_CHARS], str(category or "")[:100])
+
+
+_MONEY = re.compile(r"^(?:([A-Z]{3})\s*)?([0-9]+(?:[.,][0-9]{1,2})?)\s*([A-Z]{3})?$")
+
+
+def money(text: str | None) -> tuple[Decimal | None, str]:
+    """ "EUR 45.00", "45,00 EUR" or "45.00" -> (Decimal("45.00"), "EUR" or "")."""
+    m = _MONEY.match((text or "").strip())
+    if not m:
+        return None, ""
+    try:
+        return Decimal(m.group(2).replace(",", ".")), (m.group(1) or m.group(3) or "")
+    except InvalidOperation:
+        return None, ""
 
 
 def minimised_request(image: bytes, categories: list[str], policy: str = "") -> dict:
@@ -68,13 +103,9 @@ class LocalProvider:
 
     def scan_receipt(self, request: dict) -> ReceiptScan:
         f = self._fields(request)
-
-        def money(v: str | None) -> Decimal | None:
-            try:
-                return Decimal(v.replace(",", ".")) if v else None
-            except InvalidOperation:
-                return None
-        return ReceiptScan(f.get("vendor", ""), f.get("date", ""), money(f.get("total")), money(f.get("vat")))
+        total, currency = money(f.get("total"))
+        return ReceiptScan(f.get("vendor", ""), f.get("date", ""), total, money(f.get("vat"))[0],
+                           f.get("currency", currency).upper()[:3])
 
     def evaluate(self, request: dict) -> Evaluation:
         f = self._fields(request)
@@ -109,22 +140,32 @@ class AnthropicProvider:
             {"type": "text", "text": instruction + "\nBenefit categories: " + ", ".join(request["categories"])
              + (f"\nThe company's expense policy:\n{request['policy']}" if request.get("policy") else "")
              + "\nAnswer with one JSON object only."}]}])
-        return json.loads(message.content[0].text)
+        try:
+            answer = json.loads(message.content[0].text)
+        except (ValueError, IndexError, AttributeError, TypeError) as exc:
+            raise OddAnswer("the model did not answer with JSON") from exc
+        if not isinstance(answer, dict):
+            raise OddAnswer("the model's JSON is not an object")
+        return answer
 
     def scan_receipt(self, request: dict) -> ReceiptScan:
-        d = self._ask(request, "Read this receipt: vendor, date (YYYY-MM-DD), total amount, VAT amount, as JSON "
-                               "keys vendor, date, total, vat.")
-        return ReceiptScan(str(d.get("vendor", "")), str(d.get("date", "")),
-                           Decimal(str(d["total"])) if d.get("total") is not None else None,
-                           Decimal(str(d["vat"])) if d.get("vat") is not None else None)
+        d = self._ask(request, "Read this receipt: vendor, date (YYYY-MM-DD), total amount, VAT amount and the "
+                               "ISO 4217 currency code of the total, as JSON keys vendor, date, total, vat, currency.")
+
+        def number(v) -> Decimal | None:
+            try:
+                n = Decimal(str(v)) if v is not None else None
+            except InvalidOperation:
+                return None
+            return n if n is not None and n.is_finite() else None
+        return ReceiptScan(str(d.get("vendor", ""))[:200], str(d.get("date", ""))[:20], number(d.get("total")),
+                           number(d.get("vat")), str(d.get("currency") or "").upper()[:3])
 
     def evaluate(self, request: dict) -> Evaluation:
         d = self._ask(request, "Is this receipt a wellness expense in one of the categories that the company's policy "
                                "(if given) reimburses? JSON keys: decision "
                                "(approve or decline), confidence (0 to 1), reasoning (one sentence), category.")
-        decision = d.get("decision") if d.get("decision") in ("approve", "decline") else "decline"
-        return Evaluation(decision, max(0.0, min(1.0, float(d.get("confidence", 0)))), str(d.get("reasoning", ""))[:500],
-                          str(d.get("category", "")))
+        return checked(d.get("decision"), d.get("confidence"), d.get("reasoning"), d.get("category"))
 
 
 def provider():

@@ -13,6 +13,12 @@ class CoreConfig(AppConfig):
         signals.user_logged_in.connect(audit_login, dispatch_uid="core.audit_login")
         signals.user_login_failed.connect(audit_login_failed, dispatch_uid="core.audit_login_failed")
         signals.user_logged_out.connect(audit_logout, dispatch_uid="core.audit_logout")
+        from axes.signals import user_locked_out
+
+        from core import authlog
+        signals.user_login_failed.connect(authlog.on_failed, dispatch_uid="core.authlog_failed")
+        signals.user_logged_in.connect(authlog.on_succeeded, dispatch_uid="core.authlog_succeeded")
+        user_locked_out.connect(authlog.on_locked, dispatch_uid="core.authlog_locked")
 
 
 def _method(user) -> str:
@@ -26,6 +32,9 @@ def audit_login(sender, request, user, **kwargs) -> None:
     company = getattr(getattr(user, "employee", None), "company", None)
     AuditEvent.objects.create(actor=user, company=company, action="login", target=f"user:{user.pk}",
                               detail={"method": _method(user)})
+    if request is not None and hasattr(request, "session"):
+        import time
+        request.session["auth_at"] = time.time()      # re-authentication checks read this
 
 
 def audit_login_failed(sender, credentials, request=None, **kwargs) -> None:

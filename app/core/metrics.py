@@ -3,14 +3,16 @@ by method and outcome, and, read from the database at scrape time, the data-subj
 are open and overdue (the page promises answers within 30 days). Under gunicorn the workers share
 the counters through PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py sets it up); in one process (tests,
 runserver) the default registry serves. The endpoint is not public: nginx denies /metrics on the
-public front and serves it to the ops host only, on the private network."""
+public front and serves it to the ops host only, on the private network, and the app itself
+answers only the addresses in BENEFITS_METRICS_ALLOWED (the ops host), whatever nginx does."""
 from __future__ import annotations
 
 import datetime as dt
 import os
 import time
 
-from django.http import HttpResponse
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseForbidden
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -61,6 +63,9 @@ class DataSubjectRequests:
 
 
 def metrics(request):
+    from core.clientip import client_ip
+    if client_ip(request) not in settings.METRICS_ALLOWED:
+        return HttpResponseForbidden("metrics are for the ops host only\n", content_type="text/plain")
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
         registry = CollectorRegistry()

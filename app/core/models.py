@@ -2,6 +2,8 @@
 holds personal data is listed in ropa.yaml; tests fail on a field that is not."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 
@@ -16,6 +18,10 @@ class Company(models.Model):
     # The company's own expense policy, which the AI evaluation reads (AI-02). Company text, written
     # by its admins on the AI settings page; it must not name employees (the page says so).
     ai_policy = models.TextField(blank=True, default="")
+    # The AI approves on its own only claims in the company's currency up to this amount (AI-02);
+    # anything above goes to HR whatever the model says.
+    currency = models.CharField(max_length=3, default="EUR")
+    ai_auto_approve_cap = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("150.00"))
 
     def __str__(self) -> str:
         return self.name
@@ -32,6 +38,14 @@ class Employee(models.Model):
     bank_account = EncryptedTextField(blank=True, default="")
     national_id = EncryptedTextField(blank=True, default="")
     anonymized_at = models.DateTimeField(null=True, blank=True)
+    # Entra ID identity (AUTH-02): the immutable object id within the company's tenant, set when HR
+    # provisions the account; sign-in matches on these, never on the e-mail address (which changes).
+    entra_tid = models.CharField(max_length=64, blank=True, default="")
+    entra_oid = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["entra_tid", "entra_oid"], name="one_account_per_entra_object",
+                                               condition=~models.Q(entra_oid=""))]
 
     @property
     def is_staff_role(self) -> bool:
@@ -71,9 +85,12 @@ class ExpenseReport(models.Model):
 
     employee = models.ForeignKey(Employee, on_delete=models.PROTECT, related_name="expenses")
     amount = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3, default="EUR")
     spent_on = models.DateField()
     category = models.CharField(max_length=16, choices=CATEGORIES)
     receipt_key = models.CharField(max_length=300)
+    receipt_type = models.CharField(max_length=32, default="application/octet-stream")   # from its signature
+    receipt_sha256 = models.CharField(max_length=64, blank=True, default="", db_index=True)   # duplicates
     status = models.CharField(max_length=16, choices=STATUSES, default=SUBMITTED)
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
@@ -82,6 +99,7 @@ class ExpenseReport(models.Model):
     ai_confidence = models.FloatField(null=True, blank=True)
     ai_reasoning = models.TextField(blank=True, default="")
     ai_scan = models.JSONField(default=dict, blank=True)   # vendor, date, total, VAT read from the receipt
+    review_reason = models.CharField(max_length=300, blank=True, default="")   # why a human must decide
     created_at = models.DateTimeField(auto_now_add=True)
 
 

@@ -1,6 +1,8 @@
 """The Entra ID backend: mozilla-django-oidc does the code flow, PKCE, nonce and signature; this
 adds what it leaves to the application: the token must come from our tenant's issuer, be meant
-for this app, and name an active account that HR provisioned. Staff still complete TOTP after
+for this app, and name an active account that HR provisioned. Accounts are matched on the Entra
+object id (`oid`, immutable) within the tenant (`tid`), never on the e-mail address, a claim an
+Entra admin or the user can change; e-mail is kept for display only. Staff still complete TOTP after
 signing in (the middleware does not care how the password step happened)."""
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ def token_problems(claims: dict, *, issuer: str, client_id: str, tenant: str) ->
         problems.append(f"audience {audience!r} is not this app")
     if claims.get("tid") != tenant:
         problems.append(f"tenant {claims.get('tid')!r} is not {tenant!r}")
-    if not email_of(claims):
-        problems.append("no e-mail or preferred_username claim")
+    if not str(claims.get("oid") or "").strip():
+        problems.append("no oid (object id) claim")
     return problems
 
 
@@ -57,10 +59,11 @@ class EntraIDBackend(OIDCAuthenticationBackend):
         return payload   # the verified ID token has everything; no Graph call needed
 
     def verify_claims(self, claims):
-        return bool(email_of(claims))
+        return bool(claims.get("oid") and claims.get("tid"))
 
     def filter_users_by_claims(self, claims):
-        return get_user_model().objects.filter(email__iexact=email_of(claims), is_active=True)
+        return get_user_model().objects.filter(employee__entra_tid=str(claims["tid"]),
+                                               employee__entra_oid=str(claims["oid"]), is_active=True)
 
     def describe_user_by_claims(self, claims):
         return "the account signing in"   # no address in the logs

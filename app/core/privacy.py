@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from core.models import AuditEvent, DataSubjectRequest, Employee, ExpenseReport, Notification, audit
-from core.views import _employee, _staff
+from core.views import _employee, _staff, recently_authenticated, too_many
 
 # Retention as code: what is kept how long, and why (reviewed with app/ropa.yaml each release).
 RETENTION = {
@@ -22,10 +22,19 @@ RETENTION = {
 }
 
 
+ERASED = "[erased: the person asked for deletion]"
+REQUESTS_PER_DAY = 5
+
+
 @transaction.atomic
 def anonymize(employee: Employee) -> None:
-    """Erases who the employee is; keeps the accounting records, now pointing at nobody."""
+    """Erases who the employee is, everywhere ropa.yaml says they appear; keeps the accounting
+    records, now pointing at nobody. The old name, e-mail and username are also scrubbed from the
+    free text that may quote them: request details and answers, and the sign-in failure audit
+    entries and lockout records that hold the username as typed."""
     user = employee.user
+    user_name = user.username
+    old = [v for v in (user.username, user.email, employee.full_name, user.first_name, user.last_name) if v]
     employee.full_name = f"Deleted employee {employee.pk}"
     employee.bank_account = ""
     employee.national_id = ""
@@ -35,9 +44,38 @@ def anonymize(employee: Employee) -> None:
     user.is_active = False
     user.set_unusable_password()
     user.save()
+    employee.entra_tid = employee.entra_oid = ""
+    employee.save(update_fields=["entra_tid", "entra_oid"])
     employee.notifications.all().delete()
+    employee.requests.update(details=ERASED, resolution=ERASED)
+    from django_otp.plugins.otp_static.models import StaticDevice
     from django_otp.plugins.otp_totp.models import TOTPDevice
     TOTPDevice.objects.filter(user=user).delete()
+    StaticDevice.objects.filter(user=user).delete()
+    from django.contrib.sessions.models import Session
+    for session in Session.objects.all().iterator():      # sign the person out everywhere
+        if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):
+            session.delete()
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+    for model in (AccessAttempt, AccessFailureLog, AccessLog):
+        model.objects.filter(username__iexact=user_name).delete()
+    scrub_audit(old, f"deleted-{employee.pk}")
+
+
+def scrub_audit(old: list[str], replacement: str) -> None:
+    """Audit entries keep what happened, not who typed which name: a detail value holding one of
+    the old identifiers is replaced (sign-in failures store the username as typed)."""
+    from django.db.models import Q
+    if not old:
+        return
+    lowered = [o.lower() for o in old]
+    query = Q()
+    for o in old:
+        query |= Q(detail__icontains=o)
+    for event in AuditEvent.objects.filter(query).iterator():
+        event.detail = {k: (replacement if isinstance(v, str) and any(o in v.lower() for o in lowered) else v)
+                        for k, v in event.detail.items()}
+        event.save(update_fields=["detail"])
 
 
 def purge_expired(now: dt.datetime | None = None) -> dict[str, int]:
@@ -56,6 +94,9 @@ def purge_expired(now: dt.datetime | None = None) -> dict[str, int]:
 def my_requests(request):
     me = _employee(request)
     if request.method == "POST":
+        recent = me.requests.filter(received_at__gte=timezone.now() - dt.timedelta(days=1)).count()
+        if recent >= REQUESTS_PER_DAY:
+            return too_many(request, f"You sent {recent} privacy requests today; HR answers them within 30 days.")
         kind = request.POST.get("kind")
         if kind not in dict(DataSubjectRequest.KINDS):
             return HttpResponseBadRequest("kind must be access, correction, deletion or portability")
@@ -80,13 +121,21 @@ def hr_requests(request):
 def hr_close(request, pk: int):
     me = _staff(request)
     r = get_object_or_404(DataSubjectRequest, pk=pk, employee__company=me.company, status=DataSubjectRequest.OPEN)
+    if r.employee_id == me.pk:
+        return render(request, "core/message.html", {"title": "Not your decision", "message":
+                      "You cannot close your own request; another HR colleague will."}, status=403)
     outcome = request.POST.get("outcome")
     if outcome not in (DataSubjectRequest.DONE, DataSubjectRequest.REFUSED):
         return HttpResponseBadRequest("outcome must be done or refused")
-    if outcome == DataSubjectRequest.DONE and r.kind == DataSubjectRequest.DELETION:
-        anonymize(r.employee)
+    deleting = outcome == DataSubjectRequest.DONE and r.kind == DataSubjectRequest.DELETION
+    if deleting and not recently_authenticated(request):
+        return render(request, "core/message.html", {"title": "Confirm it is you", "message":
+                      "Closing a deletion request erases a person. Confirm your sign-in first, then close it again.",
+                      "link": "/reauth/?next=/hr/requests/"}, status=403)
     r.status, r.closed_at, r.handled_by = outcome, timezone.now(), request.user
     r.resolution = request.POST.get("resolution", "")[:2000]
     r.save()
+    if deleting:
+        anonymize(r.employee)      # last: it also erases this request's details and answer
     audit(request, "dsr.closed", target=f"dsr:{r.pk}", kind=r.kind, outcome=outcome)
     return redirect("/hr/requests/")

@@ -1,10 +1,28 @@
 """Receipts in S3: every put carries ServerSideEncryption=AES256 (SSE-S3), keys name the company
-and a random id, and nothing is written to local disk (uploads are held in memory only)."""
+and a random id, and nothing is written to local disk (uploads are held in memory only). Only
+JPEG, PNG and PDF are accepted, recognised by their first bytes; the type stored and served is the
+one found here, never the one the browser claimed."""
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 from django.conf import settings
+
+SIGNATURES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"%PDF-", "application/pdf"))
+ACCEPTED = "JPEG, PNG or PDF"
+
+
+def content_type(content: bytes) -> str | None:
+    """The receipt's type from its signature, or None when it is none of the accepted ones."""
+    for magic, kind in SIGNATURES:
+        if content.startswith(magic):
+            return kind
+    return None
+
+
+def sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
 
 
 def _client():
@@ -13,9 +31,9 @@ def _client():
     return boto3.client("s3", region_name=settings.S3_REGION, endpoint_url=settings.S3_ENDPOINT_URL or None)
 
 
-def put(company_id: int, content: bytes, content_type: str) -> str:
+def put(company_id: int, content: bytes, kind: str) -> str:
     key = f"receipts/{company_id}/{uuid.uuid4().hex}"
-    _client().put_object(Bucket=settings.RECEIPTS_BUCKET, Key=key, Body=content, ContentType=content_type,
+    _client().put_object(Bucket=settings.RECEIPTS_BUCKET, Key=key, Body=content, ContentType=kind,
                          ServerSideEncryption="AES256")
     return key
 

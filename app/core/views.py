@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
 from django.core.exceptions import PermissionDenied
@@ -11,21 +14,33 @@ from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
-from django_otp import login as otp_login
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from core.models import Employee, audit
+
+STYLESHEET = Path(__file__).resolve().parent / "static" / "core" / "app.css"
 
 
 def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
 
 
+def stylesheet(request):
+    """The app's one stylesheet (no static-file server needed behind nginx)."""
+    response = HttpResponse(STYLESHEET.read_bytes(), content_type="text/css; charset=utf-8")
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+def too_many(request, message: str):
+    return render(request, "core/message.html", {"title": "Too many requests", "message": message}, status=429)
+
+
 class Login(LoginView):
     """Password sign-in, with the Entra ID button when OIDC is configured."""
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "oidc_enabled": settings.OIDC_ENABLED,
-                "sso_failed": self.request.GET.get("sso") == "failed"}
+                "sso_failed": self.request.GET.get("sso") == "failed",
+                "idle": self.request.GET.get("idle") == "1"}
 
 
 def oidc_urls() -> list:
@@ -44,27 +59,47 @@ def oidc_urls() -> list:
                  name="oidc_authentication_callback")]
 
 
+def safe_next(request, default: str = "/") -> str:
+    """A same-site, HTTPS-only (or relative) target for `next`."""
+    nxt = request.GET.get("next", default)
+    ok = url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}, require_https=True)
+    return nxt if ok else default
+
+
+# --- re-authentication before sensitive actions ---------------------------------------------
+
+def recently_authenticated(request) -> bool:
+    return time.time() - float(request.session.get("auth_at", 0)) <= settings.REAUTH_SECONDS
+
+
+def reauth_redirect(request):
+    from urllib.parse import quote
+    return redirect(f"/reauth/?next={quote(request.get_full_path(), safe='/')}")
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
-def mfa(request):
-    """Set up (first time) or verify a TOTP device for this session."""
-    device = TOTPDevice.objects.filter(user=request.user).first()
-    if device is None:
-        device = TOTPDevice.objects.create(user=request.user, name="default", confirmed=False)
+def reauth(request):
+    """Confirm it is still you: the password, or for accounts without one (Entra ID) the
+    authenticator code."""
     error = ""
+    has_password = request.user.has_usable_password()
     if request.method == "POST":
-        if device.verify_token(request.POST.get("token", "").strip()):
-            if not device.confirmed:
-                device.confirmed = True
-                device.save(update_fields=["confirmed"])
-                audit(request, "mfa.enrolled", target=f"device:{device.pk}")
-            otp_login(request, device)
-            audit(request, "mfa.verified", target=f"device:{device.pk}")
-            nxt = request.GET.get("next", "/")
-            return redirect(nxt if url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}) else "/")
-        audit(request, "mfa.failed", target=f"device:{device.pk}")
-        error = "That code is not valid. Use the current code from your authenticator app."
-    return render(request, "core/mfa.html", {"device": device, "enrolling": not device.confirmed, "error": error})
+        secret = request.POST.get("secret", "")
+        ok = False
+        if has_password:
+            ok = authenticate(request, username=request.user.get_username(), password=secret) == request.user
+        else:
+            from core.mfa import verify_any
+            ok = verify_any(request.user, secret) is not None
+        if ok:
+            request.session["auth_at"] = time.time()
+            audit(request, "reauth.ok")
+            return redirect(safe_next(request))
+        audit(request, "reauth.failed")
+        error = "That did not match. Try again."
+    return render(request, "core/reauth.html", {"has_password": has_password, "error": error},
+                  status=400 if error else 200)
 
 
 def _employee(request) -> Employee:
@@ -83,6 +118,12 @@ def _staff(request) -> Employee:
 
 
 @login_required
+def home(request):
+    me = getattr(request.user, "employee", None)
+    return render(request, "core/home.html", {"me": me})
+
+
+@login_required
 def hr_employees(request):
     """HR's list of their own company's employees; no other company's, ever."""
     me = _staff(request)
@@ -92,11 +133,13 @@ def hr_employees(request):
 
 @login_required
 def my_export(request):
-    """Data portability (DSR-01): everything held about the signed-in employee, machine-readable."""
+    """Access and portability (Arts. 15 and 20): everything held about the signed-in employee, as
+    JSON with the receipts, after a fresh sign-in (core.export builds it from the RoPA)."""
+    from core.export import export
     me = _employee(request)
-    data = {"full_name": me.full_name, "email": request.user.email, "username": request.user.username,
-            "company": me.company.name, "role": me.role, "bank_account": me.bank_account,
-            "national_id": me.national_id, "date_joined": request.user.date_joined.isoformat()}
+    if not recently_authenticated(request):
+        return reauth_redirect(request)
+    data = export(me)
     audit(request, "dsr.export", target=f"employee:{me.pk}")
     response = JsonResponse(data, json_dumps_params={"indent": 2})
     response["Content-Disposition"] = 'attachment; filename="my-data.json"'

@@ -4,18 +4,26 @@ revert every AI decision (audited), a declined employee is told and can resubmit
 from __future__ import annotations
 
 import json
+import secrets
 
 import pytest
 
 from tests.app.test_security import client, make, verify_mfa
 
-GOOD = b"Vendor: City Gym\nDate: 2026-11-01\nTotal: 45.00\nVAT: 9.00\nCategory: Gym and fitness\n"
-BLURRY = b"\x89PNG not a readable receipt"
+def receipt_pdf(total: str = "EUR 45.00", category: str = "Gym and fitness", vendor: str = "City Gym") -> bytes:
+    """A receipt as the local provider reads it, in a PDF (text lines); a random reference makes
+    each one a different receipt (the app refuses the same receipt twice in a company)."""
+    return (f"%PDF-1.4\nVendor: {vendor}\nDate: 2026-11-01\nTotal: {total}\nVAT: 9.00\nCategory: {category}\n"
+            f"Ref: {secrets.token_hex(8)}\n").encode()
 
 
-def submit(c, image: bytes, amount="45.00", category="gym"):
+GOOD = receipt_pdf()
+BLURRY = b"\x89PNG\r\n\x1a\n not a readable receipt"
+
+
+def submit(c, image: bytes, amount="45.00", category="gym", currency="EUR"):
     from django.core.files.uploadedfile import SimpleUploadedFile
-    return c.post("/expenses/", {"amount": amount, "spent_on": "2026-11-01", "category": category,
+    return c.post("/expenses/", {"amount": amount, "currency": currency, "spent_on": "2026-11-01", "category": category,
                                  "receipt": SimpleUploadedFile("r.jpg", image, "image/jpeg")}, secure=True)
 
 
@@ -106,13 +114,14 @@ def test_a_declined_employee_is_told_and_can_resubmit(s3, spy):
     company_with_ai("Strict BV", True)
     me, pw = make("Strict BV")
     c = client(me, pw)
-    submit(c, GOOD.replace(b"Category: Gym and fitness", b"Category: Wine"))
+    submit(c, receipt_pdf(category="Wine"))
     report = ExpenseReport.objects.get(employee=me)
     assert report.status == "declined" and report.decision_source == "ai"
     assert "declined" in c.get("/expenses/", secure=True).content.decode()
     from django.core.files.uploadedfile import SimpleUploadedFile
     r = c.post(f"/expenses/{report.pk}/resubmit", {"amount": "40.00", "spent_on": "2026-11-02", "category": "gym",
-                                                    "receipt": SimpleUploadedFile("r.jpg", GOOD, "image/jpeg")},
+                                                    "receipt": SimpleUploadedFile("r.jpg", receipt_pdf("EUR 40.00"),
+                                                                                  "image/jpeg")},
                secure=True)
     assert r.status_code == 302
     report.refresh_from_db()
@@ -128,7 +137,7 @@ def test_receipts_and_expenses_stay_with_their_owner(s3, spy):
     submit(client(me, pw), GOOD)
     report = ExpenseReport.objects.get(employee=me)
     assert client(me, pw).get(f"/expenses/{report.pk}/receipt", secure=True).content == GOOD
-    assert client(other, opw).get(f"/expenses/{report.pk}/receipt", secure=True).status_code == 403
+    assert client(other, opw).get(f"/expenses/{report.pk}/receipt", secure=True).status_code == 404
     assert client(stranger, spw).get(f"/expenses/{report.pk}/receipt", secure=True).status_code == 404
     assert client(other, opw).post(f"/expenses/{report.pk}/resubmit", {}, secure=True).status_code == 404
     assert client(me, pw).post(f"/hr/expenses/{report.pk}/decide", {"decision": "approve"},
@@ -155,7 +164,8 @@ def test_receipt_scanning_reads_vendor_date_total_and_vat(s3, spy):
     me, pw = make("Scanner AB")
     submit(client(me, pw), GOOD)
     report = ExpenseReport.objects.get(employee=me)
-    assert report.ai_scan == {"vendor": "City Gym", "date": "2026-11-01", "total": "45.00", "vat": "9.00"}
+    assert report.ai_scan == {"vendor": "City Gym", "date": "2026-11-01", "total": "45.00", "vat": "9.00",
+                              "currency": "EUR"}
     assert report.status == "submitted" and spy == []          # scanning on, evaluation off
     assert Company.objects.get(name="Scanner AB").ai_expense_evaluation is False
 

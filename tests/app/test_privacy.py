@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tests.app.test_expenses import GOOD, company_with_ai, submit
+from tests.app.test_expenses import company_with_ai, receipt_pdf, submit
 from tests.app.test_security import client, make, verify_mfa
 
 
@@ -33,7 +33,7 @@ def test_deletion_anonymizes_the_person_and_keeps_the_accounting_record(s3, spy)
     company_with_ai("Forget Me GmbH", False)
     me, pw = make("Forget Me GmbH", bank_account="DE89370400440532013000", national_id="X999")
     c = client(me, pw)
-    submit(c, GOOD)
+    submit(c, receipt_pdf())
     c.post("/me/requests/", {"kind": "deletion"}, secure=True)
     req = DataSubjectRequest.objects.get(employee=me)
     hr, hpw = make("Forget Me GmbH", "hr")
@@ -47,7 +47,9 @@ def test_deletion_anonymizes_the_person_and_keeps_the_accounting_record(s3, spy)
     assert user.email == "" and not user.is_active and not user.has_usable_password()
     assert ExpenseReport.objects.filter(employee=gone).count() == 1      # kept for accounting, nameless
     from django.test import Client
-    assert not Client(HTTP_HOST="benefits.example").login(username=me.user.username, password=pw)
+    again = Client(HTTP_HOST="benefits.example").post("/login/", {"username": me.user.username, "password": pw},
+                                                       secure=True)
+    assert again.status_code == 200 and "_auth_user_id" not in again.client.session
     assert AuditEvent.objects.filter(action="dsr.closed", target=f"dsr:{req.pk}").exists()
     req.refresh_from_db()
     assert req.status == "done" and req.handled_by == hr.user
@@ -61,10 +63,10 @@ def test_retention_purges_what_is_past_its_period(s3, spy):
     from core.privacy import purge_expired
     company_with_ai("Old Books AB", False)
     me, pw = make("Old Books AB")
-    submit(client(me, pw), GOOD)
+    submit(client(me, pw), receipt_pdf())
     old = ExpenseReport.objects.get(employee=me)
     ExpenseReport.objects.filter(pk=old.pk).update(spent_on=dt.date.today() - dt.timedelta(days=8 * 366))
-    submit(client(me, pw), GOOD)
+    submit(client(me, pw), receipt_pdf())
     counts = purge_expired(timezone.now())
     assert counts["expense reports"] == 1
     assert list(ExpenseReport.objects.filter(employee=me).values_list("pk", flat=True)) != [old.pk]

@@ -28,19 +28,25 @@ def make(company_name: str, role: str = "employee", **fields):
 
 
 def client(emp, password):
+    """A signed-in test client, through the real sign-in form (django-axes needs the request)."""
     from django.test import Client
     c = Client(HTTP_HOST=HOST)
-    assert c.login(username=emp.user.username, password=password)
+    r = c.post("/login/", {"username": emp.user.username, "password": password}, secure=True)
+    assert r.status_code == 302, r.status_code
     return c
 
 
-def verify_mfa(c, emp):
+def code_for(device) -> str:
     from django_otp.oath import totp
+    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
+
+
+def verify_mfa(c, emp):
+    """Verify the session with the account's authenticator, set up (as enrolment would) if none."""
     from django_otp.plugins.otp_totp.models import TOTPDevice
-    c.get("/mfa/", secure=True)
-    device = TOTPDevice.objects.get(user=emp.user)
-    token = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits)
-    return c.post("/mfa/?next=/hr/employees/", {"token": f"{token:06d}"}, secure=True)
+    device = TOTPDevice.objects.filter(user=emp.user, confirmed=True).first() or \
+        TOTPDevice.objects.create(user=emp.user, name="authenticator", confirmed=True)
+    return c.post("/mfa/?next=/hr/employees/", {"token": code_for(device)}, secure=True)
 
 
 def test_the_database_connection_is_tls_verify_full(django_app):
@@ -84,7 +90,8 @@ def test_export_is_the_employees_own_data_and_is_audited(django_app):
     other, _ = make("Umbrella", bank_account="DE02120300000000202051")
     r = client(me, pw).get("/me/export.json", secure=True)
     data = r.json()
-    assert data["full_name"] == me.full_name and data["bank_account"] == "DE89370400440532013000"
+    (employee,) = data["core.Employee"]
+    assert employee["full_name"] == me.full_name and employee["bank_account"] == "DE89370400440532013000"
     assert other.full_name not in r.content.decode() and "DE02120300000000202051" not in r.content.decode()
     assert AuditEvent.objects.filter(actor=me.user, action="dsr.export").exists()
 
@@ -192,7 +199,7 @@ def test_errors_reach_posthog_pseudonymously_and_only_when_configured(django_app
     clear_url_caches()
     emp, pw = make("Errors Ltd")
     c = Client(HTTP_HOST=HOST, raise_request_exception=False)
-    assert c.login(username=emp.user.username, password=pw)
+    c.force_login(emp.user, backend="django.contrib.auth.backends.ModelBackend")
     monkeypatch.setattr(errors, "client", lambda: None)          # not configured: nothing is sent
     assert c.get("/boom/42?email=x", secure=True).status_code == 500 and captured == []
     monkeypatch.setattr(errors, "client", lambda: fake)
