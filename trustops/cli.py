@@ -26,8 +26,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     statuses = engine.run_controls(cfg.inventory_file, _evidence_file(cfg), skip={"pytest"})
     out = report.write(statuses, cfg.state_dir / "report", store=engine.EvidenceStore(_evidence_file(cfg)))
     print("\n".join(report.summary_lines(statuses)))
-    print(f"  Trust page: {out[1]} (the app serves the latest at https://127.0.0.1:{cfg.ports('app')[443]}/trust/ "
-          f"from the next converge); internal report: {out[2]}")
+    print(f"  Trust page: {out[1]}; internal report: {out[2]}")
+    print(f"  Publish it at https://127.0.0.1:{cfg.ports('app')[443]}/trust/ (the converge served the previous "
+          f"report): ANSIBLE_CONFIG=ansible/ansible.cfg .venv/bin/ansible-playbook -i {cfg.inventory_file} "
+          "ansible/site.yml --tags trust_page")
     return 0
 
 
