@@ -29,6 +29,25 @@ package_upgrade: true
 packages: [python3, python3-apt, sudo]
 """
 
+# The db VM keeps Postgres on its own managed disk (LUN 0), formatted and mounted by cloud-init
+# before the postgres role installs anything, so /var/lib/postgresql never lands on the OS disk.
+POSTGRES_DATA_LUN = 0
+POSTGRES_DATA_DISK_GB = 64
+POSTGRES_DATA_DEVICE = f"/dev/disk/azure/scsi1/lun{POSTGRES_DATA_LUN}"
+POSTGRES_DATA_MOUNT = "/var/lib/postgresql"
+CLOUD_INIT_DB_DISK = f"""disk_setup:
+  {POSTGRES_DATA_DEVICE}: {{table_type: gpt, layout: true, overwrite: false}}
+fs_setup:
+  - {{label: pgdata, filesystem: ext4, device: {POSTGRES_DATA_DEVICE}, partition: auto, overwrite: false}}
+mounts:
+  - [LABEL=pgdata, {POSTGRES_DATA_MOUNT}, ext4, "defaults,nofail,x-systemd.device-timeout=60", "0", "2"]
+"""
+
+
+def cloud_init(role: str, ssh_public_key: str) -> str:
+    text = CLOUD_INIT.format(key=ssh_public_key.strip())
+    return text + (CLOUD_INIT_DB_DISK if role == "db" else "")
+
 
 @dataclass
 class VmArgs:
@@ -54,7 +73,16 @@ class Vm(pulumi.ComponentResource):
         self.nic = network.NetworkInterface(
             f"{name}-nic", resource_group_name=args.resource_group_name, location=cfg.azure_location,
             ip_configurations=[ipconf], tags=cfg.tags, opts=child)
-        custom_data = base64.b64encode(CLOUD_INIT.format(key=cfg.ssh_public_key.strip()).encode()).decode()
+        custom_data = base64.b64encode(cloud_init(args.role, cfg.ssh_public_key).encode()).decode()
+        storage: dict = {"image_reference": DEBIAN_12,
+                         "os_disk": {"create_option": "FromImage", "delete_option": "Delete",
+                                     "managed_disk": {"storage_account_type": "Premium_LRS"}}}
+        if args.role == "db":
+            # Detach, not Delete: replacing the VM must not take the database with it.
+            storage["data_disks"] = [{"lun": POSTGRES_DATA_LUN, "name": f"{name}-pgdata", "create_option": "Empty",
+                                      "disk_size_gb": POSTGRES_DATA_DISK_GB, "caching": "ReadOnly",
+                                      "delete_option": "Detach",
+                                      "managed_disk": {"storage_account_type": "Premium_LRS"}}]
         self.vm = compute.VirtualMachine(
             f"{name}-vm", resource_group_name=args.resource_group_name, location=cfg.azure_location,
             hardware_profile={"vm_size": cfg.db_vm_size if args.role == "db" else cfg.vm_size},
@@ -68,9 +96,9 @@ class Vm(pulumi.ComponentResource):
                     "patch_settings": {"patch_mode": "ImageDefault", "assessment_mode": "ImageDefault"},
                 },
             },
-            storage_profile={"image_reference": DEBIAN_12,
-                             "os_disk": {"create_option": "FromImage", "delete_option": "Delete",
-                                         "managed_disk": {"storage_account_type": "Premium_LRS"}}},
+            storage_profile=storage,
+            # Managed boot diagnostics: the serial console still works after a firewall lockout.
+            diagnostics_profile={"boot_diagnostics": {"enabled": True}},
             security_profile={"encryption_at_host": True},   # REST-01: host + platform-managed keys
             identity={"type": "SystemAssigned"},
             tags={**cfg.tags, "role": args.role}, opts=child)

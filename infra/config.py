@@ -11,7 +11,12 @@ EU_AZURE_LOCATIONS = frozenset({
     "swedencentral", "swedensouth", "italynorth", "polandcentral", "spaincentral", "austriaeast",
     "belgiumcentral"})
 EU_AWS_REGIONS = frozenset({"eu-central-1", "eu-west-1", "eu-west-3", "eu-south-1", "eu-south-2", "eu-north-1"})
-ENVIRONMENTS = ("dev", "staging", "prod")
+ENVIRONMENTS = ("dev", "staging", "prod", "lab")   # lab: the lab twin runs this program under mocks
+# Address space reserved for documentation (RFC 5737, RFC 3849): nobody's traffic comes from it.
+DOCUMENTATION_RANGES = tuple(ipaddress.ip_network(n) for n in (
+    "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
+# The widest source a rule may name before it counts as "the internet" (config and policy pack alike).
+WIDEST_ADMIN_PREFIX = {4: 16, 6: 48}
 DATA_CLASSIFICATIONS = ("confidential", "internal", "public")
 
 
@@ -45,10 +50,10 @@ class StackConfig:
         net = ipaddress.ip_network(self.address_space)
         if not net.is_private or net.prefixlen > 20:
             raise StackConfigError(f"addressSpace {self.address_space}: a private /20 or larger")
-        for c in self.admin_cidrs:
-            cidr = ipaddress.ip_network(c)
-            if cidr.prefixlen == 0:
-                raise StackConfigError("adminCidrs: 0.0.0.0/0 would open SSH to the internet")
+        _check_admin_cidrs(self.admin_cidrs)
+        if self.use_flexible_server:
+            raise StackConfigError("useFlexibleServer: not supported (no private DNS zone, roles or backups for a "
+                                   "managed server); remove the key to run Postgres on the db VM")
         if not self.ssh_public_key.startswith(("ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-")):
             raise StackConfigError("sshPublicKey: an OpenSSH public key (pulumi config set sshPublicKey "
                                    "\"$(cat ~/.ssh/id_ed25519.pub)\")")
@@ -58,8 +63,8 @@ class StackConfig:
             raise StackConfigError("owner: the team that owns this stack")
 
     def subnet(self, role: str) -> str:
-        """app, db, ops (and postgres for the flexible server) get /24s in that order."""
-        index = {"app": 1, "db": 2, "ops": 3, "postgres": 4}[role]
+        """app, db, ops get /24s in that order."""
+        index = {"app": 1, "db": 2, "ops": 3}[role]
         return str(list(ipaddress.ip_network(self.address_space).subnets(new_prefix=24))[index])
 
     def host_ip(self, role: str) -> str:
@@ -80,10 +85,51 @@ class StackConfig:
                 environment=c.require("environment"), azure_location=c.require("azureLocation"),
                 aws_region=c.require("awsRegion"), owner=c.require("owner"),
                 address_space=c.get("addressSpace") or "10.10.0.0/16",
-                admin_cidrs=tuple(c.get_object("adminCidrs") or ()), ssh_public_key=c.require("sshPublicKey"),
+                admin_cidrs=_admin_cidrs_from(c.get_object("adminCidrs")),
+                ssh_public_key=c.require("sshPublicKey"),
                 vm_size=c.get("vmSize") or "Standard_B2s", db_vm_size=c.get("dbVmSize") or "Standard_B2ms",
                 use_flexible_server=c.get_bool("useFlexibleServer") or False,
                 data_classification=c.get("dataClassification") or "confidential",
             )
         except ValueError as exc:
             raise StackConfigError(f"stack {pulumi.get_stack()}: {exc}") from exc
+
+
+SET_ADMIN_CIDRS = "pulumi config set --path 'adminCidrs[0]' <your office's public egress range, e.g. a /32>"
+
+
+def _admin_cidrs_from(value: object) -> tuple[str, ...]:
+    if value is None:
+        raise StackConfigError(f"adminCidrs: not set; the public ranges SSH comes from ({SET_ADMIN_CIDRS})")
+    if isinstance(value, str) or not isinstance(value, list):
+        raise StackConfigError(f"adminCidrs: a list of CIDRs, got {value!r} ({SET_ADMIN_CIDRS})")
+    return tuple(str(v) for v in value)
+
+
+def _check_admin_cidrs(cidrs: tuple[str, ...]) -> None:
+    """Admin ranges are where SSH to the jump host's public address comes from: globally routable,
+    narrow, and not a documentation range (a stack file's placeholder locks everyone out)."""
+    if not cidrs:
+        raise StackConfigError(f"adminCidrs: empty; nobody could reach SSH ({SET_ADMIN_CIDRS})")
+    for c in cidrs:
+        try:
+            cidr = ipaddress.ip_network(c, strict=True)
+        except ValueError as exc:
+            raise StackConfigError(f"adminCidrs: {c!r} is not a CIDR ({exc})") from None
+        if cidr.prefixlen == 0:
+            raise StackConfigError(f"adminCidrs: {c} would open SSH to the internet")
+        if any(cidr.overlaps(d) for d in DOCUMENTATION_RANGES if d.version == cidr.version):
+            raise StackConfigError(f"adminCidrs: {c} is a documentation range (RFC 5737/3849), not a real "
+                                   f"network ({SET_ADMIN_CIDRS})")
+        if not cidr.is_global:
+            raise StackConfigError(f"adminCidrs: {c} is not a public range; SSH reaches the jump host's public "
+                                   f"address, so only public sources ever match ({SET_ADMIN_CIDRS})")
+        if cidr.prefixlen < WIDEST_ADMIN_PREFIX[cidr.version]:
+            raise StackConfigError(f"adminCidrs: {c} is wider than /{WIDEST_ADMIN_PREFIX[cidr.version]}; name "
+                                   f"the admin networks, not a slice of the internet")
+    for version, widest in WIDEST_ADMIN_PREFIX.items():
+        nets = [ipaddress.ip_network(c) for c in cidrs if ipaddress.ip_network(c).version == version]
+        total = sum(n.num_addresses for n in ipaddress.collapse_addresses(nets))  # type: ignore[arg-type]
+        if total > 2 ** ((32 if version == 4 else 128) - widest):
+            raise StackConfigError(f"adminCidrs: together wider than one /{widest}; name the admin networks, "
+                                   f"not a slice of the internet")

@@ -20,7 +20,9 @@ from trustops import inventory
 def stack_outputs(stack: str | None, from_file: str | None) -> dict:
     if from_file:
         return json.loads(Path(from_file).read_text())
-    args = ["pulumi", "stack", "output", "--json", "--show-secrets"] + (["--stack", stack] if stack else [])
+    # Only the `inventory` output, and no --show-secrets: the inventory holds no secret, and a
+    # decrypted copy of every output has no business in Ansible's process or its logs.
+    args = ["pulumi", "stack", "output", "--json"] + (["--stack", stack] if stack else [])
     try:
         proc = subprocess.run(args, capture_output=True, text=True, check=False,
                               cwd=Path(__file__).resolve().parent.parent)

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pulumi
 import yaml
+from pulumi.runtime.mocks import MockMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+MOCK_ACCOUNT_ID = "123456789012"   # moto's default account, so the lab twin's buckets match
 
 
 @dataclass
@@ -19,18 +23,42 @@ class Declared:
     type: str
     name: str
     inputs: dict
+    parent: str = ""                              # the parent's URN, as CrossGuard sees it
+    dependencies: tuple[str, ...] = ()            # URNs this resource waits for (depends_on and inputs)
+    urn: str = ""
+
+
+class RecordingMonitor(MockMonitor):
+    """The mock monitor, also recording each registration's URN, parent and dependencies (the
+    engine orders creation by these; Mocks.new_resource is not told them)."""
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            declared = next(d for d in reversed(self.mocks.resources)
+                            if d.type == request.type and d.name == request.name and not d.urn)
+            declared.parent = request.parent
+            declared.urn = response.urn
+            declared.dependencies = tuple(request.dependencies)
+        return response
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    """Records every resource; with preview=True it returns no provider-computed values (ids, ARNs,
+    addresses), as a preview of a new stack sees them: unknown."""
+
+    def __init__(self, preview: bool = False) -> None:
         self.resources: list[Declared] = []
+        self.preview = preview
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         inputs = dict(args.inputs)
         self.resources.append(Declared(args.typ, args.name, inputs))
         state = dict(inputs)
+        if self.preview:
+            return ["", state]
         if args.typ == "azure-native:network:PublicIPAddress":
-            state["ipAddress"] = "203.0.113.10"
+            state["ipAddress"] = "203.0.113.10" if args.name.endswith("app-pip") else "203.0.113.20"
         if args.typ == "azure-native:compute:VirtualMachine":
             state["identity"] = {"type": "SystemAssigned", "principalId": f"principal-{args.name}"}
         if args.typ == "azure-native:keyvault:Vault":
@@ -42,6 +70,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["result"] = "generated-at-deploy-time"
         if args.typ == "random:index/randomBytes:RandomBytes":
             state["base64"] = "Z2VuZXJhdGVkLWF0LWRlcGxveS10aW1l"
+        if args.typ == "aws:iam/accessKey:AccessKey":
+            state["secret"] = "generated-at-deploy-time"
         if args.typ == "azure-native:dbforpostgresql:Server":
             state["fullyQualifiedDomainName"] = f"{args.name}.postgres.database.azure.com"
         state.setdefault("name", inputs.get("name", args.name))
@@ -52,20 +82,42 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"tenantId": "00000000-0000-0000-0000-000000000001",
                     "subscriptionId": "00000000-0000-0000-0000-000000000002",
                     "clientId": "c", "objectId": "o"}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": MOCK_ACCOUNT_ID, "arn": f"arn:aws:iam::{MOCK_ACCOUNT_ID}:user/mocks",
+                    "id": MOCK_ACCOUNT_ID, "userId": "mocks"}
         return {}
 
 
 def stack_config(stack: str) -> dict[str, str]:
+    """The stack file's config plus what an operator sets with `pulumi config set` (never committed):
+    a public key and admin CIDRs, both made at run time."""
     doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     cfg = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in doc.items()}
     cfg["trustops:sshPublicKey"] = _public_key()
+    cfg.setdefault("trustops:adminCidrs", json.dumps([public_admin_cidr()]))
     return cfg
 
 
-def run(stack: str, config_override: dict[str, str] | None = None, program=None):
-    """Declares the stack's resources under mocks; returns (resources, resolved outputs)."""
-    mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="trustops", stack=stack, preview=False)
+def public_admin_cidr() -> str:
+    """A random globally routable /28 that is no documentation range (nothing is sent to it)."""
+    import ipaddress
+    import random
+
+    from trustops.infra.config import DOCUMENTATION_RANGES
+
+    while True:
+        net = ipaddress.ip_network(f"{random.randint(1, 223)}.{random.randint(0, 255)}."
+                                   f"{random.randint(0, 255)}.{random.randrange(0, 256, 16)}/28")
+        if net.is_global and not any(net.overlaps(d) for d in DOCUMENTATION_RANGES if d.version == 4):
+            return str(net)
+
+
+def run(stack: str, config_override: dict[str, str] | None = None, program=None, preview: bool = False):
+    """Declares the stack's resources under mocks; returns (resources, resolved outputs).
+    preview=True: as a preview of a new stack (computed values unknown)."""
+    mocks = RecordingMocks(preview=preview)
+    pulumi.runtime.set_mocks(mocks, project="trustops", stack=stack, preview=preview,
+                             monitor=RecordingMonitor(mocks))
     pulumi.runtime.set_all_config({**stack_config(stack), **(config_override or {})})
     if program is None:
         from trustops.infra.program import main as program
@@ -100,6 +152,11 @@ def _settle() -> None:
         _sync_await  # keep linters quiet about the import
 
 
+def as_policy_resources(resources: list[Declared]) -> list[tuple[str, str, dict]]:
+    """(type, name, props) as the policy functions take them."""
+    return [(r.type, r.name, r.inputs) for r in resources]
+
+
 def _public_key() -> str:
     """A public key made at run time (nothing key-like is committed, not even for mocks)."""
     from cryptography.hazmat.primitives import serialization
@@ -117,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     (stack,) = argv if argv is not None else sys.argv[1:]
     resources, _ = run(stack)
-    found = evaluate([(r.type, r.name, r.inputs) for r in resources])
+    found = evaluate(as_policy_resources(resources))
     print(json.dumps({"stack": stack, "resources": len(resources), "policies": found}))
     return 0
 

@@ -1,8 +1,10 @@
-"""The VNet, one subnet per role, and one NSG per role that says who may reach what.
+"""The VNet, one subnet per role, one NSG per role that says who may reach what, and a NAT gateway
+that gives the private subnets (db, ops) their only way out.
 
-Internet -> app: 443 and 80 (the redirect) only. SSH: from the admin CIDRs to the app VM (the
-jump host), and from the app and ops subnets to db and ops. Postgres 5432: from the app subnet
-only, then an explicit Deny from everywhere else, so a later broad rule cannot open it.
+Every inbound flow is written once, in FLOWS, and is exactly what the Ansible roles configure
+(the firewall role's allow lists, Prometheus's scrapes, the monitors' alerts, SSH through the jump
+host); tests/infra/test_flows.py holds the NSGs and UFW to the same list. Postgres 5432 also gets
+an explicit Deny from everywhere else, so a later broad rule cannot open it.
 """
 from __future__ import annotations
 
@@ -14,33 +16,78 @@ from pulumi_azure_native import network
 from trustops.infra.config import StackConfig
 
 DENY_ALL_INBOUND_PRIORITY = 4000
+PRIVATE_ROLES = ("db", "ops")        # no public IP, no default outbound: egress through the NAT gateway
+NAT_IDLE_TIMEOUT_MINUTES = 10
 
 
-def _rule(name: str, priority: int, port: str, source: str, access: str = "Allow", protocol: str = "Tcp",
+@dataclass(frozen=True)
+class Flow:
+    """Inbound to `to` on `port` from `source`: internet, admin (the adminCidrs), jump (the app VM's
+    private address: SSH and the admin's tunnels behind it) or a role's subnet."""
+    to: str
+    port: int
+    source: str
+    what: str
+
+
+FLOWS: tuple[Flow, ...] = (
+    Flow("app", 443, "internet", "https"),
+    Flow("app", 80, "internet", "http-redirect"),
+    Flow("app", 22, "admin", "ssh"),
+    Flow("app", 9100, "ops", "node-metrics"),
+    Flow("app", 9469, "ops", "monitor-metrics"),
+    Flow("app", 9470, "ops", "app-metrics"),
+    Flow("db", 5432, "app", "postgres"),
+    Flow("db", 22, "jump", "ssh"),
+    Flow("db", 9100, "ops", "node-metrics"),
+    Flow("db", 9469, "ops", "monitor-metrics"),
+    Flow("ops", 22, "jump", "ssh"),
+    Flow("ops", 9090, "jump", "prometheus-tunnel"),
+    Flow("ops", 9093, "jump", "alertmanager-tunnel"),
+    Flow("ops", 9093, "app", "alerts"),
+    Flow("ops", 9093, "db", "alerts"),
+)
+
+
+def flow_sources(cfg: StackConfig, source: str) -> list[str]:
+    """The NSG source prefixes of a flow's symbolic source."""
+    if source == "internet":
+        return ["Internet"]
+    if source == "admin":
+        return list(cfg.admin_cidrs)
+    if source == "jump":
+        return [f"{cfg.host_ip('app')}/32"]
+    return [cfg.subnet(source)]
+
+
+def _rule(name: str, priority: int, port: str, sources: list[str], access: str = "Allow", protocol: str = "Tcp",
           destination: str = "*") -> dict:
-    return {"name": name, "priority": priority, "direction": "Inbound", "access": access, "protocol": protocol,
-            "source_address_prefix": source, "source_port_range": "*",
-            "destination_address_prefix": destination, "destination_port_range": port}
+    rule = {"name": name, "priority": priority, "direction": "Inbound", "access": access, "protocol": protocol,
+            "source_port_range": "*", "destination_address_prefix": destination, "destination_port_range": port}
+    if len(sources) == 1:
+        rule["source_address_prefix"] = sources[0]
+    else:
+        rule["source_address_prefixes"] = sources
+    return rule
 
 
 def nsg_rules(cfg: StackConfig, role: str) -> list[dict]:
     """The inbound rules of a role's NSG (plain data, so tests and policies can read them)."""
-    app, db, ops = cfg.subnet("app"), cfg.subnet("db"), cfg.subnet("ops")
     rules: list[dict] = []
-    if role == "app":
-        rules += [_rule("https-from-internet", 100, "443", "Internet"),
-                  _rule("http-redirect-from-internet", 110, "80", "Internet")]
-        rules += [_rule(f"ssh-from-admin-{i}", 200 + i, "22", c) for i, c in enumerate(cfg.admin_cidrs)]
-        rules += [_rule("metrics-from-ops", 300, "9100-9470", ops)]
     if role == "db":
-        rules += [_rule("postgres-from-app", 100, "5432", app),
-                  _rule("deny-postgres-from-anywhere-else", 110, "5432", "*", access="Deny", protocol="*"),
-                  _rule("ssh-from-jump", 200, "22", app), _rule("ssh-from-ops", 210, "22", ops),
-                  _rule("metrics-from-ops", 300, "9100-9470", ops)]
-    if role == "ops":
-        rules += [_rule("ssh-from-jump", 200, "22", app),
-                  _rule("prometheus-alertmanager-from-app", 300, "9090-9093", app)]
-    rules.append(_rule("deny-all-other-inbound", DENY_ALL_INBOUND_PRIORITY, "*", "*", access="Deny",
+        # the allow from the app subnet comes first (100), then the explicit deny (110)
+        rules.append(_rule("deny-postgres-from-anywhere-else", 110, "5432", ["*"], access="Deny", protocol="*"))
+    priority = 200
+    for flow in FLOWS:
+        if flow.to != role:
+            continue
+        if flow.port == 5432:
+            rules.insert(0, _rule(f"{flow.what}-from-{flow.source}", 100, "5432", flow_sources(cfg, flow.source)))
+            continue
+        priority += 10
+        rules.append(_rule(f"{flow.what}-from-{flow.source}", priority, str(flow.port),
+                           flow_sources(cfg, flow.source)))
+    rules.append(_rule("deny-all-other-inbound", DENY_ALL_INBOUND_PRIORITY, "*", ["*"], access="Deny",
                        protocol="*"))
     return rules
 
@@ -61,23 +108,32 @@ class Network(pulumi.ComponentResource):
             self.nsgs[role] = network.NetworkSecurityGroup(
                 f"{name}-{role}-nsg", resource_group_name=args.resource_group_name, location=cfg.azure_location,
                 security_rules=nsg_rules(cfg, role), tags=cfg.tags, opts=child)
+        # Controlled egress for the private subnets: one static Standard public IP on a NAT gateway,
+        # in the stack's EU region. apt, cloud-init, unattended upgrades and pg_dump to S3 leave here.
+        self.nat_ip = network.PublicIPAddress(
+            f"{name}-nat-pip", resource_group_name=args.resource_group_name, location=cfg.azure_location,
+            public_ip_allocation_method="Static", public_ip_address_version="IPv4", sku={"name": "Standard"},
+            tags={**cfg.tags, "role": "nat"}, opts=child)
+        self.nat = network.NatGateway(
+            f"{name}-nat", resource_group_name=args.resource_group_name, location=cfg.azure_location,
+            sku={"name": "Standard"}, public_ip_addresses=[{"id": self.nat_ip.id}],
+            idle_timeout_in_minutes=NAT_IDLE_TIMEOUT_MINUTES, tags=cfg.tags, opts=child)
         self.vnet = network.VirtualNetwork(
             f"{name}-vnet", resource_group_name=args.resource_group_name, location=cfg.azure_location,
             address_space={"address_prefixes": [cfg.address_space]}, tags=cfg.tags, opts=child)
+        # Subnets of one VNet are written one at a time: Azure refuses concurrent writes to a VNet
+        # (AnotherOperationInProgress), so each subnet depends on the one before it.
         self.subnets: dict[str, network.Subnet] = {}
-        roles = ["app", "db", "ops"] + (["postgres"] if cfg.use_flexible_server else [])
-        for role in roles:
-            extra: dict = {}
-            if role == "postgres":
-                extra["delegations"] = [{"name": "flexible-server",
-                                         "service_name": "Microsoft.DBforPostgreSQL/flexibleServers"}]
-                nsg = self.nsgs["db"]
-            else:
-                nsg = self.nsgs[role]
+        previous: list[pulumi.Resource] = []
+        for role in ("app", "db", "ops"):
+            private = role in PRIVATE_ROLES
             self.subnets[role] = network.Subnet(
                 f"{name}-{role}-subnet", resource_group_name=args.resource_group_name,
                 virtual_network_name=self.vnet.name, address_prefix=cfg.subnet(role),
-                network_security_group={"id": nsg.id},
-                service_endpoints=[{"service": "Microsoft.KeyVault"}] if role != "postgres" else None,
-                default_outbound_access=False if role != "app" else None, opts=child, **extra)
-        self.register_outputs({"vnet_id": self.vnet.id})
+                network_security_group={"id": self.nsgs[role].id},
+                service_endpoints=[{"service": "Microsoft.KeyVault"}],
+                nat_gateway={"id": self.nat.id} if private else None,
+                default_outbound_access=False if private else None,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=previous))
+            previous = [self.subnets[role]]
+        self.register_outputs({"vnet_id": self.vnet.id, "nat_ip": self.nat_ip.id})

@@ -1,18 +1,23 @@
 """The stack: reads config, pins providers to the EU regions, wires the components, and exports
-the inventory in the contract's shape (trustops/inventory.py) for Ansible."""
+the inventory in the contract's shape (trustops/inventory.py) for Ansible. No output carries a
+secret: each host reads its own secrets from Key Vault with its managed identity (vault.py)."""
 from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
 from pulumi_azure_native import Provider as AzureProvider
-from pulumi_azure_native import dbforpostgresql, resources
+from pulumi_azure_native import resources
 
-from trustops.infra.compute import Vm, VmArgs
+from trustops.infra.compute import POSTGRES_DATA_DEVICE, POSTGRES_DATA_MOUNT, Vm, VmArgs
 from trustops.infra.config import StackConfig
 from trustops.infra.network import Network, NetworkArgs
 from trustops.infra.storage import Buckets, BucketsArgs
-from trustops.infra.vault import Vault, VaultArgs
+from trustops.infra.vault import Vault, VaultArgs, access_key_secret
 from trustops import inventory
+
+HOSTS = {"app": "app-1", "db": "db-1", "ops": "ops-1"}
+# Which writer's key each host gets (and nothing else): the app stores receipts, db writes backups.
+HOST_AWS_WRITER = {"app": "files", "db": "backups"}
 
 
 def main() -> dict[str, pulumi.Output]:
@@ -24,62 +29,58 @@ def main() -> dict[str, pulumi.Output]:
     rg = resources.ResourceGroup(f"trustops-{cfg.environment}", location=cfg.azure_location, tags=cfg.tags,
                                  opts=opts)
     net = Network("trustops", NetworkArgs(cfg, rg.name), opts)
-    roles = ["app", "ops"] + ([] if cfg.use_flexible_server else ["db"])
     vms = {role: Vm(f"trustops-{role}", VmArgs(cfg, role, rg.name, net.subnets[role].id, public=role == "app"),
-                    opts) for role in roles}
-    vault = Vault("trustops", VaultArgs(cfg, rg.name, [net.subnets[r].id for r in ("app", "db", "ops")],
-                                        readers={r: vms[r].vm.identity.principal_id for r in vms}), opts)
+                    opts) for role in ("app", "db", "ops")}
     buckets = Buckets("trustops", BucketsArgs(cfg, aws_eu))
-
-    db_host: pulumi.Input[str] = cfg.host_ip("db")
-    if cfg.use_flexible_server:
-        db_host = _flexible_server(cfg, rg, net, vault, opts)
+    host_secrets = {
+        HOSTS[role]: (vms[role].vm.identity.principal_id,
+                      {access_key_secret(purpose): buckets.credentials_json(purpose)})
+        for role, purpose in HOST_AWS_WRITER.items()}
+    vault = Vault("trustops", VaultArgs(cfg, rg.name, [net.subnets[r].id for r in ("app", "db", "ops")],
+                                        host_secrets=host_secrets, field_key_host=HOSTS["app"]), opts)
 
     app_ip = vms["app"].public_ip.ip_address  # type: ignore[union-attr]
-    inv = pulumi.Output.all(app_ip, buckets.buckets["backups"].bucket, buckets.buckets["files"].bucket,
-                            db_host, vault.vault.properties.vault_uri).apply(
-        lambda a: _inventory(cfg, app_public_ip=a[0], backups=a[1], files=a[2], db_host=a[3], vault_uri=a[4]))
+    inv = pulumi.Output.all(app_ip, buckets.names["backups"], buckets.names["files"],
+                            vault.vault.properties.vault_uri, net.nat_ip.ip_address).apply(
+        lambda a: _inventory(cfg, app_public_ip=a[0], backups=a[1], files=a[2], vault_uri=a[3],
+                             nat_ip=a[4], vault_secrets=vault.secret_names))
     outputs = {
         "inventory": inv,
         "resourceGroup": rg.name,
         "vaultUri": vault.vault.properties.vault_uri,
         "appPublicIp": app_ip,
-        "backupsBucket": buckets.buckets["backups"].bucket,
-        "filesBucket": buckets.buckets["files"].bucket,
-        "databaseHost": pulumi.Output.from_input(db_host),
-        "secrets": pulumi.Output.secret(vault.secrets),
+        "egressIp": net.nat_ip.ip_address,
+        "backupsBucket": buckets.names["backups"],
+        "filesBucket": buckets.names["files"],
     }
     for k, v in outputs.items():
         pulumi.export(k, v)
     return outputs
 
 
-def _inventory(cfg: StackConfig, app_public_ip: str, backups: str, files: str, db_host: str,
-               vault_uri: str) -> dict:
+def _inventory(cfg: StackConfig, app_public_ip: str, backups: str, files: str, vault_uri: str, nat_ip: str,
+               vault_secrets: dict[str, list[str]]) -> dict:
+    """Ansible reaches app over its public IP from the admin CIDRs, and db and ops through it
+    (ProxyJump): their SSH comes from the app VM's private address, so that is what their
+    firewalls must let in."""
     jump = f"-o ProxyJump=deploy@{app_public_ip}"
-    hosts = [inventory.Host("app-1", "app", app_public_ip, cfg.host_ip("app")),
-             inventory.Host("ops-1", "ops", cfg.host_ip("ops"), cfg.host_ip("ops"), ssh_common_args=jump)]
-    if not cfg.use_flexible_server:
-        hosts.append(inventory.Host("db-1", "db", cfg.host_ip("db"), cfg.host_ip("db"), ssh_common_args=jump))
+    behind_jump = (f"{cfg.host_ip('app')}/32",)
+    hosts = [inventory.Host(HOSTS["app"], "app", app_public_ip, cfg.host_ip("app"), ssh_sources=cfg.admin_cidrs),
+             inventory.Host(HOSTS["db"], "db", cfg.host_ip("db"), cfg.host_ip("db"), ssh_common_args=jump,
+                            ssh_sources=behind_jump),
+             inventory.Host(HOSTS["ops"], "ops", cfg.host_ip("ops"), cfg.host_ip("ops"), ssh_common_args=jump,
+                            ssh_sources=behind_jump)]
     site = inventory.Site(
         environment=cfg.environment, cloud="azure",
         networks={"app": cfg.subnet("app"), "db": cfg.subnet("db"), "ops": cfg.subnet("ops"),
                   "admin": list(cfg.admin_cidrs)},
         s3=inventory.S3(region=cfg.aws_region, backups_bucket=backups, files_bucket=files),
         extra_vars={"trustops_azure_location": cfg.azure_location, "trustops_key_vault_uri": vault_uri,
-                    "trustops_database_host": db_host, "trustops_managed_database": cfg.use_flexible_server},
+                    # secret names only (never values): each host reads these with its managed identity
+                    "trustops_key_vault_secrets": {h: list(n) for h, n in sorted(vault_secrets.items())},
+                    "trustops_egress_ip": nat_ip,
+                    "trustops_postgres_data_device": POSTGRES_DATA_DEVICE,
+                    "trustops_postgres_data_mount": POSTGRES_DATA_MOUNT,
+                    "trustops_database_host": cfg.host_ip("db"), "trustops_managed_database": False},
     )
     return inventory.build(site, hosts)
-
-
-def _flexible_server(cfg, rg, net, vault, opts) -> pulumi.Output:
-    """Azure Database for PostgreSQL (flexible server), private access only, in place of the db VM."""
-    server = dbforpostgresql.Server(
-        "trustops-postgres", resource_group_name=rg.name, location=cfg.azure_location, version="15",
-        sku={"name": "Standard_B2ms", "tier": "Burstable"}, storage={"storage_size_gb": 64},
-        administrator_login="trustops_admin",
-        administrator_login_password=vault.secrets["db-trustops-admin-password"],
-        network={"delegated_subnet_resource_id": net.subnets["postgres"].id, "public_network_access": "Disabled"},
-        backup={"backup_retention_days": 7, "geo_redundant_backup": "Disabled"},
-        tags=cfg.tags, opts=opts)
-    return server.fully_qualified_domain_name

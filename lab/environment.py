@@ -289,7 +289,7 @@ def _write_inventory(cfg: LabConfig, subnet: str, app_image: str) -> dict:
         info = _inspect(cfg.container(role))
         ip = info["NetworkSettings"]["Networks"][cfg.network]["IPAddress"]  # type: ignore[index]
         hosts.append(inventory.Host(name=role, role=role, ansible_host="127.0.0.1",
-                                    ansible_port=cfg.ports(role)[22], private_ip=ip))
+                                    ansible_port=cfg.ports(role)[22], private_ip=ip, ssh_sources=(subnet,)))
     s3_info = _inspect(cfg.container("s3"))
     s3_ip = s3_info["NetworkSettings"]["Networks"][cfg.network]["IPAddress"]  # type: ignore[index]
     site = inventory.Site(

@@ -15,10 +15,14 @@ inventory format) is:
         trustops_s3: {region, endpoint_url (null on AWS), backups_bucket, files_bucket}
       children:
         app: {hosts: {<name>: {ansible_host, ansible_port, private_ip, trustops_role: app,
+                               trustops_ssh_sources: [CIDR, ...],
                                ansible_ssh_common_args (optional, per host)}}}
         db:  {hosts: {...}}
         ops: {hosts: {...}}
 
+`trustops_ssh_sources` says where SSH (and the admin's tunnels) reach each host from: the admin
+CIDRs for the jump host, the jump host's address for the hosts behind it. The firewall role
+allows SSH from exactly these, so a converge never locks itself out.
 With `trustops_managed_database: true` (Azure Database for PostgreSQL in place of the db VM) the
 db group may be empty and `trustops_database_host` names the server.
 Every host belongs to exactly one role group; `private_ip` is the address other hosts use
@@ -46,11 +50,19 @@ class Host:
     private_ip: str
     ansible_port: int = 22
     ssh_common_args: str | None = None   # per host, e.g. a ProxyJump through the app VM
+    ssh_sources: tuple[str, ...] = ()    # networks SSH to this host comes from (the firewall allows these)
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise InventoryError(f"host {self.name!r}: role {self.role!r} is not one of {ROLES}")
         ipaddress.ip_address(self.private_ip)
+        if isinstance(self.ssh_sources, str):
+            raise InventoryError(f"host {self.name!r}: ssh_sources is a list of CIDRs, not a string")
+        for cidr in self.ssh_sources:
+            try:
+                ipaddress.ip_network(str(cidr))
+            except ValueError as exc:
+                raise InventoryError(f"host {self.name!r}: ssh source {cidr!r}: {exc}") from None
         if not 0 < self.ansible_port < 65536:
             raise InventoryError(f"host {self.name!r}: port {self.ansible_port} out of range")
 
@@ -94,6 +106,9 @@ def build(site: Site, hosts: list[Host]) -> dict:
     missing = [r for r in ROLES if not any(h.role == r for h in hosts) and not (r == "db" and managed_db)]
     if missing:
         raise InventoryError(f"no host for role(s) {missing}")
+    blind = [h.name for h in hosts if not h.ssh_sources]
+    if blind:
+        raise InventoryError(f"host(s) {blind} name no ssh_sources: the firewall would lock Ansible out")
     all_vars: dict[str, object] = {
         "trustops_environment": site.environment,
         "trustops_cloud": site.cloud,
@@ -123,6 +138,7 @@ def build(site: Site, hosts: list[Host]) -> dict:
             "ansible_port": h.ansible_port,
             "private_ip": h.private_ip,
             "trustops_role": h.role,
+            "trustops_ssh_sources": [str(c) for c in h.ssh_sources],
         }
         if h.ssh_common_args:
             hv["ansible_ssh_common_args"] = h.ssh_common_args
@@ -144,7 +160,8 @@ def validate(inventory: dict) -> dict:
         )
         hosts = [
             Host(name=name, role=role, ansible_host=hv["ansible_host"], private_ip=hv["private_ip"],
-                 ansible_port=int(hv["ansible_port"]), ssh_common_args=hv.get("ansible_ssh_common_args"))
+                 ansible_port=int(hv["ansible_port"]), ssh_common_args=hv.get("ansible_ssh_common_args"),
+                 ssh_sources=tuple(hv["trustops_ssh_sources"]))
             for role in ROLES
             for name, hv in (children[role]["hosts"] or {}).items()
         ]
