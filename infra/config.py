@@ -3,6 +3,7 @@ the EU: a non-EU region is refused before any resource is declared."""
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 
 # Azure regions in the EU/EEA (not UK, not Switzerland), and AWS regions in the EU.
@@ -85,7 +86,7 @@ class StackConfig:
                 environment=c.require("environment"), azure_location=c.require("azureLocation"),
                 aws_region=c.require("awsRegion"), owner=c.require("owner"),
                 address_space=c.get("addressSpace") or "10.10.0.0/16",
-                admin_cidrs=_admin_cidrs_from(c.get_object("adminCidrs")),
+                admin_cidrs=_admin_cidrs_from(c.get("adminCidrs")),
                 ssh_public_key=c.require("sshPublicKey"),
                 vm_size=c.get("vmSize") or "Standard_B2s", db_vm_size=c.get("dbVmSize") or "Standard_B2ms",
                 use_flexible_server=c.get_bool("useFlexibleServer") or False,
@@ -98,7 +99,12 @@ class StackConfig:
 SET_ADMIN_CIDRS = "pulumi config set --path 'adminCidrs[0]' <your office's public egress range, e.g. a /32>"
 
 
-def _admin_cidrs_from(value: object) -> tuple[str, ...]:
+def _admin_cidrs_from(raw: str | None) -> tuple[str, ...]:
+    """The raw config value: a JSON list (`pulumi config set --path 'adminCidrs[0]' ...`)."""
+    try:
+        value = json.loads(raw) if raw is not None else None
+    except ValueError:
+        value = raw
     if value is None:
         raise StackConfigError(f"adminCidrs: not set; the public ranges SSH comes from ({SET_ADMIN_CIDRS})")
     if isinstance(value, str) or not isinstance(value, list):

@@ -67,8 +67,13 @@ class Undecidable(Exception):
     """A policy needed a value that is unknown (a preview of a new stack): it cannot block."""
 
 
-UNKNOWN_SENTINELS = frozenset({"04da6b54-80e4-46f7-96ec-b56ff0331ba9", "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",
-                               "3eeb2bf0-c639-47a8-9e75-3b44932eb421"})
+# The engine's markers for values unknown at preview (string, boolean, number, array, asset, archive,
+# object), as pulumi_policy.proxy names them.
+UNKNOWN_SENTINELS = frozenset({
+    "04da6b54-80e4-46f7-96ec-b56ff0331ba9", "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",
+    "3eeb2bf0-c639-47a8-9e75-3b44932eb421", "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",
+    "030794c1-ac77-496b-92df-f27374a8bd58", "e48ece36-62e2-4504-bad9-02848725956a",
+    "dd056dcd-154b-4c76-9bd3-c8f88648b5ff"})
 
 
 def _is_unknown(value: Any) -> bool:
@@ -468,7 +473,14 @@ def postgres_explicit_deny(resources: list[Resource]) -> list[str]:
                   and 5432 in (_ports(r) or {5432})]
         if not denies:
             out.append(f"NSG {name} allows 5432 without an explicit deny from everywhere else")
-        elif min(float(d.get("priority", 4096)) for d in denies) < max(float(a.get("priority", 0)) for a in allows):
+            continue
+        try:
+            first_deny = min(float(d.get("priority", 4096)) for d in denies)
+            last_allow = max(float(a.get("priority", 0)) for a in allows)
+        except (TypeError, ValueError):
+            out.append(f"NSG {name}: a 5432 rule has an unreadable priority")
+            continue
+        if first_deny < last_allow:
             out.append(f"NSG {name}: the 5432 deny comes before an allow (lower priority number)")
     return out
 

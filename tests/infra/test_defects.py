@@ -143,10 +143,19 @@ def test_the_half_working_flexible_server_switch_is_refused_in_one_line():
     (["203.0.113.0/28"], "documentation range"),
     (["10.1.0.0/24"], "not a public range"),
     (["192.168.1.0/24", "172.16.0.0/16"], "not a public range"),
+    ("20.1.2.3/32", "a list of CIDRs"),            # a JSON string instead of a list
+    (["20.1.2.3/28"], "not a CIDR"),                # host bits set: a typo, not a network
 ])
 def test_program_refuses_placeholder_and_private_admin_ranges(cidrs, msg):
-    with pytest.raises(Exception, match=rf"adminCidrs: .*{msg}"):
+    with pytest.raises(Exception, match=rf"adminCidrs: .*{msg}") as err:
         harness.run("dev", config_override={"trustops:adminCidrs": json.dumps(cidrs)})
+    assert "\n" not in str(err.value).strip()
+
+
+def test_admin_cidrs_set_without_path_is_refused_in_one_line():
+    # `pulumi config set adminCidrs 20.1.2.3/32` stores a bare string, not JSON
+    with pytest.raises(Exception, match=r"adminCidrs: a list of CIDRs, got '20.1.2.3/32'"):
+        harness.run("dev", config_override={"trustops:adminCidrs": "20.1.2.3/32"})
 
 
 def test_stack_files_make_the_operator_set_admin_cidrs():
