@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 MOCK_ACCOUNT_ID = "123456789012"   # moto's default account, so the lab twin's buckets match
+GENERATED = "generated-at-deploy-time"   # what mocks answer for any provider-generated value
 
 
 @dataclass
@@ -67,11 +68,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ.startswith("aws:s3/bucket:Bucket"):
             state["arn"] = f"arn:aws:s3:::{inputs.get('bucket', args.name)}"
         if args.typ == "random:index/randomPassword:RandomPassword":
-            state["result"] = "generated-at-deploy-time"
+            state["result"] = GENERATED
         if args.typ == "random:index/randomBytes:RandomBytes":
             state["base64"] = "Z2VuZXJhdGVkLWF0LWRlcGxveS10aW1l"
         if args.typ == "aws:iam/accessKey:AccessKey":
-            state["secret"] = "generated-at-deploy-time"
+            state["secret"] = GENERATED
         if args.typ == "azure-native:dbforpostgresql:Server":
             state["fullyQualifiedDomainName"] = f"{args.name}.postgres.database.azure.com"
         state.setdefault("name", inputs.get("name", args.name))

@@ -15,7 +15,7 @@ from pulumi_azure_native import authorization, keyvault
 from trustops.infra.config import StackConfig
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
-FIELD_KEY_SECRET = "field-key-1"
+FIELD_KEY_NAME = "field-key-1"
 
 
 def access_key_secret(purpose: str) -> str:
@@ -56,7 +56,7 @@ class Vault(pulumi.ComponentResource):
         self.secret_names: dict[str, list[str]] = {}     # host -> the secrets it may read
         for host, (principal, secrets) in args.host_secrets.items():
             if host == args.field_key_host:
-                secrets = {FIELD_KEY_SECRET: self.field_key.base64, **secrets}
+                secrets = {FIELD_KEY_NAME: self.field_key.base64, **secrets}
             self.secret_names[host] = sorted(secrets)
             for secret_name, value in secrets.items():
                 secret = keyvault.Secret(

@@ -1,0 +1,97 @@
+"""Issue 15, defect 4: the path by which a host gets its own writer key: the VM's managed identity
+(IMDS) reads one Key Vault secret. Run against a loopback stand-in for IMDS and Key Vault that
+grants this "VM" exactly one secret, as the program's role assignment does."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "host_secret.py"
+GRANTED = "backups-writer-access-key"
+
+
+@pytest.fixture
+def cloud():
+    token = secrets.token_urlsafe(16)
+    key = {"aws_access_key_id": "AKIA" + secrets.token_hex(8).upper(), "aws_secret_access_key": secrets.token_urlsafe(30)}
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, code: int, doc: dict) -> None:
+            body = json.dumps(doc).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            seen.append(self.path)
+            if self.path.startswith("/metadata/identity/oauth2/token"):
+                ok = self.headers.get("Metadata") == "true" and "resource=https%3A%2F%2Fvault.azure.net" in self.path
+                return self._send(200, {"access_token": token}) if ok else self._send(400, {})
+            if self.headers.get("Authorization") != f"Bearer {token}":
+                return self._send(401, {})
+            if self.path.startswith(f"/secrets/{GRANTED}?"):
+                return self._send(200, {"value": json.dumps(key)})
+            return self._send(403, {"error": {"code": "Forbidden"}})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", key, seen
+    server.shutdown()
+
+
+def _run(base: str, *args: str):
+    return subprocess.run([sys.executable, str(SCRIPT), "--vault", base + "/", "--imds", base, *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_host_reads_its_own_key_into_a_private_file(cloud, tmp_path):
+    base, key, seen = cloud
+    out = tmp_path / "backup.env"
+    proc = _run(base, "--secret", GRANTED, "--out", str(out), "--format", "aws-env")
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() == (f"AWS_ACCESS_KEY_ID={key['aws_access_key_id']}\n"
+                               f"AWS_SECRET_ACCESS_KEY={key['aws_secret_access_key']}\n")
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert [p.split("?")[0] for p in seen] == ["/metadata/identity/oauth2/token", f"/secrets/{GRANTED}"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".host-secret-")]
+
+
+def test_another_hosts_secret_is_refused_in_one_line_and_nothing_is_written(cloud, tmp_path):
+    base, _, _ = cloud
+    out = tmp_path / "files.env"
+    proc = _run(base, "--secret", "files-writer-access-key", "--out", str(out), "--format", "aws-env")
+    assert proc.returncode == 1 and not out.exists()
+    assert proc.stderr.strip() == ("host_secret: Key Vault secret files-writer-access-key: HTTP 403 "
+                                   "(this VM's identity has no role on the secret)")
+
+
+def test_no_metadata_service_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as s:           # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _run(f"http://127.0.0.1:{port}", "--secret", GRANTED, "--out", str(tmp_path / "x"))
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert "managed identity token (IMDS): unreachable" in proc.stderr
+
+
+def test_hostile_secret_names_are_refused(cloud, tmp_path):
+    base, _, seen = cloud
+    proc = _run(base, "--secret", "../keys/x", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 1 and "letters, digits and dashes only" in proc.stderr and seen == []
