@@ -594,6 +594,10 @@ static int valid_utf8(const unsigned char *s, Py_ssize_t n) {
     return 1;
 }
 
+/* events.valid_ts: a time a log line may carry (1970 up to the end of year 9999) */
+#define MAX_TS 253402300800.0
+static int valid_ts(double ts) { return ts >= 0.0 && ts < MAX_TS; }
+
 static long long days_from_civil(long long y, unsigned m, unsigned d) {
     y -= m <= 2;
     long long era = (y >= 0 ? y : y - 399) / 400;
@@ -648,7 +652,7 @@ static int iso_time(const char *s, Py_ssize_t n, double *out) {
         offset = (num(z + 1, 2) * 3600 + num(z + zn - 2, 2) * 60) * (z[0] == '+' ? 1 : -1);
     }
     *out = base + frac - offset;
-    return 0;
+    return valid_ts(*out) ? 0 : -1;
 }
 
 static PyObject *py_iso_time(PyObject *m, PyObject *arg) {
@@ -666,6 +670,7 @@ typedef struct {
     PyObject *out;               /* detections of this batch */
     PyObject *by_source;         /* Pipeline.by_source or NULL */
     long long counts[NOUTCOMES];
+    long long failed;            /* lines whose handling raised: counted and skipped */
 } Sink;
 
 static int emit(Sink *k, CEvent *e) {
@@ -1327,6 +1332,7 @@ static int pg_line(PgScanner *sc, Sink *k, const char *s, Py_ssize_t n) {
         memcpy(buf, p, pn);
         buf[pn] = 0;
         ts = strtod(buf, NULL);
+        if (!valid_ts(ts)) { sc->unparsed++; Py_DECREF(pid); return 0; }
     } else ts = now_seconds();
     rc = pg_event(sc, k, pid, &m, ts);
     Py_DECREF(pid);
@@ -1367,7 +1373,20 @@ static int is_ascii(const char *s, Py_ssize_t n) { /* eight bytes at a time */
 
 typedef int (*line_fn)(PyObject *self, Sink *k, const char *s, Py_ssize_t n);
 
-/* feed(lines, events, by_source) -> (detections, invalid lines) */
+/* A line whose handling raised (a bug, or input nobody foresaw) is counted and skipped, as the
+   Python path does: no line may stop the stream. The first of a batch is written to stderr (the
+   journal). Out of memory and interrupts still propagate. */
+static int skip_failed_line(PyObject *self, Sink *k) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception) || PyErr_ExceptionMatches(PyExc_MemoryError)) return -1;
+    if (k->failed++ == 0) {
+        PySys_WriteStderr("trustops-monitor: a line could not be handled and was skipped:\n");
+        PyErr_PrintEx(0); /* the traceback, to sys.stderr; clears the error */
+    }
+    PyErr_Clear();
+    return 0;
+}
+
+/* feed(lines, events, by_source) -> (detections, invalid lines, lines whose handling failed) */
 static PyObject *feed_lines(PyObject *self, Engine *engine, PyObject *args, line_fn fn, int pg) {
     PyObject *lines, *events, *by_source;
     if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &lines, &PyDict_Type, &events, &by_source)) return NULL;
@@ -1391,15 +1410,15 @@ static PyObject *feed_lines(PyObject *self, Engine *engine, PyObject *args, line
             } else if (!is_ascii(s, n) && !valid_utf8((const unsigned char *)s, n)) invalid++;
             else {
                 while (n > 0 && s[n - 1] == '\r') n--;
-                if (fn(self, &k, s, n) < 0) goto fail;
+                if (fn(self, &k, s, n) < 0 && skip_failed_line(self, &k) < 0) goto fail;
             }
             if (nl == NULL) break;
             s = nl + 1;
         }
     }
-    if (pg && pg_flush((PgScanner *)self, &k) < 0) goto fail;
+    if (pg && pg_flush((PgScanner *)self, &k) < 0 && skip_failed_line(self, &k) < 0) goto fail;
     if (flush_counts(&k, events) < 0) goto fail;
-    return Py_BuildValue("(NL)", k.out, invalid);
+    return Py_BuildValue("(NLL)", k.out, invalid, k.failed);
 fail:
     flush_counts(&k, events);
     Py_DECREF(k.out);
@@ -1471,7 +1490,7 @@ static PyObject *pg_match(PgScanner *self, PyObject *arg) { /* for tests: the pr
 }
 
 static PyMethodDef pg_methods[] = {
-    {"feed", (PyCFunction)pg_feed, METH_VARARGS, "feed(lines, events, by_source) -> (detections, invalid)"},
+    {"feed", (PyCFunction)pg_feed, METH_VARARGS, "feed(lines, events, by_source) -> (detections, invalid, failed)"},
     {"tracked_pids", (PyCFunction)pg_tracked, METH_NOARGS, "connections whose address is remembered"},
     {"match", (PyCFunction)pg_match, METH_O, "the prefix match of one line, as a dict (tests)"},
     {NULL}};
@@ -1599,6 +1618,7 @@ static int ufw_line(PyObject *selfo, Sink *k, const char *s, Py_ssize_t n) {
         break;
     }
     if (src == NULL) { sc->unparsed++; return 0; }
+    if (dp && (dpe - dp > 5 || num(dp, (int)(dpe - dp)) > 65535)) { sc->unparsed++; return 0; } /* no such port */
     CEvent e;
     ev_init(&e, T_UFW, 0);
     SET(&e, F_DEST, str_of(dst, dste - dst));
@@ -1618,6 +1638,12 @@ static int ufw_line(PyObject *selfo, Sink *k, const char *s, Py_ssize_t n) {
         if (iso_time(line, sp ? sp - line : ln, &e.ts) < 0) { sc->unparsed++; ev_clear(&e); return 0; }
     } else {
         PyObject *t = PyObject_CallMethod(sc->parser, "_line_time", "s#", line, ln);
+        if (t == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) { /* no valid time: a bad line */
+            PyErr_Clear();
+            sc->unparsed++;
+            ev_clear(&e);
+            return 0;
+        }
         if (t == NULL) goto fail;
         e.ts = PyFloat_AsDouble(t);
         Py_DECREF(t);
@@ -1626,16 +1652,7 @@ static int ufw_line(PyObject *selfo, Sink *k, const char *s, Py_ssize_t n) {
     Py_INCREF(s_actions[act]);
     ev_set(&e, F_ACTION, s_actions[act]);
     SET(&e, F_PROTO, str_of(pr, pre - pr));
-    if (dp) {
-        if (dpe - dp <= 9) SET(&e, F_DPORT, PyLong_FromLong(num(dp, (int)(dpe - dp))));
-        else { /* int() of a long digit string, as Python's parser */
-            PyObject *digits = str_of(dp, dpe - dp);
-            if (digits == NULL) goto fail;
-            PyObject *v = PyLong_FromUnicodeObject(digits, 10);
-            Py_DECREF(digits);
-            SET(&e, F_DPORT, v);
-        }
-    }
+    if (dp) SET(&e, F_DPORT, PyLong_FromLong(num(dp, (int)(dpe - dp))));
     return emit(k, &e);
 fail:
     ev_clear(&e);
@@ -1670,7 +1687,7 @@ static void ufw_dealloc(UfwScanner *self) {
 }
 
 static PyMethodDef ufw_methods[] = {
-    {"feed", (PyCFunction)ufw_feed, METH_VARARGS, "feed(lines, events, by_source) -> (detections, invalid)"},
+    {"feed", (PyCFunction)ufw_feed, METH_VARARGS, "feed(lines, events, by_source) -> (detections, invalid, failed)"},
     {NULL}};
 
 static PyTypeObject UfwScannerType = {

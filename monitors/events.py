@@ -40,6 +40,16 @@ class Event:
         return self.reason or self.type.removeprefix("pg_")
 
 
+# The times a log line may carry: from the epoch to the end of year 9999 (what RFC 3339 and
+# datetime can print). A line outside is a bad line, not a crash further down (alert texts).
+MAX_TS = 253402300800.0
+
+
+def valid_ts(ts: float) -> bool:
+    """Whether ts is a time an event may carry (finite, 1970..9999)."""
+    return 0.0 <= ts < MAX_TS
+
+
 def remember(cache: dict, key, make, limit: int = 65536):
     """cache[key], made by make(key) on a miss; the cache is emptied when it passes `limit`, so a
     flood of distinct keys (addresses, timestamps) never grows memory without bound."""
@@ -91,7 +101,10 @@ def _iso_rest(s: str, base: float) -> float:
     if ((len(z) == 5 or (len(z) == 6 and z[3] == ":")) and z[0] in "+-"
             and all(c in _DIGITS for c in (z[1], z[2], z[-2], z[-1]))):
         offset = (int(z[1:3]) * 3600 + int(z[-2:]) * 60) * (1 if z[0] == "+" else -1)
-    return base + frac - offset
+    ts = base + frac - offset
+    if not valid_ts(ts):
+        raise ValueError(f"not a time after 1970: {s[:40]!r}")
+    return ts
 
 
 def iso_time(s: str) -> float:
@@ -120,12 +133,18 @@ class TimestampCache:
     def bsd(self, s: str) -> float:
         """'Nov 24 19:37:39' (syslog without a year: the year that puts it nearest to now)."""
         def parse() -> float:
-            mon, day, hms = s.split()
+            try:
+                mon, day, hms = s.split()
+                h, m, sec = (int(x) for x in hms.split(":"))
+                month, d = _MONTHS[mon], int(day)
+            except (KeyError, ValueError) as exc:
+                raise ValueError(f"not a syslog time: {s[:40]!r}") from exc
+            if not (1 <= d <= _MONTH_DAYS[month] + (month == 2) and h <= 23 and m <= 59 and sec <= 61):
+                raise ValueError(f"not a valid time: {s[:40]!r}")
             now = time.gmtime()
-            h, m, sec = (int(x) for x in hms.split(":"))
             best = None
             for year in (now.tm_year - 1, now.tm_year, now.tm_year + 1):
-                t = calendar.timegm((year, _MONTHS[mon], int(day), h, m, sec, 0, 0, 0))
+                t = calendar.timegm((year, month, d, h, m, sec, 0, 0, 0))
                 if best is None or abs(t - time.time()) < abs(best - time.time()):
                     best = t
             return float(best)

@@ -11,9 +11,10 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
         self.lines = Counter("lines_read", "Log lines read, by input.", ["input"], namespace=NS, registry=r)
-        self.parse_errors = Counter("parse_errors", "Lines skipped, by input and reason "
-                                    "(invalid_utf8, too_long, unparsed).", ["input", "reason"],
-                                    namespace=NS, registry=r)
+        self.lines_skipped = Counter("lines_skipped", "Lines skipped, by input and reason: invalid_utf8 "
+                                     "(or NUL bytes), too_long, unparsed (not understood), error (handling "
+                                     "raised; logged to the journal).", ["input", "reason"],
+                                     namespace=NS, registry=r)
         self.events = Counter("events", "Security events parsed, by source type and outcome.",
                               ["source_type", "outcome"], namespace=NS, registry=r)
         self.detections = Counter("detections", "Detections, by rule and severity.", ["rule", "severity"],

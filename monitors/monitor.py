@@ -162,6 +162,15 @@ _ATTACK_OUTCOMES = {"block", "limit_block", "pg_auth_failed:bad_password", "pg_a
 _UFW_OUTCOME = {"BLOCK": "block", "LIMIT BLOCK": "limit_block", "ALLOW": "allow", "AUDIT": "audit"}
 
 
+def _log_failure(raw: bytes) -> None:
+    """A line whose handling raised, to stderr (the journal): the first of each batch, with its
+    traceback, so the bug can be fixed; the stream goes on."""
+    import sys
+    import traceback
+    print(f"trustops-monitor: a line could not be handled and was skipped: {raw[:200]!r}", file=sys.stderr)
+    traceback.print_exc(file=sys.stderr)
+
+
 def _pg_line_matters(raw: bytes) -> bool:
     i = raw.find(b":  ")
     if i < 0:
@@ -197,25 +206,27 @@ class Pipeline:
         before = parser.unparsed
         scanner = self.scanners.get(name)
         if scanner is not None:
-            raw, invalid = scanner.feed(raw_lines, self.events, self.by_source)
+            raw, invalid, failed = scanner.feed(raw_lines, self.events, self.by_source)
             found = []
             for r in raw:
                 self._report(self.engine.detection(r), found)
         else:
-            found, invalid = self._process_python(parser, raw_lines)
+            found, invalid, failed = self._process_python(parser, raw_lines)
         self.lines[name] = self.lines.get(name, 0) + count_lines(raw_lines)
         if invalid:
             self.errors[(name, "invalid_utf8")] = self.errors.get((name, "invalid_utf8"), 0) + invalid
+        if failed:
+            self.errors[(name, "error")] = self.errors.get((name, "error"), 0) + failed
         unparsed = parser.unparsed - before
         if unparsed:
             self.errors[(name, "unparsed")] = self.errors.get((name, "unparsed"), 0) + unparsed
         return found
 
-    def _process_python(self, parser, raw_lines: list[bytes]) -> tuple[list[Detection], int]:
+    def _process_python(self, parser, raw_lines: list[bytes]) -> tuple[list[Detection], int, int]:
         is_pg = isinstance(parser, PostgresParser)
         is_stderr = is_pg and parser.fmt == "stderr"
         found: list[Detection] = []
-        invalid = 0
+        invalid = failed = 0
         handle = self._handle
         for raw in expand(raw_lines):
             if b"\x00" in raw:  # binary garbage
@@ -233,12 +244,21 @@ class Pipeline:
             except UnicodeDecodeError:
                 invalid += 1
                 continue
-            for e in parser.feed(line.rstrip("\r")):
-                handle(e, found)
+            try:
+                for e in parser.feed(line.rstrip("\r")):
+                    handle(e, found)
+            except Exception:  # noqa: BLE001 - no line may stop the stream: counted, skipped, logged
+                failed += 1
+                if failed == 1:
+                    _log_failure(raw)
         if is_pg:
-            for e in parser.flush():
-                handle(e, found)
-        return found, invalid
+            try:
+                for e in parser.flush():
+                    handle(e, found)
+            except Exception:  # noqa: BLE001
+                failed += 1
+                _log_failure(b"(end of batch)")
+        return found, invalid, failed
 
     def _handle(self, e: ev.Event, found: list[Detection]) -> None:
         if e.type == ev.UFW:
@@ -413,7 +433,7 @@ class Monitor:
                 st = tail.stats
                 for kind, n in (("rename", st.rotations), ("truncate", st.truncations)):
                     self._bump(self.metrics.rotations.labels(name, kind), ("rot", name + kind), n)
-                self._bump(self.metrics.parse_errors.labels(name, "too_long"), ("long", name), st.too_long)
+                self._bump(self.metrics.lines_skipped.labels(name, "too_long"), ("long", name), st.too_long)
             lag = tail.lag_bytes()
             self.metrics.lag_bytes.labels(name).set(lag)
             if lag > 0:
@@ -445,7 +465,7 @@ class Monitor:
         for name, n in p.lines.items():
             self._bump(self.metrics.lines.labels(name), ("lines", name), n)
         for (name, reason), n in p.errors.items():
-            self._bump(self.metrics.parse_errors.labels(name, reason), ("err", name, reason), n)
+            self._bump(self.metrics.lines_skipped.labels(name, reason), ("err", name, reason), n)
         for (stype, outcome), n in p.events.items():
             self._bump(self.metrics.events.labels(stype, outcome), ("ev", stype, outcome), n)
 

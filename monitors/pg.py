@@ -45,28 +45,36 @@ def _captured(slot: str, items: list, capture: bool) -> list:
 
 _DATE = [_cls(DIGIT, 4, 4), _lit("-"), _cls(DIGIT, 2, 2), _lit("-"), _cls(DIGIT, 2, 2), _lit(" "), _cls(DIGIT, 2, 2),
          _lit(":"), _cls(DIGIT, 2, 2), _lit(":"), _cls(DIGIT, 2, 2)]
+# Every class has an upper bound, the longest text Postgres can print there: names (user,
+# database, application) are cut to NAMEDATALEN - 1 = 63 bytes, numbers are at most 20 digits.
+# Bounded classes keep matching a prefix a constant amount of work, however long the line
+# (without bounds, '%m %a %a [%p] ' took 18 s on one 64 KiB line).
+NAME = 63
+NUMBER = 20
+ZONE = 32
+ADDRESS = 64
 _HOST = dict(slot="host", alts=("[local]", "[unknown]"))
 # escape -> (the slot it fills or None, its items)
 _ESCAPES = {
-    "m": ("ts", lambda c: _captured("ts", [*_DATE, _lit("."), _cls(DIGIT), _lit(" "), _cls(TZ)], c)),
-    "t": ("ts", lambda c: _captured("ts", [*_DATE, _lit(" "), _cls(TZ)], c)),
-    "n": ("epoch", lambda c: _captured("epoch", [_cls(DIGIT), _lit("."), _cls(DIGIT)], c)),
-    "p": ("pid", lambda c: [_cls(DIGIT, slot="pid" if c else None)]),
-    "u": ("user", lambda c: [_cls(USER, 0, slot="user" if c else None, alts=("[unknown]",))]),
-    "d": ("db", lambda c: [_cls(NONSPACE, 0, lazy=True, slot="db" if c else None, alts=("[unknown]",))]),
-    "h": ("host", lambda c: [_cls(HOST, 0, **(_HOST if c else dict(alts=_HOST["alts"])))]),
-    "r": ("host", lambda c: [_cls(HOST, 0, **(_HOST if c else dict(alts=_HOST["alts"]))),
-                             _opt(_lit("("), _cls(DIGIT), _lit(")"))]),
-    "a": (None, lambda c: [_cls(ANY, 0, lazy=True)]),
-    "c": (None, lambda c: [_cls(HEX), _lit("."), _cls(HEX)]),
-    "l": (None, lambda c: [_cls(DIGIT)]),
-    "s": (None, lambda c: [*_DATE, _lit(" "), _cls(TZ)]),
-    "v": (None, lambda c: [_opt(_cls(DIGIT), _lit("/"), _cls(DIGIT))]),
-    "x": (None, lambda c: [_cls(DIGIT)]),
+    "m": ("ts", lambda c: _captured("ts", [*_DATE, _lit("."), _cls(DIGIT, 1, 9), _lit(" "), _cls(TZ, 1, ZONE)], c)),
+    "t": ("ts", lambda c: _captured("ts", [*_DATE, _lit(" "), _cls(TZ, 1, ZONE)], c)),
+    "n": ("epoch", lambda c: _captured("epoch", [_cls(DIGIT, 1, NUMBER), _lit("."), _cls(DIGIT, 1, NUMBER)], c)),
+    "p": ("pid", lambda c: [_cls(DIGIT, 1, NUMBER, slot="pid" if c else None)]),
+    "u": ("user", lambda c: [_cls(USER, 0, NAME, slot="user" if c else None, alts=("[unknown]",))]),
+    "d": ("db", lambda c: [_cls(NONSPACE, 0, NAME, lazy=True, slot="db" if c else None, alts=("[unknown]",))]),
+    "h": ("host", lambda c: [_cls(HOST, 0, ADDRESS, **(_HOST if c else dict(alts=_HOST["alts"])))]),
+    "r": ("host", lambda c: [_cls(HOST, 0, ADDRESS, **(_HOST if c else dict(alts=_HOST["alts"]))),
+                             _opt(_lit("("), _cls(DIGIT, 1, NUMBER), _lit(")"))]),
+    "a": (None, lambda c: [_cls(ANY, 0, NAME, lazy=True)]),
+    "c": (None, lambda c: [_cls(HEX, 1, NUMBER), _lit("."), _cls(HEX, 1, NUMBER)]),
+    "l": (None, lambda c: [_cls(DIGIT, 1, NUMBER)]),
+    "s": (None, lambda c: [*_DATE, _lit(" "), _cls(TZ, 1, ZONE)]),
+    "v": (None, lambda c: [_opt(_cls(DIGIT, 1, NUMBER), _lit("/"), _cls(DIGIT, 1, NUMBER))]),
+    "x": (None, lambda c: [_cls(DIGIT, 1, NUMBER)]),
     "e": (None, lambda c: [_cls(UPPERDIG, 5, 5)]),
-    "i": (None, lambda c: [_cls(NONSPACE, 0)]),
-    "b": (None, lambda c: [_cls(ANY, 0, lazy=True)]),
-    "Q": (None, lambda c: [_opt(_lit("-")), _cls(DIGIT)]),
+    "i": (None, lambda c: [_cls(NONSPACE, 0, NAME)]),
+    "b": (None, lambda c: [_cls(ANY, 0, NAME, lazy=True)]),
+    "Q": (None, lambda c: [_opt(_lit("-")), _cls(DIGIT, 1, NUMBER)]),
     "%": (None, lambda c: [_lit("%")]),
 }
 _LEVELS = r"(?P<level>DEBUG\d|LOG|INFO|NOTICE|WARNING|ERROR|FATAL|PANIC|DETAIL|HINT|CONTEXT|STATEMENT|QUERY|LOCATION)"
@@ -101,7 +109,11 @@ def _prefix_items(prefix: str) -> list:
             items = make(slot not in used)  # a repeated escape is matched without capturing
             if slot:
                 used.add(slot)
-            out.extend(items if j == i + 1 else [_cls(SPACE, 0), *items, _cls(SPACE, 0)])
+            if j == i + 1:
+                out.extend(items)
+            else:  # padded to a width: at most that many spaces around it
+                pad = min(int("".join(filter(str.isdigit, prefix[i + 1:j]))[:4] or 0), 1000)
+                out.extend([_cls(SPACE, 0, pad), *items, _cls(SPACE, 0, pad)])
         else:
             raise PrefixError(f"log_line_prefix escape %{k} is not supported")
         i = j + 1
@@ -250,7 +262,10 @@ class PostgresParser:
         if g.get("ts"):
             return self.ts.iso(g["ts"])
         if g.get("epoch"):
-            return float(g["epoch"])
+            ts = float(g["epoch"])
+            if not ev.valid_ts(ts):
+                raise ValueError(f"not a valid time: {g['epoch'][:40]!r}")
+            return ts
         import time
         return time.time()
 
@@ -317,22 +332,29 @@ class PostgresParser:
         return program
 
     def _feed_json(self, line: str) -> list[Event]:
+        """One jsonlog record; a record of the wrong shape (a message that is a number, a pid
+        that is a list) is an unparsed line, never an exception."""
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             self.unparsed += 1
             return []
-        if not isinstance(rec, dict) or "error_severity" not in rec:
+        if not isinstance(rec, dict) or not isinstance(rec.get("error_severity"), str):
+            self.unparsed += 1
+            return []
+        texts = [rec.get(k) for k in ("message", "detail", "remote_host", "user", "dbname", "timestamp")]
+        pid = rec.get("pid", "")
+        if (not all(v is None or isinstance(v, str) for v in texts)
+                or not (isinstance(pid, str) or (type(pid) is int))):
             self.unparsed += 1
             return []
         try:
-            ts = self.ts.iso(str(rec["timestamp"])) if "timestamp" in rec else 0.0
+            ts = self.ts.iso(rec["timestamp"]) if rec.get("timestamp") is not None else 0.0
         except ValueError:
             self.unparsed += 1
             return []
-        pid = str(rec.get("pid", ""))
-        e = self._event(pid, rec["error_severity"], rec.get("message", ""), ts, rec.get("remote_host"),
+        e = self._event(str(pid), rec["error_severity"], rec.get("message") or "", ts, rec.get("remote_host"),
                         rec.get("user"), rec.get("dbname"))
         if e is not None and e.type == ev.PG_AUTH_FAILED:
-            e.reason = "unknown_role" if _RE_ROLE_MISSING.search(rec.get("detail", "")) else "bad_password"
+            e.reason = "unknown_role" if _RE_ROLE_MISSING.search(rec.get("detail") or "") else "bad_password"
         return [e] if e is not None else []

@@ -12,7 +12,7 @@ import re
 import time
 
 from trustops.monitors import events as ev
-from trustops.monitors.events import Event, TimestampCache, remember
+from trustops.monitors.events import Event, TimestampCache, remember, valid_ts
 
 _TAG = re.compile(r"\[UFW (BLOCK|LIMIT BLOCK|ALLOW|AUDIT|AUDIT INVALID|BLOCK INVALID)\] ", re.ASCII)
 # The fields rules use, in the kernel's fixed order; DPT only for TCP/UDP (not ICMP).
@@ -71,6 +71,9 @@ class UfwParser:
             self.unparsed += 1
             return None
         src, dst, proto, dpt = f.groups()
+        if dpt is not None and (len(dpt) > 5 or int(dpt) > 65535):  # no such port: a bad line
+            self.unparsed += 1
+            return None
         if self.only_dest is not None and dst not in self.only_dest:
             self.other_host += 1
             return None
@@ -89,18 +92,42 @@ class UfwParser:
         return remember(self._v6cache, addr, _compress)
 
     def _feed_json(self, line: str) -> list[Event]:
+        """One `journalctl -o json` record. Anything of the wrong shape (a MESSAGE that is a
+        number, a timestamp that is not one) is an unparsed line, never an exception."""
         try:
             rec = json.loads(line)
-            msg = rec["MESSAGE"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, RecursionError):
             self.unparsed += 1
             return []
+        msg = rec.get("MESSAGE") if isinstance(rec, dict) else None
         if isinstance(msg, list):  # journald sends non-UTF-8 messages as byte arrays
+            if not all(type(b) is int and 0 <= b <= 255 for b in msg):
+                self.unparsed += 1
+                return []
             msg = bytes(msg).decode("utf-8", "replace")
+        if not isinstance(msg, str):
+            self.unparsed += 1
+            return []
         i = msg.find("[UFW ")
         if i < 0:
             self.not_ufw += 1
             return []
         rt = rec.get("__REALTIME_TIMESTAMP")
-        e = self._parse(msg, i, ts=int(rt) / 1e6 if rt else time.time())
+        if rt:
+            ts = journal_time(rt)
+            if ts is None:
+                self.unparsed += 1
+                return []
+        else:
+            ts = time.time()
+        e = self._parse(msg, i, ts=ts)
         return [e] if e is not None else []
+
+
+def journal_time(rt) -> float | None:
+    """__REALTIME_TIMESTAMP (microseconds, a decimal string) in seconds, or None when it is not
+    one or out of range."""
+    if not isinstance(rt, str) or not rt.isascii() or not rt.isdigit() or len(rt) > 18:
+        return None
+    ts = int(rt) / 1e6
+    return ts if valid_ts(ts) else None
