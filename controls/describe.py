@@ -38,8 +38,8 @@ def _docstring(kind: str, target: str) -> str | None:
             from trustops.controls import properties
             fn = properties.PROPERTIES.get(target)
         else:
-            from trustops.controls import probes
-            fn = getattr(probes, "PROBES", {}).get(target)
+            from trustops.controls import live
+            return live.describe(target)   # the first sentence of its live check's docstring
     except Exception:  # noqa: BLE001 - words for a page: fall back to the check's name
         return None
     doc = (getattr(fn, "__doc__", None) or "").strip()

@@ -121,20 +121,16 @@ def run_code(check: Check, ctx: "Context") -> Outcome:
     return _from_problems(problems, output, "holds", f"property {check.target}")
 
 
-def run_probe(check: Check, ctx: "Context") -> Outcome:
-    from trustops.controls import probes
+def run_probes(checks: list[Check], ctx: "Context") -> dict[str, Outcome]:
+    """The live checks (tests/live) of every probe named, in one pytest run against the inventory."""
+    from trustops.controls import live
 
-    fn = probes.PROBES.get(check.target)
-    if fn is None:
-        return Outcome(False, f"no probe named {check.target}", "", check.target)
     if ctx.inventory is None:
-        return Outcome(False, "no inventory: bring the lab up (`trustops lab up`) or pass --inventory", "",
-                       f"probe {check.target}", unknown=True)
-    try:
-        problems, output = fn(probes.Target(ctx.inventory))
-    except probes.ProbeError as exc:
-        return Outcome(False, f"could not probe: {exc}", "", f"probe {check.target}", unknown=True)
-    return _from_problems(problems, output, "as promised", f"probe {check.target}")
+        return {c.key: Outcome(False, "no inventory: bring the lab up (`trustops lab up`) or pass --inventory", "",
+                               f"probe {c.target}", unknown=True) for c in checks}
+    results = live.run(sorted({c.target for c in checks}), ctx.inventory, ctx.progress)
+    return {c.key: Outcome(results[c.target].ok, results[c.target].summary, results[c.target].output,
+                           results[c.target].ran, unknown=not results[c.target].checked) for c in checks}
 
 
 def run_policies(checks: list[Check], ctx: "Context") -> dict[str, Outcome]:
@@ -214,8 +210,8 @@ def run_pytests(checks: list[Check], ctx: "Context") -> dict[str, Outcome]:
 
 
 SINGLE_RUNNERS: dict[str, Callable[[Check, "Context"], Outcome]] = {
-    "command": run_command, "file": run_file, "manual": run_manual, "code": run_code, "probe": run_probe}
-BATCH_RUNNERS = {"pulumi_policy": run_policies, "pytest": run_pytests}
+    "command": run_command, "file": run_file, "manual": run_manual, "code": run_code}
+BATCH_RUNNERS = {"pulumi_policy": run_policies, "pytest": run_pytests, "probe": run_probes}
 
 
 @dataclass

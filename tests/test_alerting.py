@@ -1,6 +1,7 @@
-"""The alerting pipeline on the converged test lab, for real: Prometheus on the ops host scrapes
-every exporter and monitor, the backup metrics arrive, and a staged attack on one lab host reaches
-the ops host's receivers through Alertmanager (`trustops drill attack`)."""
+"""The alerting pipeline on the converged test lab, for real: host, monitor and backup metrics
+arrive (every target up and every rule group loaded: tests/live/test_monitoring.py), and a staged
+attack on one lab host reaches the ops host's receivers through Alertmanager (`trustops drill
+attack`)."""
 from __future__ import annotations
 
 import time
@@ -9,6 +10,7 @@ import requests
 
 from trustops.lab.system import Progress
 from trustops import drill
+from trustops.wait import until
 
 
 def prometheus(lab_config) -> str:
@@ -21,28 +23,13 @@ def query(lab_config, expr: str) -> list[dict]:
     return r.json()["data"]["result"]
 
 
-def wait(predicate, timeout: float = 90, step: float = 2):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value or time.time() > deadline:
-            return value
-        time.sleep(step)
-
-
-def test_prometheus_scrapes_every_exporter_and_monitor(lab, lab_config, converged):
-    def healthy():
-        targets = requests.get(f"{prometheus(lab_config)}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
-        up = {(t["labels"]["job"], t["labels"]["host"]) for t in targets if t["health"] == "up"}
-        want = {("node", h) for h in ("app", "db", "ops")} | {("trustops-monitor", h) for h in ("app", "db")} \
-            | {("prometheus", "ops"), ("alertmanager", "ops"), ("benefits-app", "app")}
-        return want <= up and (want, up)
-    assert wait(healthy), requests.get(f"{prometheus(lab_config)}/api/v1/targets", timeout=10).text[:3000]
-    rules = requests.get(f"{prometheus(lab_config)}/api/v1/rules", timeout=10).json()["data"]["groups"]
-    assert {g["name"] for g in rules} >= {"trustops-monitor", "trustops-backups", "trustops-hosts", "trustops-app"}
-    assert query(lab_config, "trustops_ufw_active == 1") and len(query(lab_config, "trustops_ufw_active")) == 3
-    # the monitors role gave both hosts the C hot path built here, and it loads on Debian's python3
-    hot = query(lab_config, "trustops_monitor_build_info == 1")
+def test_host_metrics_and_the_monitors_hot_path_reach_prometheus(lab, lab_config, converged):
+    """The UFW state of all three hosts arrives, and the monitors role gave app and db the C hot path
+    built here, which loads on Debian's python3."""
+    until(lambda: len(query(lab_config, "trustops_ufw_active == 1")) == 3, 90, "trustops_ufw_active == 1 on 3 hosts",
+          interval=2)
+    hot = until(lambda: query(lab_config, "trustops_monitor_build_info == 1"), 90, "trustops_monitor_build_info",
+                interval=2)
     assert {(m["metric"]["host"], m["metric"]["hot_path"]) for m in hot} == {("app", "c"), ("db", "c")}, hot
 
 
@@ -56,8 +43,9 @@ def test_backup_and_certificate_metrics_reach_prometheus(lab, lab_config, conver
     def fresh():   # the run just made, once Prometheus has scraped it (not the converge's first backup)
         found = query(lab_config, 'trustops_backup_last_success_timestamp_seconds{database="benefits"}')
         return found if found and float(found[0]["value"][1]) >= started - 1 else None
-    assert wait(fresh), query(lab_config, 'trustops_backup_last_success_timestamp_seconds')
-    certs = wait(lambda: query(lab_config, "trustops_tls_cert_expiry_timestamp_seconds"))
+    until(fresh, 90, "the backup run just started reaching Prometheus", interval=2)
+    certs = until(lambda: query(lab_config, "trustops_tls_cert_expiry_timestamp_seconds"), 90,
+                  "certificate expiry metrics", interval=2)
     assert {c["metric"]["path"] for c in certs} >= {"/etc/postgresql/15/main/tls/server.crt",
                                                     "/etc/trustops/postgres-ca.crt"}
     assert not query(lab_config, 'ALERTS{alertname=~"BackupTooOld|TlsCertificateExpiring|UfwInactive"}')

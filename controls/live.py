@@ -1,0 +1,149 @@
+"""The evidence engine's live checks: the deployed-system tests in tests/live, run by pytest
+against whatever inventory the engine is given, each test's outcome read from the JUnit XML.
+
+The tests are the checks (CI runs the same ones against the test lab); a catalogue probe names
+the tests that give evidence for it with `@pytest.mark.probe("<name>")`. A probe holds when every
+one of its tests passed; a test that errored before asserting (a host that does not answer, an
+inventory that cannot be read) means the probe could not be checked, which is said as such.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from trustops.controls.catalogue import ROOT
+
+LIVE_CHECKS = ROOT / "tests" / "live"
+PROBE_MARKER = "probe"          # @pytest.mark.probe("<catalogue probe>")
+PROBE_PROPERTY = "probe"        # <property name="probe" value="..."/> on each JUnit testcase
+SETTLE_SECONDS = 120            # how long a check waits for what it checks to settle
+RUN_TIMEOUT = 1800
+COULD_NOT_CHECK = "could not check"
+CONTRADICTIONS = ("AssertionError", "trustops.wait.NotSettled")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    summary: str        # one line: why it holds, or the first thing that does not
+    output: str         # pytest's whole output (its digest is stored with the evidence)
+    ran: str            # the command line and the tests it ran
+    checked: bool = True  # False: the environment could not be looked at (not evidence either way)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str           # tests/live/x.py::test_y
+    outcome: str        # passed | failure | error | skipped
+    message: str
+
+
+@dataclass(frozen=True)
+class LiveCheck:
+    probes: tuple[str, ...]
+    test: str           # tests/live/x.py::test_y
+    doc: str            # its docstring's first sentence ("" when it has none)
+
+
+def catalogue() -> list[LiveCheck]:
+    """Every live check marked with a probe, read from the source (no pytest run, no import)."""
+    found = []
+    for path in sorted(LIVE_CHECKS.glob("test_*.py")):
+        for fn in ast.parse(path.read_text()).body:
+            if not (isinstance(fn, ast.FunctionDef) and fn.name.startswith("test_")):
+                continue
+            names = tuple(ast.literal_eval(arg) for dec in fn.decorator_list if isinstance(dec, ast.Call)
+                          and ast.unparse(dec.func) == f"pytest.mark.{PROBE_MARKER}" for arg in dec.args)
+            if names:
+                doc = " ".join((ast.get_docstring(fn) or "").split())
+                found.append(LiveCheck(names, f"{path.relative_to(ROOT)}::{fn.name}",
+                                       doc.split(". ")[0].rstrip(".")))
+    return found
+
+
+def describe(probe: str) -> str | None:
+    """The probe in words: the first sentence of the first of its live checks that has a docstring."""
+    return next((c.doc for c in catalogue() if probe in c.probes and c.doc), None)
+
+
+def _cases(junit: Path) -> dict[str, list[Case]]:
+    """probe name -> the test cases that carry it."""
+    by_probe: dict[str, list[Case]] = {}
+    for tc in ET.parse(junit).iter("testcase"):
+        bad = [c for c in tc if c.tag in ("failure", "error", "skipped")]
+        message = (bad[0].get("message") or (bad[0].text or "").strip()) if bad else ""
+        case = Case(tc.get("classname", "").replace(".", "/") + ".py::" + tc.get("name", ""),
+                    bad[0].tag if bad else "passed", " ".join(message.split())[:300])
+        for prop in tc.iter("property"):
+            if prop.get("name") == PROBE_PROPERTY:
+                by_probe.setdefault(prop.get("value", ""), []).append(case)
+    return by_probe
+
+
+def _contradicts(case: Case) -> bool:
+    """A failed assertion, or a wait for what the check checks that ran out, is evidence against
+    the promise; any other error (ssh refused, a command missing) only means it was not checked."""
+    return case.outcome == "failure" and case.message.startswith(CONTRADICTIONS)
+
+
+def _judge(cases: list[Case]) -> tuple[bool, bool, str]:
+    """(holds, checked, summary) for one probe's test cases."""
+    failed = [c for c in cases if _contradicts(c)]
+    if failed:
+        return False, True, f"{failed[0].name.split('::')[-1]}: {failed[0].message}"
+    unchecked = [c for c in cases if c.outcome != "passed"]
+    if unchecked:
+        return False, False, f"{COULD_NOT_CHECK}: {unchecked[0].name.split('::')[-1]}: {unchecked[0].message}"
+    return True, True, f"{len(cases)} live check(s) passed"
+
+
+def run(probes: list[str], inventory: Path, progress: Callable[[str], None] = lambda m: None,
+        settle: float = SETTLE_SECONDS) -> dict[str, ProbeResult]:
+    """Runs the live checks of `probes` against `inventory` in one pytest process."""
+    inventory = Path(inventory).resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        selection = [str(LIVE_CHECKS.relative_to(ROOT)), f"--ansible-inventory={inventory}"]
+        argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", f"--junitxml={junit}",
+                *selection, f"--settle-timeout={settle:g}", *(f"--probe={p}" for p in probes)]
+        env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        killer = threading.Timer(RUN_TIMEOUT, proc.kill)
+        killer.start()
+        lines = []
+        try:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                lines.append(line)
+                if line.startswith(("FAILED", "ERROR")) or "%]" in line:
+                    progress(f"  live checks: {line.rstrip()}")
+            proc.wait()
+        finally:
+            killer.cancel()
+        output = "".join(lines)
+        by_probe = _cases(junit) if junit.exists() and junit.stat().st_size else {}
+    ran = " ".join(shlex.quote(a) for a in ["pytest", *selection])
+    tail = next((l.strip() for l in reversed(lines) if l.strip()), "(no output)")[:240]
+    results = {}
+    for probe in probes:
+        cases = by_probe.get(probe)
+        if cases:
+            ok, checked, summary = _judge(cases)
+            results[probe] = ProbeResult(ok, summary, output,
+                                         f"{ran}: " + ", ".join(c.name.split("::")[-1] for c in cases), checked)
+        elif proc.returncode in (0, 1, 5):
+            results[probe] = ProbeResult(False, f"no live check in {selection[0]} is marked probe({probe!r})",
+                                         output, ran)
+        else:
+            why = "timed out" if proc.returncode == -9 else f"pytest exit {proc.returncode}"
+            results[probe] = ProbeResult(False, f"{COULD_NOT_CHECK}: {why}: {tail}", output, ran, checked=False)
+    return results

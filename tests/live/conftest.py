@@ -1,0 +1,137 @@
+"""The live checks' fixtures: which environment to look at, and how to reach its hosts.
+
+Run against any inventory in the contract's shape (trustops/inventory.py), the lab's or a cloud
+stack's, with pytest-testinfra's own option:
+
+    pytest tests/live --ansible-inventory=.lab-<name>/inventory.yml
+
+Without it they bring up and converge the test lab (the `converged` fixture) and look at that.
+`--probe NAME` keeps only the checks of that catalogue probe (repeatable); each test's probe
+names go into the JUnit XML as `probe` properties, which is how the evidence engine reads them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+from trustops.controls.live import PROBE_MARKER, PROBE_PROPERTY, SETTLE_SECONDS
+
+ANSIBLE_CFG = Path(__file__).resolve().parents[2] / "ansible" / "ansible.cfg"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("trustops live checks")
+    group.addoption("--probe", action="append", default=[], metavar="NAME",
+                    help="only the live checks of this catalogue probe (repeatable)")
+    group.addoption("--settle-timeout", type=float, default=SETTLE_SECONDS, metavar="SECONDS",
+                    help=f"how long a check waits for what it checks to settle (default {SETTLE_SECONDS:g})")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", f"{PROBE_MARKER}(*names): the catalogue probes this live check "
+                                       "gives evidence for")
+
+
+def pytest_collection_modifyitems(config, items):
+    wanted = set(config.getoption("--probe"))
+    keep, drop = [], []
+    here = Path(__file__).parent
+    for item in items:
+        if here not in Path(item.path).parents:
+            keep.append(item)
+            continue
+        names = [n for m in item.iter_markers(PROBE_MARKER) for n in m.args]
+        item.user_properties.extend((PROBE_PROPERTY, n) for n in names)
+        if not config.getoption("ansible_inventory", None):
+            item.add_marker(pytest.mark.lab)      # the fallback brings up the test lab
+        (keep if not wanted or wanted & set(names) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@dataclass
+class Site:
+    """The environment under test, as its inventory describes it."""
+
+    inventory: Path
+    vars: dict
+    hosts: dict[str, dict] = field(default_factory=dict)   # name -> host vars, with trustops_role
+
+    @classmethod
+    def read(cls, inventory: Path) -> "Site":
+        try:
+            doc = yaml.safe_load(Path(inventory).read_text())["all"]
+            hosts = {name: {**(hv or {}), "trustops_role": role}
+                     for role, group in (doc.get("children") or {}).items()
+                     for name, hv in ((group or {}).get("hosts") or {}).items()}
+        except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
+            raise pytest.UsageError(f"cannot read inventory {inventory}: {exc}") from exc
+        if not hosts:
+            raise pytest.UsageError(f"inventory {inventory} names no host")
+        return cls(Path(inventory), doc.get("vars") or {}, hosts)
+
+    def need(self, role: str) -> list[str]:
+        """The role's hosts; a check about a role the environment does not have (a managed
+        database in place of the db VM) is skipped with that reason, never passed unasserted."""
+        if not self.role(role):
+            pytest.skip(f"no {role} host in the inventory {self.inventory.name}")
+        return self.role(role)
+
+    def role(self, role: str) -> list[str]:
+        return sorted(n for n, h in self.hosts.items() if h["trustops_role"] == role)
+
+    def host(self, name: str):
+        """The host over SSH as Ansible reaches it (user, key, port, known_hosts), root through sudo."""
+        return testinfra.get_host(f"ansible://{name}?ansible_inventory={self.inventory}", sudo=True)
+
+    def private_ip(self, name: str) -> str:
+        return self.hosts[name]["private_ip"]
+
+    def database_address(self) -> str:
+        """Where the app reaches Postgres: a managed server, or the db VM's private address."""
+        return self.vars.get("trustops_database_host") or self.private_ip(self.role("db")[0])
+
+    def public(self, name: str, port: int) -> tuple[str, int]:
+        """Where the control node reaches a host's public port: the lab publishes it on loopback,
+        a cloud host answers on its own address."""
+        published = (self.vars.get("trustops_lab_published") or {}).get(name) or {}
+        return self.hosts[name]["ansible_host"], int(published.get(port, published.get(str(port), port)))
+
+    def s3(self):
+        """A boto3 S3 client: the lab's endpoint and generated keys, or the default AWS chain."""
+        import boto3
+
+        s3 = self.vars["trustops_s3"]
+        kwargs: dict = {"region_name": s3["region"]}
+        local = self.vars.get("trustops_lab_s3_local_url")
+        if local:
+            creds = Path(self.vars["trustops_lab_state_dir"]) / "s3-credentials.json"
+            kwargs.update(endpoint_url=local, **json.loads(creds.read_text()))
+        elif s3.get("endpoint_url"):
+            kwargs["endpoint_url"] = s3["endpoint_url"]
+        return boto3.client("s3", **kwargs)
+
+
+@pytest.fixture(scope="session")
+def site(request) -> Site:
+    """The inventory given with --ansible-inventory, else the converged test lab's."""
+    os.environ.setdefault("ANSIBLE_CONFIG", str(ANSIBLE_CFG))
+    given = request.config.getoption("ansible_inventory", None)
+    if given:
+        return Site.read(Path(given))
+    request.getfixturevalue("converged")
+    return Site.read(request.getfixturevalue("lab_config").inventory_file)
+
+
+@pytest.fixture(scope="session")
+def settle(request) -> float:
+    """Seconds a check may wait for what it checks to settle (a service still starting after a
+    converge is not a broken promise; one still down after this is)."""
+    return request.config.getoption("--settle-timeout")

@@ -1,0 +1,86 @@
+"""Every host as the hardening and firewall roles leave it: sshd's effective configuration, UFW
+on with its per-role rules, kernel and login settings, and security updates applied."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+
+def _sshd(h) -> dict[str, str]:
+    return dict(line.split(" ", 1) for line in h.check_output("sshd -T").splitlines() if " " in line)
+
+
+@pytest.mark.probe("sshd-hardened")
+def test_sshd_effective_config(site):
+    """The effective sshd configuration (sshd -T) on every host: keys only, no root login, strong
+    algorithms, forwarding only where the db is reached through the app host."""
+    for name in site.hosts:
+        cfg = _sshd(site.host(name))
+        want = {"permitrootlogin": "no", "passwordauthentication": "no", "kbdinteractiveauthentication": "no",
+                "pubkeyauthentication": "yes", "maxauthtries": "3", "allowgroups": "ssh-users",
+                "clientaliveinterval": "300",
+                "allowtcpforwarding": "local" if site.hosts[name]["trustops_role"] == "app" else "no"}
+        assert {k: cfg.get(k) for k in want} == want, name
+        assert "cbc" not in cfg["ciphers"] and "chacha20-poly1305@openssh.com" in cfg["ciphers"], name
+        assert "sha1" not in cfg["macs"] and "-etm@openssh.com" in cfg["macs"], name
+        assert "diffie-hellman-group14-sha1" not in cfg["kexalgorithms"], name
+
+
+@pytest.mark.probe("ufw-active")
+def test_ufw_is_on_everywhere(site):
+    """Every host's firewall is on, drops what no rule allows, and logs."""
+    for name in site.hosts:
+        status = site.host(name).check_output("ufw status verbose")
+        assert "Status: active" in status, f"{name}: ufw is not active"
+        assert "Default: deny (incoming), allow (outgoing)" in status, f"{name}: {status}"
+        assert "Logging: on (high)" in status, f"{name}: {status}"
+
+
+@pytest.mark.probe("postgres-listens-privately")
+def test_ufw_rules_per_role(site):
+    """Only the app hosts reach Postgres; HTTPS is open on the app hosts; Alertmanager on ops."""
+    status = {n: site.host(n).check_output("ufw status verbose") for n in site.hosts}
+    for name in site.role("app"):
+        assert re.search(r"443/tcp\s+ALLOW IN\s+Anywhere", status[name]), status[name]
+    for name in site.role("db"):
+        for app in site.role("app"):
+            assert re.search(rf"5432/tcp\s+ALLOW IN\s+{re.escape(site.private_ip(app))}\b", status[name])
+        assert not re.search(r"5432/tcp\s+ALLOW IN\s+Anywhere", status[name]), status[name]
+    for name in site.role("ops"):
+        assert re.search(r"9093/tcp\s+ALLOW IN", status[name]) and "5432" not in status[name], status[name]
+
+
+def test_sysctls_in_force(site):
+    for name in site.hosts:
+        h = site.host(name)
+        assert h.sysctl("net.ipv4.tcp_syncookies") == 1, name
+        assert h.sysctl("net.ipv4.conf.all.accept_redirects") == 0, name
+        assert h.sysctl("net.ipv4.conf.all.rp_filter") == 1, name
+        conf = h.file("/etc/sysctl.d/90-trustops.conf")
+        assert conf.contains("net.ipv4.conf.all.log_martians = 1"), name
+        if site.vars.get("trustops_cloud") == "lab":
+            assert not conf.contains("kernel."), name   # machine-global: never written on a lab host
+
+
+def test_pam_login_defs_and_coredumps(site):
+    for name in site.hosts:
+        h = site.host(name)
+        assert h.file("/etc/security/pwquality.conf").contains("^minlen = 14"), name
+        assert h.file("/etc/pam.d/common-auth").contains("pam_faillock.so preauth"), name
+        assert h.file("/etc/login.defs").contains("^UMASK\t027"), name
+        assert h.file("/etc/security/limits.d/10-trustops-coredump.conf").contains("hard core 0"), name
+        assert not h.package("telnet").is_installed, name
+        assert h.file("/etc/shadow").mode == 0o640, name
+
+
+@pytest.mark.probe("security-updates-applied")
+def test_security_updates_are_automatic_and_none_is_pending(site):
+    """Unattended upgrades are on, and apt (with the lists it has) knows of no pending security update."""
+    for name in site.hosts:
+        h = site.host(name)
+        assert 'APT::Periodic::Unattended-Upgrade "1"' in \
+            h.check_output("apt-config dump APT::Periodic::Unattended-Upgrade"), f"{name}: unattended upgrades off"
+        plan = h.check_output("apt-get -s -o Debug::NoLocking=1 upgrade")
+        pending = [line.split()[1] for line in plan.splitlines() if line.startswith("Inst") and "security" in line]
+        assert not pending, f"{name}: {len(pending)} security update(s) pending: {', '.join(pending[:5])}"

@@ -1,0 +1,62 @@
+"""The alerting pipeline as the ops host sees it: Prometheus scrapes every target, has the
+platform's rule groups, and knows its Alertmanager. Asked on the ops host itself with promtool
+(Prometheus listens on the private network only), so the same check runs on the lab and in a
+cloud stack reached through a jump host."""
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+from trustops.wait import until
+
+RULE_GROUPS = ("trustops-monitor", "trustops-backups", "trustops-hosts", "trustops-app")
+
+
+def _query(h, prometheus: str, expr: str) -> list[dict]:
+    out = h.check_output(f"promtool query instant -o json {shlex.quote(prometheus)} {shlex.quote(expr)}")
+    return json.loads(out or "[]")
+
+
+def _pipeline_problems(site, name: str) -> list[str]:
+    h, prometheus = site.host(name), f"http://{site.private_ip(name)}:9090"
+    up = _query(h, prometheus, "up")
+    problems = [f"target {m['metric'].get('job')}/{m['metric'].get('host', m['metric'].get('instance'))} is down"
+                for m in up if m["value"][1] != "1"]
+    jobs = {m["metric"].get("job") for m in up}
+    wanted = ["node", "trustops-monitor", "prometheus", "alertmanager"] + (["benefits-app"] if site.role("app") else [])
+    problems += [f"nothing scraped for job {job}" for job in wanted if job not in jobs]
+    scraped = {(m["metric"].get("job"), m["metric"].get("host")) for m in up}
+    problems += [f"node exporter of {host} not scraped" for host in site.hosts if ("node", host) not in scraped]
+    groups = {m["metric"].get("rule_group", "").rsplit(";", 1)[-1]
+              for m in _query(h, prometheus, "prometheus_rule_group_rules")}
+    problems += [f"rule group {g} is not loaded" for g in RULE_GROUPS if g not in groups]
+    if not any(float(m["value"][1]) >= 1 for m in _query(h, prometheus, "prometheus_notifications_alertmanagers_discovered")):
+        problems.append("Prometheus knows no Alertmanager")
+    return problems
+
+
+@pytest.mark.probe("alerting-pipeline")
+def test_prometheus_scrapes_everything_and_alerts_through_alertmanager(site, settle):
+    """Prometheus on the ops host scrapes every target, has the platform's alert rules and knows
+    its Alertmanager. Right after a converge a target can still be starting: the check waits
+    (bounded) for the pipeline to settle, and fails naming what is still wrong after that."""
+    for name in site.need("ops"):
+        def settled():
+            problems = _pipeline_problems(site, name)
+            assert not problems, f"{name}: " + "; ".join(problems)
+            return True
+        until(settled, settle, f"{name}: every target up, every rule group loaded, an Alertmanager known",
+              interval=3, retry_on=(AssertionError,))
+
+
+@pytest.mark.probe("alerting-pipeline")
+def test_the_apps_own_metrics_reach_prometheus(site, settle):
+    """The app's own series reach Prometheus on ops (its error ratio and data-subject request
+    deadlines feed the platform's alert rules)."""
+    site.need("app")
+    for name in site.need("ops"):
+        h, prometheus = site.host(name), f"http://{site.private_ip(name)}:9090"
+        until(lambda: _query(h, prometheus, "benefits_dsr_overdue"), settle,
+              f"{name}: the app's benefits_dsr_overdue in Prometheus", interval=3)
