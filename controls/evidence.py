@@ -158,12 +158,14 @@ class EvidenceStore:
             out[ev.check] = ev
         return out
 
-    def verify(self) -> ChainReport:
-        """Checks the whole chain; raises ChainError naming the first record that does not fit."""
+    def verify(self, published_head: str | None = None) -> ChainReport:
+        """Checks the whole chain; raises ChainError naming the first record that does not fit. With
+        a head published earlier (the report's), also checks the chain still contains it: removing
+        the newest records or replacing the whole file leaves a chain that is intact but shorter."""
         if not self.path.exists():
             raise ChainError(f"{self.path}: no evidence file (run `trustops controls check` first)")
         data = self.path.read_bytes()
-        prev, chained, unchained, torn, offset = None, 0, 0, [], 0
+        prev, chained, unchained, torn, offset, seen = None, 0, 0, [], 0, set()
         lines = data.split(b"\n")
         for number, raw in enumerate(lines, 1):
             start, offset = offset, offset + len(raw) + 1
@@ -197,12 +199,16 @@ class EvidenceStore:
                 raise ChainError(f"{where} was edited after it was written (its content no longer matches "
                                  f"its hash)")
             prev, chained = rec["hash"], chained + 1
+            seen.add(prev)
         if prev is None:
             if unchained:
                 raise ChainError(f"{self.path}: all {unchained} records were written before evidence was "
                                  f"hash-chained, so they cannot be verified; the next `trustops controls check` "
                                  f"starts a chain that seals them")
             raise ChainError(f"{self.path}: no evidence records yet")
+        if published_head and published_head not in seen:
+            raise ChainError(f"{self.path}: the published head {published_head[:16]}... is not in the chain: records "
+                             f"it covered were removed or the file was replaced")
         return ChainReport(chained, prev, unchained, tuple(torn))
 
     def head(self) -> str | None:

@@ -170,3 +170,17 @@ def test_a_hostile_record_is_skipped_not_a_crash(tmp_path):
         latest = store.latest()
         assert latest[check.key].started == "2026-12-01T10:00:00+00:00", bad
         engine.status(Control("T-01", "A", "s", "o", "Stated", "7d", (check,)), latest)
+
+
+def test_dropping_the_newest_records_is_caught_against_the_published_head(tmp_path, capsys):
+    store = filled(tmp_path)
+    published = store.verify().head
+    recs = lines(store)
+    rewrite(store, recs[:3])                      # intact, just shorter
+    assert store.verify().records == 3
+    assert cli.main(["controls", "verify", "--evidence", str(store.path), "--head", published]) == 1
+    assert f"the published head {published[:16]}... is not in the chain" in capsys.readouterr().err
+    store.path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in recs))
+    assert cli.main(["controls", "verify", "--evidence", str(store.path), "--head", published]) == 0
+    store.append([record(8)])                     # newer records extend a published head: fine
+    assert cli.main(["controls", "verify", "--evidence", str(store.path), "--head", published]) == 0

@@ -80,7 +80,7 @@ def cmd_controls(args: argparse.Namespace) -> int:
     if args.action == "verify":
         store = engine.EvidenceStore(evidence_file)
         try:
-            print(store.verify().line(evidence_file))
+            print(store.verify(args.head).line(evidence_file))
         except ChainError as exc:
             print(f"trustops: evidence chain broken: {exc}", file=sys.stderr)
             return 1
@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--inventory", help="inventory for probes (default: the lab's)")
     ctl.add_argument("--out", help="report directory (default: <lab dir>/report)")
     ctl.add_argument("--jobs", type=int, default=4, help="checks run in parallel (default 4)")
+    ctl.add_argument("--head", help="verify: a chain head published earlier (trust page, trust.json) that the "
+                                    "evidence must still contain")
     ctl.add_argument("--json", action="store_true", help="statuses as JSON")
     ctl.set_defaults(func=cmd_controls)
     return p
