@@ -4,8 +4,10 @@ cloud, a directory of key files in the lab and in tests). A stored value names t
 that sealed it, so keys rotate without downtime: add a version, make it current, re-encrypt
 (`manage.py reencrypt_fields`), retire the old one.
 
-Stored form: "gcm1:<version>:<base64url(nonce || ciphertext+tag)>". The field's model and name are
-bound in as associated data, so a value copied into another column does not decrypt.
+Stored form: "gcm2:<version>:<base64url(nonce || ciphertext+tag)>". The field's model and name and
+the row's identity are bound in as associated data, so a value copied into another column or
+another row does not decrypt. "gcm1" values (model and field only) are read by the migration that
+re-seals them as gcm2, never by the application.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-PREFIX = "gcm1"
+PREFIX = "gcm2"
+LEGACY_PREFIX = "gcm1"
 _VERSION = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 
 
@@ -95,15 +98,17 @@ class FieldCipher:
         sealed = AESGCM(self.provider.key(version)).encrypt(nonce, plaintext.encode(), context.encode())
         return f"{PREFIX}:{version}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
 
-    def decrypt(self, stored: str, context: str) -> str:
-        prefix, version, blob = self.parse(stored)
+    def decrypt(self, stored: str, context: str, prefix: str = PREFIX) -> str:
+        found, version, blob = self.parse(stored)
+        if found != prefix:
+            raise ValueError(f"a {found} value where {prefix} is expected")
         raw = base64.urlsafe_b64decode(blob)
         return AESGCM(self.provider.key(version)).decrypt(raw[:12], raw[12:], context.encode()).decode()
 
     @staticmethod
     def parse(stored: str) -> tuple[str, str, str]:
         parts = stored.split(":", 2)
-        if len(parts) != 3 or parts[0] != PREFIX:
+        if len(parts) != 3 or parts[0] not in (PREFIX, LEGACY_PREFIX):
             raise ValueError("not an encrypted value")
         return parts[0], parts[1], parts[2]
 

@@ -132,6 +132,7 @@ AXES_FAILURE_LIMIT = int(env("BENEFITS_SIGNIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = dt.timedelta(minutes=int(env("BENEFITS_SIGNIN_LOCKOUT_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_CLIENT_IP_CALLABLE = "core.clientip.client_ip"
+AXES_USERNAME_CALLABLE = "core.clientip.typed_username"
 AXES_LOCKOUT_CALLABLE = "core.authlog.locked_out_response"
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True            # the auth log (below) records sign-ins; no second copy

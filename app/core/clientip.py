@@ -15,3 +15,10 @@ def client_ip(request) -> str | None:
         return str(ipaddress.ip_address(candidate))
     except ValueError:
         return None
+
+
+def typed_username(request, credentials: dict | None) -> str:
+    """The username as typed, cut to the length a username can have (django-axes' username
+    callable: a longer one would not fit its table and fail the request)."""
+    source = credentials if credentials is not None else getattr(request, "POST", {})
+    return str((source or {}).get("username") or "")[:150]

@@ -31,6 +31,8 @@ class Employee(models.Model):
     EMPLOYEE, HR, ADMIN = "employee", "hr", "admin"
     ROLES = [(EMPLOYEE, "Employee"), (HR, "HR staff"), (ADMIN, "Administrator")]
 
+    ENCRYPTION_ROW_KEY = "user_id"      # bound into the encrypted fields (core/fields.py): fixed, set before saving
+
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="employee")
     company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="employees")
     role = models.CharField(max_length=16, choices=ROLES, default=EMPLOYEE)
