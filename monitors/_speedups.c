@@ -137,6 +137,7 @@ typedef struct Group {
     Seen *seen;                /* distinct values and when last seen, oldest first (as a dict) */
     Py_ssize_t nseen, capseen;
     double last_fired, last_seen;
+    long long hits;            /* events the rule matched for this group while it was tracked */
 } Group;
 
 static void seen_drop(Group *g, Py_ssize_t i) {
@@ -226,6 +227,7 @@ static Group *touch(CRule *r, PyObject *key, double ts) { /* borrowed; the rule'
         g->seen = NULL;
         g->nseen = g->capseen = 0;
         g->last_fired = 0;
+        g->hits = 0;
         if (PyDict_SetItem(r->groups, key, (PyObject *)g) < 0) { Py_DECREF(g); return NULL; }
         Py_DECREF(g);
         lru_append(r, g);
@@ -287,6 +289,7 @@ static int apply_rule(Py_ssize_t ri, CRule *r, PyObject *key, const CEvent *e, P
         g->prior.len = g->prior.head = 0;
         return fire(ri, r, g, key, n, first, ts, out);
     }
+    g->hits++;
     if (r->distinct >= 0) { /* values.pop(v); values[v] = ts; then trim by window and threshold */
         PyObject *v = e->f[r->distinct];
         if (v == NULL) return 0;
@@ -310,12 +313,12 @@ static int apply_rule(Py_ssize_t ri, CRule *r, PyObject *key, const CEvent *e, P
         while (g->nseen && ts - g->seen[0].t > r->window) seen_drop(g, 0);
         while (g->nseen > r->threshold) seen_drop(g, 0);
         if (g->nseen < r->threshold) return 0;
-        return fire(ri, r, g, key, g->nseen, g->seen[0].t, ts, out);
+        return fire(ri, r, g, key, (Py_ssize_t)g->hits, g->seen[0].t, ts, out);
     }
     if (ring_push(&g->times, ts) < 0) return -1;
     while (g->times.len && ts - RING_AT(&g->times, 0) > r->window) ring_pop(&g->times);
     if (g->times.len < r->threshold) return 0;
-    return fire(ri, r, g, key, g->times.len, RING_AT(&g->times, 0), ts, out);
+    return fire(ri, r, g, key, (Py_ssize_t)g->hits, RING_AT(&g->times, 0), ts, out);
 }
 
 static int engine_run(Engine *en, const CEvent *e, PyObject *out) {
@@ -519,6 +522,16 @@ static PyObject *engine_expire(Engine *self, PyObject *arg) {
     return PyLong_FromSsize_t(dropped);
 }
 
+static PyObject *engine_hits(Engine *self, PyObject *args) { /* hits(rule index, key) -> int or None */
+    Py_ssize_t ri;
+    PyObject *key;
+    if (!PyArg_ParseTuple(args, "nO", &ri, &key)) return NULL;
+    if (ri < 0 || ri >= self->nrules) return PyErr_Format(PyExc_IndexError, "no rule %zd", ri);
+    Group *g = (Group *)PyDict_GetItemWithError(self->rules[ri].groups, key);
+    if (g == NULL) { if (PyErr_Occurred()) return NULL; Py_RETURN_NONE; }
+    return PyLong_FromLongLong(g->hits);
+}
+
 static PyObject *engine_group_counts(Engine *self, PyObject *unused) {
     PyObject *out = PyList_New(self->nrules);
     for (Py_ssize_t i = 0; out && i < self->nrules; i++)
@@ -542,6 +555,7 @@ static PyMethodDef engine_methods[] = {
     {"process", (PyCFunction)engine_process, METH_O, "process(event) -> [(rule index, key, count, first, last)]"},
     {"expire", (PyCFunction)engine_expire, METH_O, "expire(now) -> groups dropped"},
     {"group_counts", (PyCFunction)engine_group_counts, METH_NOARGS, "groups held per rule"},
+    {"hits", (PyCFunction)engine_hits, METH_VARARGS, "hits(rule index, key) -> events matched for the group, or None"},
     {"group_keys", (PyCFunction)engine_group_keys, METH_O, "a rule's group keys, least recently seen first"},
     {NULL}};
 

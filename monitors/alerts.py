@@ -1,93 +1,113 @@
-"""Alerts to Alertmanager's v2 API: one alert per (rule, source) while it fires, refreshed while
-the attack goes on, resolved when it stops; queued and retried while Alertmanager is away.
+"""Alerts to Alertmanager's v2 API the way Prometheus sends them: one alert per (rule, source)
+while it fires, re-posted every `resend_every` with `endsAt` computed at send time (4 x
+resend_every ahead, so Alertmanager keeps it firing while we post and resolves it by itself if
+this monitor dies), and posted once more with `endsAt` = the resolve time when the attack stops.
 
-Alertmanager deduplicates by label set, so every (re)post of a firing alert carries the same
-labels; `endsAt` is always set, so an alert also resolves if this monitor dies.
+A post is built when it is sent, never when it is queued: an alert held back by an Alertmanager
+outage arrives with a fresh `endsAt` and the real count of events at send time. The backlog and
+delivery failures are written to stderr (the journal), not only to metrics.
 """
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import deque
 from datetime import datetime, timezone
 
 from trustops.monitors.rules import Detection
 
-MAX_QUEUE = 10_000
+MAX_RESOLVED = 10_000       # resolved posts waiting for Alertmanager; the oldest go first past it
+LOG_EVERY = 60.0            # at most one backlog line a minute while Alertmanager is away
 
 
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _log(msg: str) -> None:
+    print(f"trustops-monitor: {msg}", file=sys.stderr, flush=True)
+
+
 class AlertBook:
-    """What fires now, and the posts waiting for Alertmanager."""
+    """What fires now, and what Alertmanager has not been told yet."""
 
     def __init__(self, url: str | None, instance: str, runbook_base: str, resolve_after: float = 600,
-                 resend_every: float = 60, timeout: float = 2.0) -> None:
+                 resend_every: float = 60, timeout: float = 2.0, refresh=None, log=_log) -> None:
         self.url = url.rstrip("/") + "/api/v2/alerts" if url else None
         self.instance = instance
         self.runbook_base = runbook_base.rstrip("/")
         self.resolve_after = resolve_after
         self.resend_every = resend_every
         self.timeout = timeout
-        self.firing: dict[str, dict] = {}     # key -> {"alert": payload, "last": ts, "sent": ts}
-        self.queue: deque[dict] = deque()
+        self.refresh = refresh or (lambda d: d)   # Detection -> the same with the count at send time
+        self.log = log
+        self.firing: dict[str, dict] = {}   # key -> {"labels", "startsAt", "last", "detection"}
+        self.due: dict[str, None] = {}      # firing alerts to post at the next flush (new ones, or all on resend)
+        self.resolved: deque[dict] = deque()  # resolved posts, endsAt fixed at the resolve time
         self.sent = 0
         self.failures = 0
         self.dropped = 0
         self._next_try = 0.0
         self._backoff = 0.5
+        self._last_resend = 0.0
+        self._failing_since: float | None = None
+        self._last_log = 0.0
 
     @staticmethod
     def key(rule: str, group: str) -> str:
         return f"{rule}|{group}"
 
-    def _payload(self, d: Detection, now: float) -> dict:
-        return {
-            "labels": {"alertname": d.rule, "severity": d.severity, "instance": self.instance,
-                       "rule": d.rule, "source": d.group, "service": "trustops-monitor",
-                       **({"mitre_technique": d.mitre} if d.mitre else {})},
-            "annotations": {"summary": d.summary, "description": d.description,
-                            "runbook_url": f"{self.runbook_base}/{d.rule}.md"},
-            "startsAt": rfc3339(min(d.first_ts, now)),
-            "endsAt": rfc3339(now + self.resolve_after),
-        }
+    @property
+    def queue(self) -> list:
+        """Posts waiting for Alertmanager (firing alerts due and resolved ones)."""
+        return [*self.due, *self.resolved]
+
+    def _labels(self, d: Detection) -> dict:
+        return {"alertname": d.rule, "severity": d.severity, "instance": self.instance, "rule": d.rule,
+                "source": d.group, "service": "trustops-monitor", **({"mitre_technique": d.mitre} if d.mitre else {})}
+
+    def _annotations(self, d: Detection) -> dict:
+        return {"summary": d.summary, "description": d.description,
+                "runbook_url": f"{self.runbook_base}/{d.rule}.md"}
+
+    def _post(self, entry: dict, now: float, ends: float) -> dict:
+        d = self.refresh(Detection(**entry["detection"]))
+        return {"labels": entry["labels"], "annotations": self._annotations(d), "startsAt": entry["startsAt"],
+                "endsAt": rfc3339(ends)}
 
     def detected(self, d: Detection, now: float | None = None) -> None:
         now = time.time() if now is None else now
         k = self.key(d.rule, d.group)
         entry = self.firing.get(k)
         if entry is None:
-            entry = self.firing[k] = {"alert": self._payload(d, now), "last": now, "sent": now}
-            self._enqueue(dict(entry["alert"]))
+            self.firing[k] = {"labels": self._labels(d), "startsAt": rfc3339(min(d.first_ts, now)), "last": now,
+                              "detection": d.as_dict()}
+            self.due[k] = None
             return
         entry["last"] = now
-        if now - entry["sent"] >= self.resend_every:
-            entry["alert"]["endsAt"] = rfc3339(now + self.resolve_after)
-            entry["alert"]["annotations"] = self._payload(d, now)["annotations"]
-            entry["sent"] = now
-            self._enqueue(dict(entry["alert"]))
+        entry["detection"] = d.as_dict()
 
     def tick(self, now: float | None = None) -> int:
-        """Resolve alerts whose condition ended (nothing new for `resolve_after`). Returns count."""
+        """Resolve alerts whose condition ended (nothing new for `resolve_after`), and mark every
+        firing alert due again each `resend_every`. Returns how many resolved."""
         now = time.time() if now is None else now
         done = [k for k, e in self.firing.items() if now - e["last"] >= self.resolve_after]
         for k in done:
-            alert = dict(self.firing.pop(k)["alert"])
-            alert["endsAt"] = rfc3339(now)
-            self._enqueue(alert)
+            entry = self.firing.pop(k)
+            self.due.pop(k, None)
+            self.resolved.append(self._post(entry, now, now))
+            while len(self.resolved) > MAX_RESOLVED:
+                self.resolved.popleft()
+                self.dropped += 1
+        if self.firing and now - self._last_resend >= self.resend_every:
+            self.due.update(dict.fromkeys(self.firing))
+            self._last_resend = now
         return len(done)
 
-    def _enqueue(self, alert: dict) -> None:
-        self.queue.append(alert)
-        while len(self.queue) > MAX_QUEUE:
-            self.queue.popleft()
-            self.dropped += 1
-
     def flush(self, now: float | None = None) -> bool:
-        """Post everything queued; on failure keep it and back off (0.5 s doubling to 30 s)."""
-        if not self.queue or self.url is None:
+        """Post what is due, built now; on failure keep it and back off (0.5 s doubling to 30 s)."""
+        if (not self.due and not self.resolved) or self.url is None:
             return True
         now = time.time() if now is None else now
         if now < self._next_try:
@@ -95,31 +115,63 @@ class AlertBook:
         import urllib.error  # only the daemon posts; replay does not pay for the import
         import urllib.request
 
-        batch = list(self.queue)
+        ends = now + 4 * self.resend_every
+        due = list(self.due)
+        resolved = list(self.resolved)
+        batch = [self._post(self.firing[k], now, ends) for k in due] + resolved
         req = urllib.request.Request(self.url, data=json.dumps(batch).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
+        error = None
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                ok = 200 <= resp.status < 300
-        except (urllib.error.URLError, OSError, ValueError):
-            ok = False
-        if not ok:
+                if not 200 <= resp.status < 300:
+                    error = f"HTTP {resp.status}"
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            error = str(getattr(exc, "reason", exc))
+        if error is not None:
             self.failures += 1
             self._next_try = now + self._backoff
             self._backoff = min(self._backoff * 2, 30.0)
+            if self._failing_since is None:
+                self._failing_since = now
+            if self._failures_logged(now):
+                self.log(f"Alertmanager {self.url} did not take {len(batch)} alerts ({error}); "
+                         f"{len(self.firing)} firing, {len(self.resolved)} resolved waiting, "
+                         f"{self.failures} failed posts so far; next try in {self._backoff:g} s")
             return False
-        for _ in batch:
-            self.queue.popleft()
+        for k in due:
+            self.due.pop(k, None)
+        for _ in resolved:
+            self.resolved.popleft()
         self.sent += len(batch)
+        if self._failing_since is not None:
+            self.log(f"Alertmanager {self.url} reachable again: delivered {len(batch)} alerts held for "
+                     f"{now - self._failing_since:.0f} s")
+            self._failing_since = None
         self._backoff = 0.5
         self._next_try = 0.0
         return True
 
+    def _failures_logged(self, now: float) -> bool:
+        if now - self._last_log >= LOG_EVERY or self._failing_since == now:
+            self._last_log = now
+            return True
+        return False
+
     # -- persistence (part of the checkpoint) ----------------------------------------------
     def dump(self) -> dict:
-        return {"queue": list(self.queue), "firing": self.firing}
+        return {"firing": self.firing, "due": list(self.due), "resolved": list(self.resolved),
+                "dropped": self.dropped}
 
     def restore(self, data: dict | None) -> None:
-        if data:
-            self.queue.extend(data.get("queue", []))
-            self.firing.update(data.get("firing", {}))
+        """The checkpoint's alerts; a checkpoint of the older format (posts built at queue time)
+        keeps only what still fires, to be re-posted fresh."""
+        if not data:
+            return
+        for k, e in (data.get("firing") or {}).items():
+            if isinstance(e, dict) and "detection" in e:
+                self.firing[k] = e
+        self.due.update(dict.fromkeys(k for k in data.get("due", []) if k in self.firing))
+        self.due.update(dict.fromkeys(self.firing))  # a restart re-posts what fires
+        self.resolved.extend(r for r in data.get("resolved", []) if isinstance(r, dict))
+        self.dropped = int(data.get("dropped", 0))

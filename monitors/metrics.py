@@ -31,6 +31,8 @@ class Metrics:
                                    registry=r)
         self.alert_failures = Counter("alert_send_failures", "Failed attempts to post to Alertmanager.",
                                       namespace=NS, registry=r)
+        self.alerts_dropped = Counter("alerts_dropped", "Resolved-alert posts dropped undelivered (the oldest "
+                                      "first, past 10,000 waiting).", namespace=NS, registry=r)
         self.alerts_queued = Gauge("alerts_queued", "Alert posts waiting for Alertmanager.", namespace=NS,
                                    registry=r)
         self.alerts_firing = Gauge("alerts_firing", "Alerts firing now.", namespace=NS, registry=r)

@@ -18,7 +18,7 @@ import yaml
 from trustops.monitors import events as ev
 from trustops.monitors.alerts import AlertBook
 from trustops.monitors.pg import DEBIAN_PREFIX, PostgresParser, compile_prefix
-from trustops.monitors.rules import DEFAULT_RULES, Detection, RuleError, duration, load_rules
+from trustops.monitors.rules import DEFAULT_RULES, Detection, RuleError, detection_for, duration, load_rules
 from trustops.monitors.speedups import FastEngine, make_engine, scanner_for
 from trustops.monitors.tail import Checkpoint, FileTail, count_lines, expand
 from trustops.monitors.ufw import UfwParser
@@ -389,9 +389,12 @@ class Monitor:
 
         self.cfg = cfg
         self.metrics = Metrics(registry)
-        self.engine = make_engine(load_rules(cfg.rules_file, cfg.allowlist, cfg.rules), cfg.allowed_networks)
+        rules = load_rules(cfg.rules_file, cfg.allowlist, cfg.rules)
+        self.rules = {r.name: r for r in rules}
+        self.engine = make_engine(rules, cfg.allowed_networks)
         self.metrics.build_info.labels("c" if isinstance(self.engine, FastEngine) else "python").set(1)
-        self.alerts = AlertBook(cfg.alertmanager_url, cfg.instance, cfg.runbook_base_url, cfg.resolve_after)
+        self.alerts = AlertBook(cfg.alertmanager_url, cfg.instance, cfg.runbook_base_url, cfg.resolve_after,
+                                refresh=self._refresh)
         self.pipeline = Pipeline(cfg.inputs, self.engine, self._detected)
         self.pipeline.keep_detections = False
         self.checkpoint = Checkpoint(Path(cfg.state_dir) / "checkpoint.json")
@@ -412,6 +415,15 @@ class Monitor:
         self._lag_since: dict[str, float | None] = {n: None for n in self.tails}
         self._reported: dict[tuple[str, str], int] = {}
         self._observer = None
+
+    def _refresh(self, d: Detection) -> Detection:
+        """d with the real count at send time: the events its rule has matched for the source so
+        far (the detection itself saw only up to the threshold)."""
+        rule = self.rules.get(d.rule)
+        n = self.engine.hits(d.rule, d.group) if rule is not None else None
+        if n is None or n <= d.count:
+            return d
+        return detection_for(rule, d.group, n, d.first_ts, d.last_ts)
 
     def _detected(self, d: Detection) -> None:
         self.metrics.detections.labels(d.rule, d.severity).inc()
@@ -451,6 +463,7 @@ class Monitor:
         self.metrics.groups.set(self.engine.groups())
         self._bump(self.metrics.alerts_sent, ("sent",), self.alerts.sent)
         self._bump(self.metrics.alert_failures, ("fail",), self.alerts.failures)
+        self._bump(self.metrics.alerts_dropped, ("dropped",), self.alerts.dropped)
         self.save()
         return total
 

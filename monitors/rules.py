@@ -173,7 +173,7 @@ class _Group:
     """One source's state in one rule. Small on purpose (a flood brings many sources): the times
     of the last `threshold` events at most, in a plain list (a deque takes a 64-slot block even for
     one time)."""
-    __slots__ = ("times", "values", "last_fired", "last_seen", "prior")
+    __slots__ = ("times", "values", "last_fired", "last_seen", "prior", "hits")
 
     def __init__(self) -> None:
         self.times: list[float] = []
@@ -181,6 +181,7 @@ class _Group:
         self.last_fired: float | None = None
         self.last_seen = 0.0
         self.prior: deque[float] | None = None
+        self.hits = 0                  # events the rule matched for this group while tracked
 
 
 class Engine:
@@ -201,6 +202,12 @@ class Engine:
 
     def groups(self) -> int:
         return sum(len(s) for s in self.state.values())
+
+    def hits(self, rule: str, key: str) -> int | None:
+        """Events `rule` matched for `key` while it was tracked (the real count an alert text
+        gives at send time), or None when the group is no longer held."""
+        g = self.state.get(rule, {}).get(key)
+        return None if g is None else g.hits
 
     def _group(self, rule: Rule, key: str, ts: float) -> _Group:
         groups = self.state[rule.name]
@@ -269,6 +276,7 @@ class Engine:
                 return None
             g.prior = None  # the failures are accounted for by this detection
             return self._fire(rule, g, key, len(recent), recent[0], ts)
+        g.hits += 1
         if rule.distinct:
             values = g.values
             if values is None:
@@ -285,7 +293,7 @@ class Engine:
             if len(g.values) < rule.threshold:
                 return None
             first = next(iter(g.values.values()))
-            return self._fire(rule, g, key, len(g.values), first, ts)
+            return self._fire(rule, g, key, g.hits, first, ts)
         times = g.times
         times.append(ts)
         if len(times) > rule.threshold:  # at most `threshold` kept: the oldest is dropped first
@@ -295,7 +303,7 @@ class Engine:
             del times[0]
         if len(times) < rule.threshold:
             return None
-        return self._fire(rule, g, key, len(times), times[0], ts)
+        return self._fire(rule, g, key, g.hits, times[0], ts)
 
     def _fire(self, rule: Rule, g: _Group, key: str, count: int, first: float, last: float) -> Detection | None:
         if g.last_fired is not None and last - g.last_fired < rule.cooldown:

@@ -37,6 +37,7 @@ class FastEngine:
         self.c = _speedups.Engine([_rule_spec(r) for r in rules],
                                   self.allowed.__contains__ if self.allowed.nets else None)
         self.detections_total: dict[str, int] = {r.name: 0 for r in rules}
+        self._index = {r.name: i for i, r in enumerate(rules)}
 
     def detection(self, raw: tuple) -> Detection:
         index, key, count, first, last = raw
@@ -52,6 +53,9 @@ class FastEngine:
 
     def groups(self) -> int:
         return sum(self.c.group_counts())
+
+    def hits(self, rule: str, key: str) -> int | None:
+        return self.c.hits(self._index[rule], key)
 
 
 def make_engine(rules: list[Rule], allowed_networks=None) -> Engine | FastEngine:
