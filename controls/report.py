@@ -134,8 +134,12 @@ def public_html(statuses: list[ControlStatus], generated: dt.datetime, chain_hea
                              '<ul class="how">')
                 for check, ev, state in s.evidence:
                     when = f"last ran {_when(ev.started_at)}" if ev else "not run yet"
+                    why = ""
+                    if state == "unknown" and ev:   # the reason is part of an honest "could not check"
+                        reason = ev.summary.removeprefix("could not check: ")
+                        why = f' <span class="meta">({e(reason[:160] + ("…" if len(reason) > 160 else ""))})</span>'
                     parts.append(f'<li>{e(how(check))}. <span class="meta">{when}:</span> '
-                                 f'<span class="r-{state}">{e(describe.STATE_WORDS[state])}</span></li>')
+                                 f'<span class="r-{state}">{e(describe.STATE_WORDS[state])}</span>{why}</li>')
                 parts.append("</ul>")
             else:
                 parts.append('<p class="meta">No automated check proves this yet.</p>')
