@@ -16,7 +16,9 @@ from django.apps import apps
 ROPA = Path(__file__).resolve().parent.parent / "ropa.yaml"
 # Kept, but not handed out: what would help an attacker more than the person (still named in the
 # export, so the person knows it exists).
-WITHHELD = {"auth.User.password": "a salted password hash (not exported)"}
+WITHHELD = {"auth.User.password": "a salted password hash (not exported)",
+            "otp_totp.TOTPDevice.key": "the authenticator's secret key (not exported)",
+            "otp_static.StaticToken.token": "an unused recovery code (not exported)"}
 
 
 @lru_cache(maxsize=1)
@@ -32,9 +34,21 @@ def ropa_fields() -> dict[str, list[str]]:
 
 def subject_rows(employee) -> dict[str, list]:
     """The rows of each RoPA model that are about this employee."""
+    from axes.models import AccessAttempt, AccessAttemptExpiration, AccessFailureLog, AccessLog
+    from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
     from core.models import AuditEvent
     user = employee.user
-    return {"auth.User": [user], "core.Employee": [employee],
+    attempts = list(AccessAttempt.objects.filter(username=user.username).order_by("pk"))
+    return {"otp_totp.TOTPDevice": list(TOTPDevice.objects.filter(user=user).order_by("pk")),
+            "otp_static.StaticDevice": list(StaticDevice.objects.filter(user=user).order_by("pk")),
+            "otp_static.StaticToken": list(StaticToken.objects.filter(device__user=user).order_by("pk")),
+            "axes.AccessAttempt": attempts,
+            "axes.AccessAttemptExpiration": list(AccessAttemptExpiration.objects.filter(access_attempt__in=attempts)),
+            "axes.AccessFailureLog": list(AccessFailureLog.objects.filter(username=user.username).order_by("pk")),
+            "axes.AccessLog": list(AccessLog.objects.filter(username=user.username).order_by("pk")),
+            "auth.User": [user], "core.Employee": [employee],
             "core.ExpenseReport": list(employee.expenses.order_by("pk")),
             "core.Notification": list(employee.notifications.order_by("pk")),
             "core.DataSubjectRequest": list(employee.requests.order_by("pk")),
