@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 
 _TOP_KEYS = {"instance", "inputs", "allowed_networks", "allowlist", "rules_file", "rules", "alertmanager",
              "runbook_base_url", "metrics", "state_dir", "start_at", "max_line_bytes", "poll_interval",
-             "resolve_after"}
+             "resolve_after", "rotate_wait"}
 _INPUT_KEYS = {"name", "type", "path", "format", "log_line_prefix", "journal_command", "only_dest"}
 
 
@@ -65,6 +65,7 @@ class Config:
     max_line_bytes: int = 64 * 1024
     poll_interval: float = 1.0
     resolve_after: float = 600.0
+    rotate_wait: float = 5.0
 
 
 def _cidrs(v, what: str) -> list[str]:
@@ -139,6 +140,7 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
         start_at=start_at, max_line_bytes=int(data.get("max_line_bytes", 64 * 1024)),
         poll_interval=duration(data.get("poll_interval", "1s")),
         resolve_after=duration(data.get("resolve_after", "10m")),
+        rotate_wait=duration(data.get("rotate_wait", "5s")),
     )
     try:
         load_rules(cfg.rules_file, cfg.allowlist, cfg.rules)
@@ -411,7 +413,8 @@ class Monitor:
             else:
                 self.tails[spec.name] = FileTail(Path(spec.path), start_at_end=cfg.start_at == "end",  # type: ignore[arg-type]
                                                  max_line=cfg.max_line_bytes, position=positions.get(spec.name),
-                                                 blocks=spec.name in self.pipeline.scanners)
+                                                 blocks=spec.name in self.pipeline.scanners,
+                                                 rotate_wait=cfg.rotate_wait)
         self._lag_since: dict[str, float | None] = {n: None for n in self.tails}
         self._reported: dict[tuple[str, str], int] = {}
         self._observer = None

@@ -1,20 +1,47 @@
-"""Following log files by inode, exactly once across rotation, truncation and restarts.
+"""Following log files exactly once across rotation, truncation and restarts.
 
-A `FileTail` hands out complete lines only; a partial last line waits for its newline. Its
-position (device, inode, offset of the first byte not yet handed out) goes into the checkpoint,
-so a restart resumes where it stopped. Rotation by rename is found by the path pointing at a
-new inode: the old file is drained first, then the new one read from its start. When the file
-behind a checkpoint was rotated while the monitor was down, it is found again by its inode in
-the same directory and drained first. Copytruncate shows as a file shorter than the offset.
+A file is known by its identity as log shippers know it: (device, inode) plus a fingerprint of
+its first bytes (up to FINGERPRINT_BYTES; Filebeat's fingerprint, Vector's checksum), because
+inodes are reused. A `FileTail` hands out complete lines only; a partial last line waits for
+its newline. Its position (identity and offset of the first byte not yet handed out) goes into
+the checkpoint, so a restart resumes where it stopped.
+
+Rotation by rename is found by the path pointing at another file: the old one is still read
+for `rotate_wait` seconds after it last grew (Fluent Bit's rotate_wait), so a writer that goes
+on appending to it for a while loses nothing and its half-written last line is completed, and
+the new one is read from its start. A file met at restart that is not the checkpoint's (same
+inode, other first bytes: deleted and recreated, or copytruncated) is read from its start, and
+the checkpoint's file is looked for in the directory by identity (renamed) or by fingerprint
+alone (the copy copytruncate made), and drained from the checkpoint's offset first.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 CHUNK = 1 << 20
+FINGERPRINT_BYTES = 1024
+_STATE = ("_fh", "_dev", "_ino", "_offset", "_read_pos", "_buf", "_skipping", "_fp", "_fp_len")
+
+
+def fingerprint(fd: int, n: int) -> str:
+    """A digest of the first n bytes of an open file."""
+    return hashlib.sha256(os.pread(fd, n, 0)).hexdigest()[:32]
+
+
+def _fingerprint_of(path: Path | str, n: int) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return fingerprint(fd, n) if os.fstat(fd).st_size >= n else None
+    finally:
+        os.close(fd)
 
 try:  # the C helper measures the longest line of a block without splitting it
     from trustops.monitors._speedups import longest_line
@@ -66,6 +93,7 @@ class FileTail:
     position: dict | None = None        # {"dev", "inode", "offset"} from the checkpoint
     stats: TailStats = field(default_factory=TailStats)
     blocks: bool = False                # hand out lines as Blocks (for the C scanner)
+    rotate_wait: float = 5.0            # a rotated file is still read until it has not grown this long
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -77,12 +105,69 @@ class FileTail:
         self._skipping = False         # inside an over-long line, dropping until its newline
         self._first = True
         self.at_eof = True
+        self._fp, self._fp_len = "", 0
+        self._rotated: dict | None = None    # the renamed-away file still read during rotate_wait
+        self._rotated_grew = 0.0
 
     # -- state ---------------------------------------------------------------------------
+    def _position(self) -> dict:
+        if self._fh is not None and self._fp_len < FINGERPRINT_BYTES:  # grows with the file to its full size
+            n = min(FINGERPRINT_BYTES, os.fstat(self._fh.fileno()).st_size)
+            if n > self._fp_len:
+                self._fp, self._fp_len = fingerprint(self._fh.fileno(), n), n
+        return {"dev": self._dev, "inode": self._ino, "offset": self._offset, "fp": self._fp,
+                "fp_len": self._fp_len}
+
     def checkpoint(self) -> dict | None:
         if self._ino is None:
             return self.position
-        return {"dev": self._dev, "inode": self._ino, "offset": self._offset}
+        pos = self._position()
+        if self._rotated is not None:
+            self._swap()
+            pos["rotated"] = self._position()
+            self._swap()
+        return pos
+
+    def _swap(self) -> None:
+        """Exchange the reading state of the current file with the rotated one's."""
+        rot = self._rotated
+        self._rotated = {k: getattr(self, k) for k in _STATE}
+        for k, v in rot.items():  # type: ignore[union-attr]
+            setattr(self, k, v)
+
+    def _retire(self) -> list[bytes]:
+        """The current file becomes the rotated one (read on during rotate_wait); a rotated one
+        still pending is finished first. Returns what finishing it gave."""
+        out = self._finish_rotated() if self._rotated is not None else []
+        self._rotated = {k: getattr(self, k) for k in _STATE}
+        self._rotated_grew = time.monotonic()
+        self._fh, self._dev, self._ino = None, None, None
+        self._offset = self._read_pos = 0
+        self._buf, self._skipping, self._fp, self._fp_len = b"", False, "", 0
+        return out
+
+    def _finish_rotated(self) -> list[bytes]:
+        self._swap()
+        out = self._drain(final=True)
+        self._close()
+        self._swap()
+        self._rotated = None
+        return out
+
+    def _read_rotated(self, limit: int) -> list[bytes]:
+        """Late writes to the rotated file; finished once it has not grown for rotate_wait."""
+        self._swap()
+        before = self._read_pos
+        out = self._drain(limit=limit)
+        at_eof = self.at_eof
+        self._swap()
+        now = time.monotonic()
+        if self._rotated["_read_pos"] != before:  # type: ignore[index]
+            self._rotated_grew = now
+        elif at_eof and now - self._rotated_grew >= self.rotate_wait:
+            out += self._finish_rotated()
+        self.at_eof = at_eof
+        return out
 
     def lag_bytes(self) -> int:
         try:
@@ -102,6 +187,8 @@ class FileTail:
         st = os.fstat(fh.fileno())
         self._close()
         self._fh, self._dev, self._ino = fh, st.st_dev, st.st_ino
+        self._fp_len = min(FINGERPRINT_BYTES, st.st_size)
+        self._fp = fingerprint(fh.fileno(), self._fp_len)
         if offset > st.st_size:  # truncated while we were away
             self.stats.truncations += 1
             offset = 0
@@ -117,23 +204,47 @@ class FileTail:
 
     def close(self) -> None:
         self._close()
+        if self._rotated is not None and self._rotated["_fh"] is not None:
+            self._rotated["_fh"].close()
 
-    def _find_by_inode(self, dev: int, ino: int) -> Path | None:
+    @staticmethod
+    def _same_file(path: Path | str, st: os.stat_result, pos: dict) -> bool:
+        """Whether the file at path (stat st) is the one behind checkpoint position pos."""
+        if (st.st_dev, st.st_ino) != (pos.get("dev"), pos.get("inode")):
+            return False
+        n = int(pos.get("fp_len") or 0)
+        return n == 0 or _fingerprint_of(path, n) == pos.get("fp")
+
+    def _find(self, pos: dict) -> Path | None:
+        """The checkpoint's file elsewhere in the directory: by identity (renamed away), else by
+        its fingerprint alone (the copy copytruncate made) when it is long enough to hold the
+        offset. The followed path itself is never the answer."""
         try:
             entries = list(os.scandir(self.path.parent))
         except OSError:
             return None
+        n = int(pos.get("fp_len") or 0)
+        by_print = None
         for entry in entries:
+            if entry.path == str(self.path):
+                continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if st.st_ino == ino and st.st_dev == dev and entry.is_file(follow_symlinks=False):
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if self._same_file(entry.path, st, pos):
                 return Path(entry.path)
-        return None
+            if (by_print is None and n > 0 and st.st_size >= pos.get("offset", 0)
+                    and _fingerprint_of(entry.path, n) == pos.get("fp")):
+                by_print = Path(entry.path)
+        return by_print
 
     def _first_open(self) -> list[bytes]:
-        """Resume from the checkpoint; if its file was rotated away meanwhile, drain it first."""
+        """Resume from the checkpoint. Its file, when rotated away or copied meanwhile, is read
+        on (rotate_wait) before the path's file, which is read from its start unless it is the
+        checkpoint's own."""
         self._first = False
         pos = self.position
         try:
@@ -142,13 +253,20 @@ class FileTail:
             st = None
         out: list[bytes] = []
         if pos:
-            if st is not None and (st.st_dev, st.st_ino) == (pos["dev"], pos["inode"]):
+            rot = pos.get("rotated")
+            if rot:
+                old = self._find(rot)
+                if old is not None and self._open(old, rot["offset"]):
+                    out += self._retire()
+            if st is not None and self._same_file(self.path, st, pos):
                 self._open(self.path, pos["offset"])
                 return out
-            old = self._find_by_inode(pos["dev"], pos["inode"])
+            old = self._find(pos)
             if old is not None and self._open(old, pos["offset"]):
-                out = self._drain(final=True)
                 self.stats.rotations += 1
+                out += self._retire()
+            elif st is not None and (st.st_dev, st.st_ino) == (pos.get("dev"), pos.get("inode")):
+                self.stats.truncations += 1  # same inode, other content: recreated or truncated
             if st is not None:
                 self._open(self.path, 0)
             return out
@@ -239,6 +357,10 @@ class FileTail:
             out = self._first_open()
         else:
             out = []
+        if self._rotated is not None:
+            out += self._read_rotated(limit)
+            if not self.at_eof:
+                return out
         if self._fh is None:
             try:
                 os.stat(self.path)
@@ -259,8 +381,9 @@ class FileTail:
         except OSError:
             return out  # renamed away, nothing new yet: keep the old file until one appears
         if (st.st_dev, st.st_ino) != (self._dev, self._ino):
-            out += self._drain(final=True)  # anything written to the old file before the switch
+            out += self._drain()  # anything written to the old file before the switch
             self.stats.rotations += 1
+            out += self._retire()  # read on for rotate_wait: late writes, a line still being written
             if self._open(self.path, 0):
                 out += self._drain()
         return out

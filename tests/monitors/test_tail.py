@@ -263,3 +263,91 @@ def test_blocks_give_the_same_lines_counts_and_offsets(tmp_path, seed):
     assert got_blocked == got_plain
     assert blocked.stats == plain.stats and blocked.stats.too_long > 0
     assert blocked.checkpoint() == plain.checkpoint()
+
+
+# -- file identity and rotate_wait (issue 17, defects 4 and 5) -----------------------------------
+
+def test_a_file_recreated_under_the_same_inode_while_stopped_is_read_from_its_start(tmp_path):
+    """Before: known by inode alone, a file deleted and recreated while the daemon was down that got
+    the same inode was read from the old offset (499 of 700 lines skipped). Rewriting the path in
+    place gives the same state (same device and inode, other bytes)."""
+    f = tmp_path / "a.log"
+    f.write_bytes(lines(300, tag="old"))
+    t = FileTail(f)
+    assert len(read_all(t)) == 300
+    pos = t.checkpoint()
+    t.close()
+    f.write_bytes(lines(700, tag="new"))  # O_TRUNC: the same inode, new content longer than the offset
+    assert os.stat(f).st_ino == pos["inode"]
+    t2 = FileTail(f, position=pos)
+    assert read_all(t2) == [f"new{i}" for i in range(700)]
+    assert t2.stats.truncations == 1
+
+
+def test_copytruncate_while_stopped_loses_and_doubles_nothing(tmp_path):
+    """Lines written after the checkpoint and before copytruncate are in the copy: found by its
+    fingerprint and drained from the offset, then the truncated file from its start."""
+    f = tmp_path / "a.log"
+    f.write_bytes(lines(100))
+    t = FileTail(f)
+    got = read_all(t)
+    pos = t.checkpoint()
+    t.close()
+    with open(f, "ab") as fh:
+        fh.write(lines(50, 100))               # written while the daemon is down
+    (tmp_path / "a.log.1").write_bytes(f.read_bytes())  # logrotate copytruncate: copy, then truncate
+    with open(f, "r+b") as fh:
+        fh.truncate(0)
+    with open(f, "ab") as fh:
+        fh.write(lines(400, 150))              # longer than the old offset
+    t2 = FileTail(f, position=pos, rotate_wait=0)
+    got += read_all(t2) + read_all(t2)
+    assert got == [f"l{i}" for i in range(550)]
+
+
+def test_late_writes_to_a_renamed_file_are_read_during_rotate_wait(tmp_path):
+    """Before: at the switch the old file was drained once and closed: a writer still appending to
+    it lost everything after, and its half-written last line was handed out cut."""
+    f = tmp_path / "a.log"
+    f.write_bytes(lines(5))
+    t = FileTail(f, rotate_wait=0.3)
+    got = read_all(t)
+    with open(f, "ab") as fh:
+        fh.write(b"hal")                       # a line being written when logrotate renames
+    os.rename(f, tmp_path / "a.log.1")
+    f.write_bytes(lines(3, 100))
+    got += read_all(t)
+    assert got == [f"l{i}" for i in range(5)] + ["l100", "l101", "l102"]
+    with open(tmp_path / "a.log.1", "ab") as fh:
+        fh.write(b"f\n" + lines(2, 5))         # the writer goes on for a while
+    got += read_all(t)
+    pos = t.checkpoint()
+    assert pos["rotated"]["offset"] == (tmp_path / "a.log.1").stat().st_size
+    import time
+    time.sleep(0.4)
+    with open(f, "ab") as fh:
+        fh.write(lines(1, 103))
+    got += read_all(t)
+    assert got == [f"l{i}" for i in range(5)] + ["l100", "l101", "l102", "half", "l5", "l6", "l103"]
+    assert "rotated" not in t.checkpoint()     # finished after rotate_wait without growth
+    assert t.stats.rotations == 1
+
+
+def test_a_restart_during_rotate_wait_reads_on_from_both_offsets(tmp_path):
+    f = tmp_path / "a.log"
+    f.write_bytes(lines(5))
+    t = FileTail(f, rotate_wait=60)
+    got = read_all(t)
+    os.rename(f, tmp_path / "a.log.1")
+    f.write_bytes(lines(3, 100))
+    got += read_all(t)
+    pos = t.checkpoint()
+    t.close()
+    with open(tmp_path / "a.log.1", "ab") as fh:
+        fh.write(lines(2, 5))                  # late writes while the daemon is down
+    with open(f, "ab") as fh:
+        fh.write(lines(2, 103))
+    t2 = FileTail(f, position=pos, rotate_wait=60)
+    got += read_all(t2)
+    assert sorted(got) == sorted([f"l{i}" for i in range(7)] + [f"l{i}" for i in range(100, 105)])
+    assert len(got) == 12
