@@ -36,6 +36,7 @@ SERVICE_PORTS = {
     "ops": {22: 3, 9090: 90, 9093: 93},
 }
 S3_PORT_OFFSET = 66
+LAB_KINDS = ("flat", "twin")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class LabConfig:
     name: str = "trustops-lab"
     port_base: int = 2200
     state_dir: Path = field(default_factory=lambda: PROJECT_DIR / ".lab")
+    # flat: three hosts on one Docker network; twin: the `lab` Pulumi stack materialised
+    # (trustops.lab.twin): its subnets, NSGs, egress, jump host, buckets and inventory
+    kind: str = field(default_factory=lambda: os.environ.get("TRUSTOPS_LAB_KIND", "flat"))
 
     @classmethod
     def from_env(cls) -> "LabConfig":
@@ -58,6 +62,8 @@ class LabConfig:
             raise LabError(f"lab name {self.name!r}: use letters, digits and '-' only")
         if not 1024 <= self.port_base <= 65000:
             raise LabError(f"port base {self.port_base} must be between 1024 and 65000")
+        if self.kind not in LAB_KINDS:
+            raise LabError(f"lab kind {self.kind!r} (TRUSTOPS_LAB_KIND): one of {LAB_KINDS}")
 
     def container(self, role: str) -> str:
         return f"{self.name}-{role}"
@@ -258,6 +264,9 @@ def _s3_credentials(cfg: LabConfig) -> dict[str, str]:
 
 
 def bucket_names(cfg: LabConfig) -> dict[str, str]:
+    if cfg.kind == "twin":   # the stack's names, as its inventory says
+        s3 = yaml.safe_load(cfg.inventory_file.read_text())["all"]["vars"]["trustops_s3"]
+        return {"backups_bucket": s3["backups_bucket"], "files_bucket": s3["files_bucket"]}
     return {"backups_bucket": f"{cfg.name}-backups", "files_bucket": f"{cfg.name}-files"}
 
 
@@ -349,6 +358,10 @@ def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
         app_image = images.build("app", base, progress, context=APP_DIR,
                                  prepare=images.wheelhouse("app/requirements.txt (app image)",
                                                            ["-r", str(APP_DIR / "requirements.txt")], progress))
+        if cfg.kind == "twin":
+            from trustops.lab import twin
+
+            return twin.up(cfg, progress, {"host": host_image, "s3": s3_image, "app": app_image})
         subnet = _ensure_network(cfg, progress)
         _container_firewall_logs(progress)
         pubkey = _generate_key(cfg.key_file)
@@ -394,9 +407,10 @@ def down(cfg: LabConfig, progress: Progress | None = None) -> list[str]:
                 run(["docker", "rm", "-f", "-v", cid])
                 removed.append(name)
             for nid in _labelled("network", cfg):
-                progress.step(f"removing network {cfg.network}")
+                net = run(["docker", "network", "inspect", "-f", "{{.Name}}", nid]).stdout.strip()
+                progress.step(f"removing network {net}")
                 run(["docker", "network", "rm", nid])
-                removed.append(cfg.network)
+                removed.append(net)
     if cfg.state_dir.exists():
         progress.step(f"removing state and keys in {cfg.state_dir}")
         for path in sorted(cfg.state_dir.rglob("*"), reverse=True):
@@ -410,12 +424,12 @@ def status(cfg: LabConfig) -> dict:
     """What runs now: each host's state and ports, and where the inventory is."""
     hosts = {}
     docker_ok = shutil.which("docker") is not None and run(["docker", "info"], check=False, timeout=20).returncode == 0
-    for role in (*ROLES, "s3"):
+    for role in (*ROLES, "s3", *(("router",) if cfg.kind == "twin" else ())):
         info = _inspect(cfg.container(role)) if docker_ok else None
         hosts[role] = {
             "container": cfg.container(role),
             "state": info["State"]["Status"] if info else "absent",
-            "ports": ({5000: cfg.s3_port} if role == "s3" else cfg.ports(role)),
+            "ports": ({5000: cfg.s3_port} if role == "s3" else {} if role == "router" else cfg.ports(role)),
         }
     return {"lab": cfg.name, "docker": docker_ok, "hosts": hosts,
             "inventory": str(cfg.inventory_file) if cfg.inventory_file.exists() else None}

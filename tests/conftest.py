@@ -35,9 +35,26 @@ def lab(lab_config):
         environment.down(lab_config, Progress(quiet=True))
 
 
+@pytest.fixture(scope="session")
+def twin_lab(lab_config, request):
+    """A twin lab (built from the `lab` Pulumi stack): the test lab itself when it is one
+    (TRUSTOPS_LAB_KIND=twin), else one of its own beside it (name <test lab>-twin, ports +700)."""
+    if lab_config.kind == "twin":
+        request.getfixturevalue("lab")
+        yield lab_config
+        return
+    name = f"{lab_config.name}-twin"
+    cfg = environment.LabConfig(name=name, port_base=lab_config.port_base + 700,
+                                state_dir=PROJECT_DIR / f".lab-{name}", kind="twin")
+    environment.up(cfg, Progress())
+    yield cfg
+    if os.environ.get("TRUSTOPS_KEEP_LAB") != "1":
+        environment.down(cfg, Progress(quiet=True))
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "lab" in getattr(item, "fixturenames", ()):
+        if {"lab", "twin_lab"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
 
 

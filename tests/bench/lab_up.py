@@ -4,6 +4,9 @@ of systemd containers pays).
 
   cold  = no lab (containers, network, keys absent); images cached unless --from-scratch
   warm  = the same command again on the running lab
+
+for both kinds of lab: the flat one (three hosts on one network) and the twin (TRUSTOPS_LAB_KIND=twin:
+the `lab` Pulumi stack run under mocks and materialised: subnets, router with the NSGs, jump host).
 """
 from __future__ import annotations
 
@@ -19,8 +22,11 @@ from trustops.lab import environment, images
 from trustops.lab.system import Progress, wait_tcp
 from trustops.wait import until
 
-CFG = environment.LabConfig(name="trustops-bench", port_base=2600,
-                            state_dir=Path(__file__).resolve().parents[2] / ".lab-trustops-bench")
+ROOT = Path(__file__).resolve().parents[2]
+CFGS = {"flat": environment.LabConfig(name="trustops-bench", port_base=2600, state_dir=ROOT / ".lab-trustops-bench",
+                                      kind="flat"),
+        "twin": environment.LabConfig(name="trustops-bench-twin", port_base=2700,
+                                      state_dir=ROOT / ".lab-trustops-bench-twin", kind="twin")}
 
 
 def timed(fn) -> float:
@@ -49,23 +55,32 @@ def peer_single_host(image: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--from-scratch", action="store_true", help="also remove cached lab images first")
+    ap.add_argument("--kind", action="append", choices=sorted(CFGS), help="which lab(s) (default: both)")
     args = ap.parse_args()
     quiet = Progress(quiet=True)
-    environment.down(CFG, quiet)
+    for cfg in CFGS.values():
+        environment.down(cfg, quiet)
     if args.from_scratch:
         out = subprocess.run(["docker", "images", "-q", "--filter", "reference=trustops-lab/*"],
                              capture_output=True, text=True).stdout.split()
         if out:
             subprocess.run(["docker", "rmi", "-f", *out], capture_output=True)
-    cold = timed(lambda: environment.up(CFG, Progress()))
-    warm = timed(lambda: environment.up(CFG, quiet))
+    figures = {}
+    for kind in args.kind or sorted(CFGS):
+        cfg = CFGS[kind]
+        try:
+            cold = timed(lambda: environment.up(cfg, Progress()))
+            warm = timed(lambda: environment.up(cfg, quiet))
+        finally:
+            environment.down(cfg, quiet)
+        figures[kind] = (cold, warm)
     host_image = images.build("host", images.base_image(quiet), quiet)
     peer = peer_single_host(host_image)
-    environment.down(CFG, quiet)
-    print(f"cold lab up ({'from scratch' if args.from_scratch else 'images cached'}): {cold:6.2f} s")
-    print(f"warm lab up (no change)                  : {warm:6.2f} s   (cold/warm = {cold / warm:.1f}x)")
-    print(f"peer: one docker run to sshd banner      : {peer:6.2f} s   (cold lab / peer = {cold / peer:.1f}x "
-          f"for 3 hosts + S3 + keys + inventory)")
+    for kind, (cold, warm) in figures.items():
+        print(f"{kind}: cold lab up ({'from scratch' if args.from_scratch else 'images cached'}): {cold:6.2f} s")
+        print(f"{kind}: warm lab up (no change)                  : {warm:6.2f} s   (cold/warm = {cold / warm:.1f}x)")
+        print(f"{kind}: cold lab up / peer                       : {cold / peer:.1f}x")
+    print(f"peer: one docker run to sshd banner              : {peer:6.2f} s")
 
 
 if __name__ == "__main__":

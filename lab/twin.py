@@ -1,0 +1,445 @@
+"""The twin: the lab built from the `lab` stack (trustops.lab.stack) instead of a topology of its own.
+
+- each subnet the program declares is a Docker bridge with its CIDR; the bridge has no address on
+  the machine (inhibit_ipv4) and no masquerade, so the only way in or out is the router;
+- the router is a container the lab owns (`<lab>-router`): .1 of every subnet (Azure's gateway
+  address) and an address on the lab's "internet" network; it enforces the NSGs
+  (trustops.lab.nsg) with iptables in its own namespace, maps each public IP 1:1 to its VM,
+  SNATs egress to the NAT gateway's or the VM's public address where the program declares one,
+  and drops it where it does not;
+- each VM is a systemd host container at its declared private address, whose only route is the
+  router (no on-link route to its own subnet: intra-subnet traffic crosses the NSGs as on Azure);
+- the machine is the internet and the admin network: it reaches public IPs directly on the
+  internet network, and its traffic reaches the VMs from the admin address the stack is given;
+- S3 is moto on the internet network, with the buckets the stack declares;
+- Ansible's inventory is the stack's own `inventory` output, with the lab's SSH key, known hosts
+  and S3 endpoint added.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from trustops import inventory
+from trustops.lab import environment, nsg, stack
+from trustops.lab.system import LabError, Progress, run, wait_tcp
+
+ADMIN_ADDRESS = "192.88.99.1"      # the machine's traffic as the VMs see it (a public address, never routed)
+LAB_RANGE = ipaddress.ip_network("172.16.0.0/12")
+ROUTER_ROLE, S3_ROLE = "router", "s3"
+
+
+# ---------------------------------------------------------------------------- address ranges
+
+
+def _used_networks(cfg: environment.LabConfig) -> list:
+    """Every range this machine already uses: its addresses, routes and other Docker networks."""
+    used = []
+    for cmd in (["ip", "-j", "addr"], ["ip", "-j", "route"]):
+        for item in json.loads(run(cmd).stdout or "[]"):
+            for a in item.get("addr_info", []):
+                if a.get("family") == "inet":
+                    used.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False))
+            dst = item.get("dst")
+            if dst and dst != "default":
+                try:
+                    used.append(ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False))
+                except ValueError:
+                    pass
+    for nid in run(["docker", "network", "ls", "-q"]).stdout.split():
+        info = json.loads(run(["docker", "network", "inspect", nid]).stdout)[0]
+        if (info.get("Labels") or {}).get("trustops.lab") == cfg.name:
+            continue
+        for c in (info.get("IPAM") or {}).get("Config") or []:
+            if c.get("Subnet") and ":" not in c["Subnet"]:
+                used.append(ipaddress.ip_network(c["Subnet"], strict=False))
+    return [n for n in used if n.version == 4]
+
+
+def choose_ranges(cfg: environment.LabConfig, progress: Progress) -> dict[str, str]:
+    """The VNet's /16 and the lab internet's /24, inside 172.16.0.0/12 and free on this machine;
+    chosen once per lab and kept in its state dir."""
+    path = cfg.state_dir / "twin-ranges.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    used = _used_networks(cfg)
+    wanted = os.environ.get("TRUSTOPS_LAB_ADDRESS_SPACE")
+    free = [n for n in reversed(list(LAB_RANGE.subnets(new_prefix=16))) if not any(n.overlaps(u) for u in used)]
+    if wanted:
+        vnet = ipaddress.ip_network(wanted, strict=True)
+        if not vnet.subnet_of(LAB_RANGE):
+            raise LabError(f"TRUSTOPS_LAB_ADDRESS_SPACE {wanted}: must lie inside {LAB_RANGE}")
+        clash = next((u for u in used if vnet.overlaps(u)), None)
+        if clash:
+            raise LabError(f"TRUSTOPS_LAB_ADDRESS_SPACE {wanted} overlaps {clash}, already used on this machine")
+        free = [n for n in free if not n.overlaps(vnet)]
+    else:
+        if len(free) < 2:
+            raise LabError("no two free /16s left in 172.16.0.0/12 on this machine; remove unused Docker networks")
+        vnet = free.pop(0)
+    if not free:
+        raise LabError("no free /16 left in 172.16.0.0/12 for the lab's internet network")
+    internet = next(free[0].subnets(new_prefix=24))
+    ranges = {"address_space": str(vnet), "internet": str(internet)}
+    progress.step(f"lab address space {vnet} (VNet) and {internet} (its internet), free on this machine")
+    path.write_text(json.dumps(ranges))
+    return ranges
+
+
+def _internet(ranges: dict[str, str]) -> dict[str, str]:
+    net = ipaddress.ip_network(ranges["internet"])
+    hosts = list(net.hosts())
+    return {"cidr": str(net), "machine": str(hosts[0]), "router": str(hosts[1]), "s3": str(hosts[2]),
+            "public_pool": [str(h) for h in hosts[9:40]]}
+
+
+def _nameservers() -> tuple[str, ...]:
+    """Where Docker's embedded DNS in the hosts forwards to (the machine's resolvers)."""
+    for path in ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"):
+        try:
+            found = [l.split()[1] for l in Path(path).read_text().splitlines()
+                     if l.startswith("nameserver") and len(l.split()) > 1]
+        except OSError:
+            continue
+        found = [n for n in found if ":" not in n and not ipaddress.ip_address(n).is_loopback]
+        if found:
+            return tuple(found)
+    return ()
+
+
+# ---------------------------------------------------------------------------- naming
+
+
+def network_name(cfg: environment.LabConfig, subnet: str) -> str:
+    return f"{cfg.name}-{subnet}"
+
+
+def internet_network(cfg: environment.LabConfig) -> str:
+    return f"{cfg.name}-internet"
+
+
+def plan_file(cfg: environment.LabConfig) -> Path:
+    return cfg.state_dir / "stack-plan.json"
+
+
+def load_plan(cfg: environment.LabConfig) -> stack.Plan:
+    if not plan_file(cfg).exists():
+        raise LabError(f"lab {cfg.name!r} has no stack plan ({plan_file(cfg)}): run `trustops lab up` first")
+    return stack.Plan.from_json(plan_file(cfg).read_text())
+
+
+def router_ip(plan: stack.Plan, subnet: str) -> str:
+    return str(next(ipaddress.ip_network(plan.subnets[subnet].cidr).hosts()))   # .1, Azure's gateway
+
+
+# ---------------------------------------------------------------------------- materialising
+
+
+def _ensure_net(cfg, name: str, cidr: str, progress: Progress, *, closed: bool) -> None:
+    info = environment._inspect(name)
+    if info is not None:
+        have = [c.get("Subnet") for c in info["IPAM"]["Config"]]
+        if have == [cidr]:
+            return
+        raise LabError(f"Docker network {name} exists with {have}, the stack wants {cidr}: run `trustops lab down`")
+    net = ipaddress.ip_network(cidr)
+    args = ["docker", "network", "create", "--label", f"trustops.lab={cfg.name}", "--subnet", cidr]
+    if closed:   # no address on the machine, no masquerade: only the router connects it
+        args += ["--gateway", str(net[-2]), "-o", "com.docker.network.bridge.inhibit_ipv4=true",
+                 "-o", "com.docker.network.bridge.enable_ip_masquerade=false"]
+    else:
+        args += ["--gateway", str(net[1])]
+    progress.step(f"creating network {name} ({cidr})")
+    run([*args, name])
+
+
+def _pid(name: str) -> str:
+    pid = run(["docker", "inspect", "-f", "{{.State.Pid}}", name]).stdout.strip()
+    if pid in ("", "0"):
+        raise LabError(f"{name} is not running")
+    return pid
+
+
+def netns(name: str, *cmd: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """A command of this machine run in container `name`'s network namespace only."""
+    return run(["nsenter", "-t", _pid(name), "-n", *cmd], input=input, check=check)
+
+
+def _interfaces(name: str) -> dict[str, str]:
+    """address -> interface in the container's namespace."""
+    out = {}
+    for item in json.loads(netns(name, "ip", "-j", "addr").stdout):
+        for a in item.get("addr_info", []):
+            if a.get("family") == "inet":
+                out[a["local"]] = item["ifname"]
+    return out
+
+
+def _published(cfg: environment.LabConfig, plan: stack.Plan) -> tuple[list, list]:
+    """The 127.0.0.1 ports: to a public VM they stand for its public IP; to a private VM they are
+    the operator's tunnel through the jump host (both cross the NSGs)."""
+    published, console = [], []
+    for vm in plan.vms.values():
+        if vm.role not in environment.SERVICE_PORTS:
+            continue
+        for inner, outer in cfg.ports(vm.role).items():
+            (published if vm.public_ip else console).append((outer, vm.private_ip, inner))
+    return published, console
+
+
+def _router_site(cfg, plan: stack.Plan, inet: dict) -> nsg.RouterSite:
+    name = cfg.container(ROUTER_ROLE)
+    ifs = _interfaces(name)
+    published, console = _published(cfg, plan)
+    jump = next((v.private_ip for v in plan.vms.values() if v.public_ip), None)
+    return nsg.RouterSite(internet_if=ifs[inet["router"]],
+                          subnet_ifs={s: ifs[router_ip(plan, s)] for s in plan.subnets},
+                          internet_cidr=inet["cidr"], machine_ip=inet["machine"], admin_ip=ADMIN_ADDRESS,
+                          router_ip=inet["router"], nameservers=_nameservers(),
+                          console=tuple(console), jump_ip=jump, published=tuple(published))
+
+
+def apply_router(cfg, plan: stack.Plan) -> str:
+    """(Re)load the router's addresses, routes and ruleset from `plan`; returns the ruleset."""
+    inet = _internet(json.loads((cfg.state_dir / "twin-ranges.json").read_text()))
+    name = cfg.container(ROUTER_ROLE)
+    site = _router_site(cfg, plan, inet)
+    prefix = ipaddress.ip_network(inet["cidr"]).prefixlen
+    for address in sorted(set(plan.public_ips.values())):
+        netns(name, "ip", "addr", "replace", f"{address}/{prefix}", "dev", site.internet_if)
+    netns(name, "ip", "route", "replace", "default", "via", inet["machine"], "dev", site.internet_if)
+    rules = nsg.router_rules(plan, site)
+    netns(name, "iptables-restore", input=rules)
+    netns(name, "conntrack", "-F", check=False)   # a changed ruleset applies to flows already open too
+    (cfg.state_dir / "router.rules").write_text(rules)
+    return rules
+
+
+def _keep_running(name: str, progress: Progress, attempts: int = 3) -> None:
+    """A systemd host that stopped in its first second (seen now and then on this machine when
+    several boot at once, exit 255, no output) is started again."""
+    import time
+
+    for _ in range(attempts):
+        time.sleep(1)
+        if run(["docker", "inspect", "-f", "{{.State.Running}}", name]).stdout.strip() == "true":
+            return
+        progress.step(f"{name} stopped while booting: starting it again")
+        run(["docker", "start", name])
+    raise LabError(f"{name} keeps stopping while it boots: see `docker logs {name}`")
+
+
+def _route_through_router(cfg, plan: stack.Plan, vm: stack.Vm) -> None:
+    name, gw, cidr = cfg.container(vm.role), router_ip(plan, vm.subnet), plan.subnets[vm.subnet].cidr
+    netns(name, "ip", "route", "replace", f"{gw}/32", "dev", "eth0", "scope", "link")
+    netns(name, "ip", "route", "replace", "default", "via", gw, "dev", "eth0")
+    netns(name, "ip", "route", "del", cidr, "dev", "eth0", check=False)
+
+
+def _host_args(cfg, plan: stack.Plan, vm: stack.Vm, image: str) -> list[str]:
+    args = environment._host_run_args(cfg, vm.role, image)
+    i = args.index("--network")
+    args[i:i + 4] = ["--network", network_name(cfg, vm.subnet), "--ip", vm.private_ip]   # drops the alias
+    args[args.index("--hostname") + 1] = vm.computer_name
+    return args
+
+
+def _ensure_buckets(cfg, plan: stack.Plan) -> None:
+    """The buckets with the settings the stack declares (encryption, blocks, versioning, ownership,
+    policy, lifecycle), created in moto."""
+    s3 = environment.s3_client(cfg)
+    region = environment.S3_REGION
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for bucket, spec in plan.buckets.items():
+        if bucket not in existing:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        st = spec["settings"]
+        for kind, setting in st.items():
+            if kind.startswith("BucketServerSideEncryptionConfiguration"):
+                s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+                    {"ApplyServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": r["applyServerSideEncryptionByDefault"]["sseAlgorithm"]},
+                     "BucketKeyEnabled": bool(r.get("bucketKeyEnabled"))} for r in setting["rules"]]})
+            elif kind == "BucketPublicAccessBlock":
+                s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+                    "BlockPublicAcls": bool(setting.get("blockPublicAcls")),
+                    "IgnorePublicAcls": bool(setting.get("ignorePublicAcls")),
+                    "BlockPublicPolicy": bool(setting.get("blockPublicPolicy")),
+                    "RestrictPublicBuckets": bool(setting.get("restrictPublicBuckets"))})
+            elif kind.startswith("BucketVersioning"):
+                status = (setting.get("versioningConfiguration") or {}).get("status", "Enabled")
+                s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": status})
+            elif kind.startswith("BucketOwnershipControls"):
+                s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls={"Rules": [
+                    {"ObjectOwnership": setting["rule"]["objectOwnership"]}]})
+            elif kind.startswith("BucketLifecycleConfiguration"):
+                s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={
+                    "Rules": [_lifecycle_rule(r) for r in setting["rules"]]})
+            elif kind.startswith("BucketPolicy") and isinstance(setting.get("policy"), str):
+                s3.put_bucket_policy(Bucket=bucket, Policy=setting["policy"])
+
+
+def _lifecycle_rule(r: dict) -> dict:
+    out: dict = {"ID": r.get("id", "rule"), "Status": r.get("status", "Enabled"), "Filter": {"Prefix": ""}}
+    if r.get("expiration"):
+        out["Expiration"] = {"Days": int(r["expiration"]["days"])}
+    if r.get("noncurrentVersionExpiration"):
+        out["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(r["noncurrentVersionExpiration"]["noncurrentDays"])}
+    if r.get("abortIncompleteMultipartUpload"):
+        out["AbortIncompleteMultipartUpload"] = {
+            "DaysAfterInitiation": int(r["abortIncompleteMultipartUpload"]["daysAfterInitiation"])}
+    return out
+
+
+def ssh_config_file(cfg) -> Path:
+    return cfg.state_dir / "ssh_config"
+
+
+def _write_ssh_config(cfg) -> None:
+    """One SSH configuration for Ansible and for the ProxyJump hop (ssh passes -F on to the jump)."""
+    ssh_config_file(cfg).write_text(
+        "# Written by `trustops lab up` (twin): the lab's deploy key and known hosts, for every hop\n"
+        "Host *\n"
+        f"  IdentityFile {cfg.key_file.resolve()}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {cfg.known_hosts.resolve()}\n  StrictHostKeyChecking yes\n"
+        "  ConnectTimeout 15\n")
+
+
+def _lab_inventory(cfg, plan: stack.Plan, inet: dict, app_image: str) -> dict:
+    """The stack's own inventory, plus what only the lab knows: the key, the known hosts, the S3
+    endpoint and the images it built. Hosts, addresses, jumps and networks are the program's."""
+    doc = json.loads(json.dumps(plan.inventory))
+    top = doc["all"]
+    ssh = f"-F {ssh_config_file(cfg).resolve()}"
+    top["vars"].update({
+        "trustops_cloud": "lab",
+        "ansible_ssh_private_key_file": str(cfg.key_file.resolve()),
+        "ansible_ssh_common_args": ssh,
+        "trustops_lab_name": cfg.name,
+        "trustops_lab_kind": "twin",
+        "trustops_lab_published": {r: cfg.ports(r) for r in environment.ROLES},
+        "trustops_lab_s3_local_url": f"http://127.0.0.1:{cfg.s3_port}",
+        "trustops_lab_state_dir": str(cfg.state_dir),
+        "trustops_lab_app_image": app_image,
+    })
+    top["vars"]["trustops_s3"] = {**top["vars"]["trustops_s3"], "endpoint_url": f"http://{inet['s3']}:5000"}
+    for role in inventory.ROLES:
+        for hv in (top["children"][role]["hosts"] or {}).values():
+            if hv.get("ansible_ssh_common_args"):
+                hv["ansible_ssh_common_args"] = f"{ssh} {hv['ansible_ssh_common_args']}"
+    inventory.validate(doc)
+    tmp = cfg.inventory_file.with_suffix(".tmp")
+    tmp.write_text("# Written by `trustops lab up` (twin): the lab stack's `inventory` output "
+                   "(trustops/inventory.py) with the lab's key, known hosts and S3 endpoint\n"
+                   + yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(cfg.inventory_file)
+    return doc
+
+
+def _ssh_hosts(doc: dict) -> list[tuple[str, dict]]:
+    return [(name, hv) for role in inventory.ROLES for name, hv in (doc["all"]["children"][role]["hosts"] or {}).items()]
+
+
+def check_ssh(cfg, doc: dict, timeout: float = 60, only: set[str] | None = None) -> None:
+    """Log in to every host (or those in `only`) as Ansible will (the same ssh, options and
+    jump) and run sudo."""
+    import shlex
+    import time
+
+    for name, hv in _ssh_hosts(doc):
+        if only is not None and name not in only:
+            continue
+        args = shlex.split(hv.get("ansible_ssh_common_args") or doc["all"]["vars"]["ansible_ssh_common_args"])
+        cmd = ["ssh", *args, "-o", "BatchMode=yes", "-o", "ConnectTimeout=8", "-p", str(hv["ansible_port"]),
+               f"{doc['all']['vars']['ansible_user']}@{hv['ansible_host']}", "sudo -n true && echo ok"]
+        deadline, last = time.monotonic() + timeout, ""
+        while True:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            if proc.stdout.strip() == "ok":
+                break
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            if time.monotonic() > deadline:
+                raise LabError(f"cannot log in to {name} ({hv['ansible_host']}) the way Ansible will: {last}")
+            time.sleep(1)
+
+
+def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, str]) -> dict:
+    """Materialise the lab stack (called by environment.up with the lock held and images built)."""
+    host_image, s3_image, app_image = images_built["host"], images_built["s3"], images_built["app"]
+    pubkey = environment._generate_key(cfg.key_file)
+    ranges = choose_ranges(cfg, progress)
+    inet = _internet(ranges)
+    progress.step(f"running the Pulumi program for stack {stack.STACK!r} under mocks")
+    plan = stack.plan(ranges["address_space"], [f"{ADMIN_ADDRESS}/32"], list(inet["public_pool"]), pubkey)
+    plan_file(cfg).write_text(plan.to_json())
+    progress.step(f"the stack declares {len(plan.resources)} resources: {len(plan.subnets)} subnets, "
+                  f"{len(plan.vms)} VMs, {len(plan.public_ips)} public IPs, {len(plan.nat_gateways)} NAT gateways, "
+                  f"{len(plan.buckets)} buckets")
+    _ensure_net(cfg, internet_network(cfg), inet["cidr"], progress, closed=False)
+    for subnet in plan.subnets.values():
+        _ensure_net(cfg, network_name(cfg, subnet.name), subnet.cidr, progress, closed=True)
+    environment._container_firewall_logs(progress)
+
+    router = cfg.container(ROUTER_ROLE)
+    published, console = _published(cfg, plan)
+    ports = {outer: outer for outer, _, _ in published + console}
+    router_args = ["--label", f"trustops.lab={cfg.name}", "--label", f"trustops.role={ROUTER_ROLE}",
+                   "--hostname", "router", "--network", internet_network(cfg), "--ip", inet["router"],
+                   "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
+                   "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "net.ipv4.conf.all.send_redirects=0",
+                   "--sysctl", "net.ipv4.conf.default.send_redirects=0",
+                   "--sysctl", "net.ipv4.conf.all.rp_filter=0", "--sysctl", "net.ipv4.conf.default.rp_filter=0",
+                   "--entrypoint", "sleep", host_image, "infinity"]
+    environment._ensure_container(router, router_args, ports, progress)
+    attached = environment._inspect(router)["NetworkSettings"]["Networks"]  # type: ignore[index]
+    for subnet in plan.subnets.values():
+        net = network_name(cfg, subnet.name)
+        if net not in attached:
+            run(["docker", "network", "connect", "--ip", router_ip(plan, subnet.name), net, router])
+    s3_args = ["--label", f"trustops.lab={cfg.name}", "--label", f"trustops.role={S3_ROLE}",
+               "--network", internet_network(cfg), "--ip", inet["s3"], s3_image]
+    environment._ensure_container(cfg.container(S3_ROLE), s3_args, {5000: cfg.s3_port}, progress)
+    for vm in plan.vms.values():
+        environment._ensure_container(cfg.container(vm.role), _host_args(cfg, plan, vm, host_image), {}, progress)
+    for vm in plan.vms.values():
+        _keep_running(cfg.container(vm.role), progress)
+    progress.step("router: NSGs, public IPs and egress as the stack declares them")
+    apply_router(cfg, plan)
+    for vm in plan.vms.values():
+        _route_through_router(cfg, plan, vm)
+    progress.step("preparing hosts (deploy user, host keys)")
+    known = []
+    for vm in plan.vms.values():
+        key = environment._prepare_host(cfg, vm.role, pubkey)
+        known += [f"{addr} {key}" for addr in (vm.private_ip, vm.public_ip) if addr]
+        known += [f"[127.0.0.1]:{cfg.ports(vm.role)[22]} {key}"] if vm.role in environment.SERVICE_PORTS else []
+    cfg.known_hosts.write_text("\n".join(known) + "\n")
+    _write_ssh_config(cfg)
+    doc = _lab_inventory(cfg, plan, inet, app_image)
+    progress.step("waiting for SSH on every host, through the jump host as Ansible goes")
+    check_ssh(cfg, doc)
+    progress.step(f"S3 endpoint on 127.0.0.1:{cfg.s3_port}: the stack's buckets")
+    if not wait_tcp("127.0.0.1", cfg.s3_port, 60):
+        raise LabError(f"S3 endpoint {cfg.container(S3_ROLE)} not reachable on 127.0.0.1:{cfg.s3_port}")
+    environment._retry(lambda: _ensure_buckets(cfg, plan), what="creating the stack's S3 buckets")
+    progress.step(f"lab {cfg.name!r} (twin of stack {stack.STACK!r}) is up; inventory: {cfg.inventory_file}")
+    return doc
+
+
+def stack_plan(cfg, remove_rules: list[str] | None = None, detach_nat: bool = False) -> stack.Plan:
+    """The lab stack's plan again, with this lab's ranges and key (optionally broken on purpose)."""
+    ranges = json.loads((cfg.state_dir / "twin-ranges.json").read_text())
+    pubkey = cfg.key_file.with_suffix(".pub").read_text().strip()
+    return stack.plan(ranges["address_space"], [f"{ADMIN_ADDRESS}/32"], list(_internet(ranges)["public_pool"]),
+                      pubkey, remove_rules=remove_rules, detach_nat=detach_nat)
+
+
+def internet_addresses(cfg) -> dict[str, str]:
+    """The lab internet's machine, router and S3 addresses."""
+    inet = _internet(json.loads((cfg.state_dir / "twin-ranges.json").read_text()))
+    return {k: v for k, v in inet.items() if k != "public_pool"}

@@ -1,0 +1,280 @@
+"""The twin (TRUSTOPS_LAB_KIND=twin): the lab built from the `lab` Pulumi stack. The plan is the
+program's, the NSGs behave as Azure evaluates them, flows the program does not allow are dropped
+in the lab whatever the hosts say, egress exists only where the program declares it, and a stack
+broken on purpose breaks the lab at the step Azure would."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from trustops.lab import environment, nsg, reach, stack, twin
+from trustops.lab.stack import NsgRule, Plan, Subnet, Vm
+from trustops.lab.system import LabError
+
+ADDRESS_SPACE = "172.27.0.0/16"
+POOL = [f"172.26.0.{i}" for i in range(10, 20)]
+
+
+def _pubkey() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+@pytest.fixture(scope="module")
+def plan() -> Plan:
+    return stack.plan(ADDRESS_SPACE, ["192.88.99.1/32"], list(POOL), _pubkey())
+
+
+_DECLARED = r"""
+import json, sys
+from trustops.infra import mockrun
+res, out = mockrun.run("lab", {"trustops:addressSpace": sys.argv[1]})
+print(json.dumps({"resources": [[r.type, r.name, r.inputs] for r in res], "inventory": out["inventory"]},
+                 default=str))
+"""
+
+
+def test_the_plan_is_what_the_program_declares(plan):
+    """Read independently through infra.mockrun: every subnet, NSG rule, NIC address and the
+    inventory's hosts and networks are in the plan as declared; nothing else is."""
+    proc = subprocess.run([sys.executable, "-c", _DECLARED, ADDRESS_SPACE], capture_output=True, text=True,
+                          timeout=300, check=True)
+    got = json.loads(proc.stdout)
+    by_type: dict[str, list] = {}
+    for typ, name, inputs in got["resources"]:
+        by_type.setdefault(typ.split(":")[-1], []).append((name, inputs))
+    assert {n: i["addressPrefix"] for n, i in by_type["Subnet"]} == {n: s.cidr for n, s in plan.subnets.items()}
+    assert {n: sorted(r["name"] for r in i["securityRules"]) for n, i in by_type["NetworkSecurityGroup"]} == \
+        {n: sorted(r.name for r in rules) for n, rules in plan.nsgs.items()}
+    nic_ips = sorted(c["privateIPAddress"] for _, i in by_type["NetworkInterface"] for c in i["ipConfigurations"])
+    assert nic_ips == sorted(v.private_ip for v in plan.vms.values())
+    assert len(plan.resources) == len(got["resources"])
+    assert {(r["type"], r["name"]) for r in plan.resources} == {(t, n) for t, n, _ in got["resources"]}
+    assert plan.address_space == [ADDRESS_SPACE]
+    for subnet in plan.subnets.values():
+        assert ipaddress.ip_network(subnet.cidr).subnet_of(ipaddress.ip_network(ADDRESS_SPACE))
+    # the inventory is the program's: same hosts, private addresses, networks; the jump is the app's public IP
+    theirs, ours = got["inventory"]["all"], plan.inventory["all"]
+    assert theirs["vars"]["trustops_networks"] == ours["vars"]["trustops_networks"]
+    for role in ("app", "db", "ops"):
+        assert {n: h["private_ip"] for n, h in theirs["children"][role]["hosts"].items()} == \
+            {n: h["private_ip"] for n, h in ours["children"][role]["hosts"].items()}
+    public = [v for v in plan.vms.values() if v.public_ip]
+    assert [v.public_ip for v in public] == [h["ansible_host"] for h in ours["children"]["app"]["hosts"].values()]
+    assert set(plan.public_ips.values()) <= set(POOL)
+    for gw, addresses in plan.nat_gateways.items():
+        assert addresses and set(addresses) <= set(POOL), gw
+
+
+def test_plan_is_recorded_without_secret_values(plan):
+    text = plan.to_json()
+    assert "generated-at-deploy-time" not in text
+    assert Plan.from_json(text).vms == plan.vms
+
+
+# ---------------------------------------------------------------------------- NSG semantics
+
+
+def _toy(rules_db: list[NsgRule], rules_app: list[NsgRule] = (), nic_nsg: str | None = None) -> Plan:
+    subnets = {"a": Subnet("a", "10.9.1.0/24", "nsg-a", None, True), "d": Subnet("d", "10.9.2.0/24", "nsg-d", None, False)}
+    vms = {"app": Vm("app", "app", "app-1", "a", "10.9.1.4", "198.51.100.7", "p1"),
+           "db": Vm("db", "db", "db-1", "d", "10.9.2.4", None, "p2", nsg=nic_nsg)}
+    return Plan(stack="t", address_space=["10.9.0.0/16"], subnets=subnets,
+                nsgs={"nsg-a": list(rules_app), "nsg-d": list(rules_db),
+                      **({nic_nsg: [NsgRule("nic-deny-5432", 100, "Inbound", "Deny", "Tcp", ("*",), ("*",), ("5432",))]}
+                         if nic_nsg else {})},
+                vms=vms, public_ips={}, nat_gateways={}, buckets={}, iam_users={}, iam_policies={}, access_keys={},
+                secrets={}, role_assignments=[], inventory={}, outputs={})
+
+
+def R(name, prio, access, src, port, proto="Tcp", direction="Inbound", dst="*"):
+    return NsgRule(name, prio, direction, access, proto, (src,), (dst,), (port,))
+
+
+def test_first_match_by_priority_wins_not_declaration_order():
+    p = _toy([R("deny-all", 4000, "Deny", "*", "*", "*"), R("pg-app", 100, "Allow", "10.9.1.0/24", "5432"),
+              R("deny-pg", 110, "Deny", "*", "5432", "*")])
+    app, db = p.vms["app"], p.vms["db"]
+    assert nsg.allowed(p, app.private_ip, db, "tcp", 5432, src_vm=app)
+    assert not nsg.allowed(p, "10.9.3.4", db, "tcp", 5432)            # another subnet: 110 denies
+    assert not nsg.allowed(p, app.private_ip, db, "tcp", 22, src_vm=app)   # 4000
+    assert not nsg.allowed(p, app.private_ip, db, "udp", 5432, src_vm=app)  # the allow is Tcp only; 110 is *
+
+
+def test_default_rules_and_service_tags():
+    p = _toy([])   # no user rules: 65000 allows the VNet, 65500 denies the rest
+    db = p.vms["db"]
+    assert nsg.allowed(p, "10.9.1.4", db, "tcp", 1234)
+    assert not nsg.allowed(p, "192.88.99.1", db, "tcp", 22)
+    p = _toy([R("web", 100, "Allow", "Internet", "80-443")])
+    assert nsg.allowed(p, "192.88.99.1", db, "tcp", 443) and nsg.allowed(p, "192.88.99.1", db, "tcp", 80)
+    assert not nsg.allowed(p, "192.88.99.1", db, "tcp", 444)
+    p = _toy([R("vnet-deny", 100, "Deny", "VirtualNetwork", "*", "*")])
+    assert not nsg.allowed(p, "10.9.1.4", db, "tcp", 22)
+    # outbound: the source subnet's NSG is evaluated before the destination's
+    p = _toy([], [R("no-out-to-db", 100, "Deny", "*", "22", direction="Outbound", dst="10.9.2.0/24")])
+    assert not nsg.allowed(p, "10.9.1.4", db, "tcp", 22, src_vm=p.vms["app"])
+    assert nsg.allowed(p, "10.9.1.4", db, "tcp", 23, src_vm=p.vms["app"])
+    # a NIC's NSG is evaluated after the subnet's and can still deny
+    p = _toy([R("pg", 100, "Allow", "*", "5432")], nic_nsg="nic-d")
+    assert not nsg.allowed(p, "10.9.1.4", p.vms["db"], "tcp", 5432)
+    assert nsg.allowed(p, "10.9.1.4", db, "tcp", 5432)   # the same VM without the NIC's NSG
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a scratch netns")
+def test_router_ruleset_loads_in_iptables(plan):
+    """The compiled ruleset is accepted by iptables-restore (in a throwaway namespace, --test)."""
+    site = nsg.RouterSite(internet_if="eth0", subnet_ifs={s: f"eth{i + 1}" for i, s in enumerate(plan.subnets)},
+                          internet_cidr="172.26.0.0/24", machine_ip="172.26.0.1", admin_ip="192.88.99.1",
+                          router_ip="172.26.0.2", nameservers=("10.255.255.53",),
+                          console=((3190, plan.vms["trustops-ops-vm"].private_ip, 9090),),
+                          jump_ip=plan.vms["trustops-app-vm"].private_ip,
+                          published=((3143, plan.vms["trustops-app-vm"].private_ip, 443),))
+    rules = nsg.router_rules(plan, site)
+    proc = subprocess.run(["unshare", "-n", "iptables-restore", "--test"], input=rules, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + rules
+    assert "deny-all-other-inbound" in rules and "-j SNAT --to-source 192.88.99.1" in rules
+
+
+# ---------------------------------------------------------------------------- the live twin
+
+
+def _ufw(cfg, role: str, action: str) -> None:
+    subprocess.run(["docker", "exec", cfg.container(role), "sh", "-c",
+                    f"command -v ufw >/dev/null && ufw {action} || true"], capture_output=True, timeout=60)
+
+
+def test_twin_materialises_the_stack(twin_lab):
+    cfg = twin_lab
+    p = twin.load_plan(cfg)
+    for subnet in p.subnets.values():
+        info = environment._inspect(twin.network_name(cfg, subnet.name))
+        assert [c["Subnet"] for c in info["IPAM"]["Config"]] == [subnet.cidr]
+        assert info["Options"].get("com.docker.network.bridge.inhibit_ipv4") == "true"   # no way in but the router
+    for vm in p.vms.values():
+        nets = environment._inspect(cfg.container(vm.role))["NetworkSettings"]["Networks"]
+        assert {n: v["IPAddress"] for n, v in nets.items()} == {twin.network_name(cfg, vm.subnet): vm.private_ip}
+        route = subprocess.run(["docker", "exec", cfg.container(vm.role), "ip", "route"], capture_output=True,
+                               text=True, check=True).stdout
+        assert route.splitlines()[0].strip() == f"default via {twin.router_ip(p, vm.subnet)} dev eth0"
+        assert p.subnets[vm.subnet].cidr not in route          # intra-subnet traffic goes through the router too
+    machine = subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True, check=True).stdout
+    for cidr in p.address_space:
+        assert not any(ipaddress.ip_address(a["local"]) in ipaddress.ip_network(cidr)
+                       for i in json.loads(machine) for a in i.get("addr_info", []) if a.get("family") == "inet")
+    out = subprocess.run(["docker", "port", cfg.container("router")], capture_output=True, text=True).stdout
+    assert out and all(l.split(" -> ")[1].startswith("127.0.0.1:") for l in out.splitlines())
+
+
+def test_the_inventory_is_the_stacks_own_output(twin_lab):
+    import yaml
+
+    cfg = twin_lab
+    p = twin.load_plan(cfg)
+    doc = yaml.safe_load(cfg.inventory_file.read_text())
+    for role in ("app", "db", "ops"):
+        for name, hv in p.inventory["all"]["children"][role]["hosts"].items():
+            ours = doc["all"]["children"][role]["hosts"][name]
+            same = [k for k in hv if k != "ansible_ssh_common_args"]
+            assert {k: ours[k] for k in same} == {k: hv[k] for k in same}
+            if "ansible_ssh_common_args" in hv:   # the program's jump, after the lab's ssh config
+                assert ours["ansible_ssh_common_args"].endswith(hv["ansible_ssh_common_args"])
+    assert doc["all"]["vars"]["trustops_networks"] == p.inventory["all"]["vars"]["trustops_networks"]
+    twin.check_ssh(cfg, doc)   # the same ssh, options and jump Ansible uses
+
+
+def test_reachability_matrix_matches_the_program_ufw_off(twin_lab):
+    """Every (internet or VM) -> (VM, role port): allowed flows connect, denied ones time out."""
+    cfg = twin_lab
+    p = twin.load_plan(cfg)
+    for vm in p.vms.values():
+        _ufw(cfg, vm.role, "disable")
+    try:
+        reach.start_listeners(cfg, p)
+        observed = reach.live(cfg, p, timeout=2.0)
+    finally:
+        for vm in p.vms.values():
+            _ufw(cfg, vm.role, "--force enable") if _has_ufw_rules(cfg, vm.role) else None
+    want = reach.expected(p)
+    assert any(want.values()) and not all(want.values())   # the matrix has both kinds of flows
+    assert reach.mismatches(p, observed) == []
+
+
+def _has_ufw_rules(cfg, role: str) -> bool:
+    return subprocess.run(["docker", "exec", cfg.container(role), "test", "-f", "/etc/ufw/user.rules"],
+                          capture_output=True).returncode == 0
+
+
+def _s3_probe(cfg, role: str) -> str:
+    s3 = twin.internet_addresses(cfg)["s3"]
+    out = subprocess.run(["docker", "exec", cfg.container(role), "python3", "-c", reach._PROBE, "3",
+                          json.dumps([[s3, 5000]])], capture_output=True, text=True, timeout=60).stdout
+    return json.loads(out)[0]
+
+
+def test_egress_only_through_what_the_program_declares(twin_lab):
+    """With the NAT gateway: db and ops reach the lab's S3. Without it (the program's subnets
+    losing their natGateway): they time out, while the app VM still leaves by its public IP."""
+    cfg = twin_lab
+    p = twin.load_plan(cfg)
+    roles = {vm.role: vm for vm in p.vms.values()}
+    assert {r: _s3_probe(cfg, r) for r in roles} == {r: "open" for r in roles if p.egress(roles[r])} | \
+        {r: "timeout" for r in roles if not p.egress(roles[r])}
+    broken = twin.stack_plan(cfg, detach_nat=True)
+    try:
+        twin.apply_router(cfg, broken)
+        got = {r: _s3_probe(cfg, r) for r in roles}
+    finally:
+        twin.apply_router(cfg, p)
+    assert got == {r: ("open" if roles[r].public_ip else "timeout") for r in roles}, got
+    assert _s3_probe(cfg, "db") == "open"
+
+
+def test_a_missing_nsg_rule_breaks_ssh_through_the_jump_host(twin_lab):
+    """Drop the program's ssh-from-jump rule: Ansible's path to db and ops (ProxyJump via the app
+    VM) times out in the lab as it would on Azure; restored, it works again."""
+    import yaml
+
+    cfg = twin_lab
+    p = twin.load_plan(cfg)
+    names = {r.name for rules in p.nsgs.values() for r in rules}
+    assert "ssh-from-jump" in names
+    doc = yaml.safe_load(cfg.inventory_file.read_text())
+    behind = {n: hv for n, hv in twin._ssh_hosts(doc) if hv.get("ansible_ssh_common_args", "").count("ProxyJump")}
+    assert behind
+    broken = twin.stack_plan(cfg, remove_rules=["ssh-from-jump"])
+    assert "ssh-from-jump" not in {r.name for rules in broken.nsgs.values() for r in rules}
+    try:
+        twin.apply_router(cfg, broken)
+        for name in behind:
+            with pytest.raises(LabError, match=f"cannot log in to {name}"):
+                twin.check_ssh(cfg, doc, timeout=1, only={name})
+    finally:
+        twin.apply_router(cfg, p)
+    twin.check_ssh(cfg, doc)
+
+
+def test_buckets_have_exactly_the_declared_settings(twin_lab):
+    cfg = twin_lab
+    p = twin.load_plan(cfg)
+    s3 = environment.s3_client(cfg)
+    assert {b["Name"] for b in s3.list_buckets()["Buckets"]} == set(p.buckets)
+    for bucket, spec in p.buckets.items():
+        kinds = {k.split("BucketV2")[0].split("Bucket", 1)[1] for k in spec["settings"]}
+        assert {"ServerSideEncryptionConfiguration", "PublicAccessBlock", "Versioning"} <= kinds, kinds
+        enc = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+        assert enc["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+        declared = next(v for k, v in spec["settings"].items() if k.startswith("BucketLifecycleConfiguration"))
+        got = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+        assert sorted(r["ID"] for r in got) == sorted(r["id"] for r in declared["rules"])
