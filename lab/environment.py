@@ -216,12 +216,39 @@ def _prepare_host(cfg: LabConfig, role: str, pubkey: str) -> str:
         proc = run(["docker", "exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"], check=False)
         if proc.returncode == 0:
             break
-        if time.monotonic() > deadline:
+        stopped = run(["docker", "inspect", "-f", "{{.State.Running}}", name], check=False).stdout.strip() == "false"
+        if time.monotonic() > deadline or stopped:
             logs = run(["docker", "logs", "--tail", "5", name], check=False).stdout.strip().replace("\n", " | ")
-            raise LabError(f"{name} did not boot (no SSH host key after 60s): {logs}")
+            raise LabError(f"{name} did not boot ({'it stopped' if stopped else 'no SSH host key after 60s'})"
+                           f"{inotify_hint()}: {logs}")
         time.sleep(0.3)
     run(["docker", "exec", "-i", name, "sh", "-c", _DEPLOY_USER_SCRIPT], input=pubkey + "\n")
     return " ".join(proc.stdout.split()[:2])
+
+
+INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def inotify_hint() -> str:
+    """Why a systemd host may stop in its first second with no output: every systemd on this
+    machine (each lab host is one) holds inotify instances, and the per-user limit is shared."""
+    try:
+        limit = int(INOTIFY_LIMIT.read_text())
+        used = sum(1 for fd in Path("/proc").glob("[0-9]*/fd/*")
+                   if _readlink(fd) == "anon_inode:inotify")
+    except (OSError, ValueError):
+        return ""
+    if used < limit - 16:
+        return ""
+    return (f"; {used} inotify instances are open on this machine and fs.inotify.max_user_instances is {limit}, "
+            f"so systemd cannot start: stop other labs or raise it (sysctl -w fs.inotify.max_user_instances=1024)")
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
 
 
 def _wait_ssh(cfg: LabConfig, role: str, timeout: float = 60) -> None:

@@ -231,7 +231,7 @@ def _keep_running(name: str, progress: Progress, attempts: int = 3) -> None:
             return
         progress.step(f"{name} stopped while booting: starting it again")
         run(["docker", "start", name])
-    raise LabError(f"{name} keeps stopping while it boots: see `docker logs {name}`")
+    raise LabError(f"{name} keeps stopping while it boots{environment.inotify_hint()}: see `docker logs {name}`")
 
 
 def _route_through_router(cfg, plan: stack.Plan, vm: stack.Vm) -> None:

@@ -161,3 +161,15 @@ def test_down_removes_containers_network_and_keys_only_of_its_lab(lab_config):
                           capture_output=True, text=True).stdout.split()
     assert nets == [] and not cfg.state_dir.exists()
     assert _containers(lab_config) == others
+
+
+def test_a_host_that_cannot_start_systemd_names_the_inotify_limit(monkeypatch, tmp_path):
+    """Seen on this machine with many labs: systemd exits in its first second with no output
+    because the shared inotify instance limit is used up; the error must say so."""
+    limit = tmp_path / "max_user_instances"
+    monkeypatch.setattr(environment, "INOTIFY_LIMIT", limit)
+    limit.write_text("1\n")
+    hint = environment.inotify_hint()
+    assert "fs.inotify.max_user_instances is 1" in hint and "sysctl -w" in hint
+    limit.write_text("100000000\n")
+    assert environment.inotify_hint() == ""

@@ -278,3 +278,17 @@ def test_buckets_have_exactly_the_declared_settings(twin_lab):
         declared = next(v for k, v in spec["settings"].items() if k.startswith("BucketLifecycleConfiguration"))
         got = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
         assert sorted(r["ID"] for r in got) == sorted(r["id"] for r in declared["rules"])
+
+
+def test_ssh_config_names_absolute_paths(tmp_path, monkeypatch):
+    """A relative TRUSTOPS_LAB_DIR (as in the README's commands) must not make ssh look for the key
+    and known hosts relative to wherever Ansible runs (it did: host key verification failed)."""
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rel").mkdir()
+    cfg = environment.LabConfig(name="twinpaths", state_dir=Path("rel"), kind="twin")
+    twin._write_ssh_config(cfg)
+    paths = [l.split()[1] for l in (tmp_path / "rel" / "ssh_config").read_text().splitlines()
+             if l.strip().startswith(("IdentityFile", "UserKnownHostsFile"))]
+    assert len(paths) == 2 and all(Path(p).is_absolute() for p in paths), paths
