@@ -52,6 +52,12 @@ def twin_lab(lab_config, request):
         environment.down(cfg, Progress(quiet=True))
 
 
+def pytest_configure(config):
+    from trustops.controls.live import PROBE_MARKER
+    config.addinivalue_line("markers", f"{PROBE_MARKER}(*names): the catalogue probes a live check (tests/live) "
+                                       "gives evidence for")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if {"lab", "twin_lab"} & set(getattr(item, "fixturenames", ())):

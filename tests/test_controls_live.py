@@ -5,12 +5,19 @@ fails by name, and an environment that cannot be reached is "could not check", n
 from __future__ import annotations
 
 import socket
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+import testinfra
 import yaml
 
+from tests.live.conftest import Site
 from trustops.controls import live
 from trustops.controls.catalogue import load
+from trustops.wait import NotSettled, until
 
 
 def test_every_catalogue_probe_is_a_live_test_and_no_live_test_names_an_unknown_probe():
@@ -58,3 +65,74 @@ def test_an_unreadable_inventory_is_named_and_nothing_is_claimed(tmp_path):
     result = live.run(["sshd-hardened"], bad)["sshd-hardened"]
     assert not result.ok and not result.checked
     assert "could not check" in result.summary and str(bad) in result.summary, result.summary
+
+
+class _MachineSite(Site):
+    """The live checks' view of an environment whose one ops host is this machine (testinfra's
+    local backend, promtool and Prometheus on 127.0.0.1): the alerting check's own code, run
+    against a real Prometheus without a lab."""
+
+    def host(self, name: str):
+        return testinfra.get_host("local://")
+
+
+def _metrics_server(port: int) -> ThreadingHTTPServer:
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = b"trustops_test_up 1\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", port), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_the_alerting_check_fails_naming_a_down_target_and_waits_for_one_coming_up(tmp_path):
+    """Issue 21's race, on a real Prometheus (Debian's, scraping every second): a target still
+    down after the settle time fails the check naming it; a target that comes up within the settle
+    time (2 s into the check) passes it. The pre-live probe asked once and failed in both cases."""
+    from tests.services import free_port, wait_port
+    from tests.live.test_monitoring import RULE_GROUPS
+    from tests.live.test_monitoring import _query as promtool_query
+    from tests.live.test_monitoring import test_prometheus_scrapes_everything_and_alerts_through_alertmanager \
+        as alerting_check
+
+    port, late = free_port(), free_port()
+    me = f"127.0.0.1:{port}"
+    jobs = {"prometheus": [me], "node": [me], "trustops-monitor": [f"127.0.0.1:{late}"], "alertmanager": [me]}
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": [
+        {"name": g, "rules": [{"alert": "Never", "expr": "vector(0) > 1"}]} for g in RULE_GROUPS]}))
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp_path / "rules.yml")],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{free_port()}"]}]}]},
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets, "labels": {"host": "ops"}}]}
+                           for job, targets in jobs.items()]}))
+    prometheus = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+                                   f"--web.listen-address={me}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                                   "--log.level=warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    site = _MachineSite(tmp_path / "inventory.yml", {"alerting_prometheus_port": port},
+                        {"ops": {"trustops_role": "ops", "private_ip": "127.0.0.1"}})
+    server = None
+    try:
+        wait_port(port)
+        until(lambda: len(promtool_query(site.host("ops"), site.prometheus_url("ops"), "up")) == 4, 60,
+              "Prometheus's first scrape of its four targets")
+        with pytest.raises(NotSettled, match=r"target trustops-monitor/ops is down"):
+            alerting_check(site, settle=4)
+        timer = threading.Timer(2, lambda: _started.append(_metrics_server(late)))
+        _started: list = []
+        timer.start()
+        alerting_check(site, settle=60)    # passes once the late target is scraped up
+        timer.join()
+        server = _started[0]
+    finally:
+        prometheus.terminate()
+        prometheus.wait(10)
+        if server:
+            server.shutdown()

@@ -11,6 +11,7 @@ names go into the JUnit XML as `probe` properties, which is how the evidence eng
 """
 from __future__ import annotations
 
+import configparser
 import json
 import os
 from dataclasses import dataclass, field
@@ -19,10 +20,12 @@ from pathlib import Path
 import pytest
 import testinfra
 import yaml
+from testinfra.utils.ansible_runner import AnsibleRunner
 
-from trustops.controls.live import PROBE_MARKER, PROBE_PROPERTY, SETTLE_SECONDS
+from trustops.controls.live import PROBE_MARKER, PROBE_PROPERTY, SETTLE_SECONDS  # marker: ../conftest.py
 
 ANSIBLE_CFG = Path(__file__).resolve().parents[2] / "ansible" / "ansible.cfg"
+ROLES = ANSIBLE_CFG.parent / "roles"
 
 
 def pytest_addoption(parser):
@@ -31,11 +34,6 @@ def pytest_addoption(parser):
                     help="only the live checks of this catalogue probe (repeatable)")
     group.addoption("--settle-timeout", type=float, default=SETTLE_SECONDS, metavar="SECONDS",
                     help=f"how long a check waits for what it checks to settle (default {SETTLE_SECONDS:g})")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", f"{PROBE_MARKER}(*names): the catalogue probes this live check "
-                                       "gives evidence for")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -98,6 +96,16 @@ class Site:
         """Where the app reaches Postgres: a managed server, or the db VM's private address."""
         return self.vars.get("trustops_database_host") or self.private_ip(self.role("db")[0])
 
+    def setting(self, role: str, key: str):
+        """A role's setting as the converge used it: the inventory's value, else the role's default."""
+        if key in self.vars:
+            return self.vars[key]
+        return yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())[key]
+
+    def prometheus_url(self, name: str) -> str:
+        """Prometheus on an ops host, on its private address (asked from that host)."""
+        return f"http://{self.private_ip(name)}:{self.setting('alerting', 'alerting_prometheus_port')}"
+
     def public(self, name: str, port: int) -> tuple[str, int]:
         """Where the control node reaches a host's public port: the lab publishes it on loopback,
         a cloud host answers on its own address."""
@@ -119,15 +127,36 @@ class Site:
         return boto3.client("s3", **kwargs)
 
 
+def _multiplexing_config(directory: Path) -> Path:
+    """The project's ansible.cfg plus an ssh ControlPath, which testinfra needs to reuse one SSH
+    connection per host (without it every command is a new handshake: seconds each under load)."""
+    cfg = configparser.RawConfigParser()
+    cfg.read(ANSIBLE_CFG)
+    if cfg.has_option("defaults", "roles_path"):   # relative to the file: keep it pointing at ours
+        cfg.set("defaults", "roles_path", str((ANSIBLE_CFG.parent / cfg.get("defaults", "roles_path")).resolve()))
+    if not cfg.has_section("ssh_connection"):
+        cfg.add_section("ssh_connection")
+    cfg.set("ssh_connection", "control_path", "%(directory)s/%%C")
+    path = directory / "ansible.cfg"
+    with open(path, "w") as f:
+        cfg.write(f)
+    return path
+
+
 @pytest.fixture(scope="session")
-def site(request) -> Site:
+def site(request, tmp_path_factory) -> Site:
     """The inventory given with --ansible-inventory, else the converged test lab's."""
-    os.environ.setdefault("ANSIBLE_CONFIG", str(ANSIBLE_CFG))
+    os.environ["ANSIBLE_CONFIG"] = str(_multiplexing_config(tmp_path_factory.mktemp("ansible")))
+    Path("~/.ansible/cp").expanduser().mkdir(parents=True, exist_ok=True)   # testinfra's socket dir
     given = request.config.getoption("ansible_inventory", None)
-    if given:
-        return Site.read(Path(given))
-    request.getfixturevalue("converged")
-    return Site.read(request.getfixturevalue("lab_config").inventory_file)
+    if not given:
+        request.getfixturevalue("converged")
+    site = Site.read(Path(given) if given else request.getfixturevalue("lab_config").inventory_file)
+    try:   # Ansible's view of the inventory, read once here: a failure is "could not check", not a finding
+        AnsibleRunner.get_runner(str(site.inventory)).inventory
+    except Exception as exc:  # noqa: BLE001 - testinfra reports a failed ansible-inventory as AssertionError
+        raise pytest.UsageError(f"ansible-inventory cannot read {site.inventory}: {exc}") from exc
+    return site
 
 
 @pytest.fixture(scope="session")

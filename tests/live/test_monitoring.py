@@ -20,7 +20,7 @@ def _query(h, prometheus: str, expr: str) -> list[dict]:
 
 
 def _pipeline_problems(site, name: str) -> list[str]:
-    h, prometheus = site.host(name), f"http://{site.private_ip(name)}:9090"
+    h, prometheus = site.host(name), site.prometheus_url(name)
     up = _query(h, prometheus, "up")
     problems = [f"target {m['metric'].get('job')}/{m['metric'].get('host', m['metric'].get('instance'))} is down"
                 for m in up if m["value"][1] != "1"]
@@ -57,6 +57,6 @@ def test_the_apps_own_metrics_reach_prometheus(site, settle):
     deadlines feed the platform's alert rules)."""
     site.need("app")
     for name in site.need("ops"):
-        h, prometheus = site.host(name), f"http://{site.private_ip(name)}:9090"
+        h, prometheus = site.host(name), site.prometheus_url(name)
         until(lambda: _query(h, prometheus, "benefits_dsr_overdue"), settle,
               f"{name}: the app's benefits_dsr_overdue in Prometheus", interval=3)
