@@ -177,6 +177,7 @@ typedef struct {
     PyObject *groups;          /* key -> Group */
     Group *head, *tail;
     Py_ssize_t ngroups;
+    long long evicted;         /* groups dropped to stay within max_groups */
 } CRule;
 
 typedef struct {
@@ -232,7 +233,10 @@ static Group *touch(CRule *r, PyObject *key, double ts) { /* borrowed; the rule'
         Py_DECREF(g);
         lru_append(r, g);
         r->ngroups++;
-        if (r->ngroups > r->max_groups && drop_head(r) < 0) return NULL; /* max_groups >= 1: never g */
+        if (r->ngroups > r->max_groups) { /* max_groups >= 1: never g */
+            if (drop_head(r) < 0) return NULL;
+            r->evicted++;
+        }
     } else if (r->tail != g) {
         lru_unlink(r, g);
         lru_append(r, g);
@@ -532,6 +536,42 @@ static PyObject *engine_hits(Engine *self, PyObject *args) { /* hits(rule index,
     return PyLong_FromLongLong(g->hits);
 }
 
+static PyObject *engine_top(Engine *self, PyObject *args) { /* top(rule index, n) -> [(hits, key)], most first */
+    Py_ssize_t ri, n;
+    if (!PyArg_ParseTuple(args, "nn", &ri, &n)) return NULL;
+    if (ri < 0 || ri >= self->nrules) return PyErr_Format(PyExc_IndexError, "no rule %zd", ri);
+    if (n < 1) return PyList_New(0);
+    if (n > 1000) n = 1000;
+    Group **best = PyMem_Calloc(n, sizeof(Group *));
+    if (best == NULL) return PyErr_NoMemory();
+    Py_ssize_t have = 0;
+    for (Group *g = self->rules[ri].head; g; g = g->next) { /* insertion into a small sorted array */
+        if (have == n && g->hits <= best[n - 1]->hits) continue;
+        Py_ssize_t i = have < n ? have++ : n - 1;
+        while (i > 0 && best[i - 1]->hits < g->hits) { best[i] = best[i - 1]; i--; }
+        best[i] = g;
+    }
+    PyObject *out = PyList_New(have);
+    for (Py_ssize_t i = 0; out && i < have; i++) {
+        PyObject *t = Py_BuildValue("(LO)", best[i]->hits, best[i]->key);
+        if (t == NULL) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, i, t);
+    }
+    PyMem_Free(best);
+    return out;
+}
+
+static PyObject *engine_evicted(Engine *self, PyObject *unused) { /* groups dropped per rule */
+    PyObject *out = PyList_New(self->nrules);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < self->nrules; i++) {
+        PyObject *v = PyLong_FromLongLong(self->rules[i].evicted);
+        if (v == NULL) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, i, v);
+    }
+    return out;
+}
+
 static PyObject *engine_group_counts(Engine *self, PyObject *unused) {
     PyObject *out = PyList_New(self->nrules);
     for (Py_ssize_t i = 0; out && i < self->nrules; i++)
@@ -555,6 +595,8 @@ static PyMethodDef engine_methods[] = {
     {"process", (PyCFunction)engine_process, METH_O, "process(event) -> [(rule index, key, count, first, last)]"},
     {"expire", (PyCFunction)engine_expire, METH_O, "expire(now) -> groups dropped"},
     {"group_counts", (PyCFunction)engine_group_counts, METH_NOARGS, "groups held per rule"},
+    {"top", (PyCFunction)engine_top, METH_VARARGS, "top(rule index, n) -> the n groups with most hits, (hits, key)"},
+    {"evicted", (PyCFunction)engine_evicted, METH_NOARGS, "groups dropped per rule to stay within max_groups"},
     {"hits", (PyCFunction)engine_hits, METH_VARARGS, "hits(rule index, key) -> events matched for the group, or None"},
     {"group_keys", (PyCFunction)engine_group_keys, METH_O, "a rule's group keys, least recently seen first"},
     {NULL}};

@@ -18,6 +18,10 @@ from datetime import datetime, timezone
 from trustops.monitors.rules import Detection
 
 MAX_RESOLVED = 10_000       # resolved posts waiting for Alertmanager; the oldest go first past it
+MAX_FIRING_PER_RULE = 100   # alerts one rule may fire, one per source; past it the rule's sources are aggregated
+MAX_FIRING = 1_000          # alerts firing in all
+TOP_OFFENDERS = 10          # named in an aggregate alert
+_TOP_KEPT = 100             # candidates kept for them (the smallest goes when full)
 LOG_EVERY = 60.0            # at most one backlog line a minute while Alertmanager is away
 
 
@@ -33,7 +37,8 @@ class AlertBook:
     """What fires now, and what Alertmanager has not been told yet."""
 
     def __init__(self, url: str | None, instance: str, runbook_base: str, resolve_after: float = 600,
-                 resend_every: float = 60, timeout: float = 2.0, refresh=None, log=_log) -> None:
+                 resend_every: float = 60, timeout: float = 2.0, refresh=None, log=_log,
+                 max_per_rule: int = MAX_FIRING_PER_RULE, max_firing: int = MAX_FIRING, top=None) -> None:
         self.url = url.rstrip("/") + "/api/v2/alerts" if url else None
         self.instance = instance
         self.runbook_base = runbook_base.rstrip("/")
@@ -42,6 +47,11 @@ class AlertBook:
         self.timeout = timeout
         self.refresh = refresh or (lambda d: d)   # Detection -> the same with the count at send time
         self.log = log
+        self.top = top                      # rule -> [(events, source)], most first: its top offenders now
+        self.max_per_rule = max_per_rule
+        self.max_firing = max_firing
+        self.per_rule: dict[str, int] = {}  # rule -> its per-source alerts firing
+        self.aggregated: dict[str, int] = {}  # rule -> detections folded into its aggregate alert
         self.firing: dict[str, dict] = {}   # key -> {"labels", "startsAt", "last", "detection"}
         self.due: dict[str, None] = {}      # firing alerts to post at the next flush (new ones, or all on resend)
         self.resolved: deque[dict] = deque()  # resolved posts, endsAt fixed at the resolve time
@@ -72,15 +82,54 @@ class AlertBook:
                 "runbook_url": f"{self.runbook_base}/{d.rule}.md"}
 
     def _post(self, entry: dict, now: float, ends: float) -> dict:
-        d = self.refresh(Detection(**entry["detection"]))
-        return {"labels": entry["labels"], "annotations": self._annotations(d), "startsAt": entry["startsAt"],
+        agg = entry.get("aggregate")
+        if agg is not None:
+            rule = entry["labels"]["rule"]
+            top = sorted(agg["top"].items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_OFFENDERS]
+            if self.top is not None:  # the engine's count now, over every source it tracks
+                top = [(src, n) for n, src in self.top(rule, TOP_OFFENDERS)] or top
+            names = ", ".join(f"{src} ({n})" for src, n in top)
+            annotations = {
+                "summary": f"{rule} flood: {agg['sources']} detections from sources beyond its {self.max_per_rule} "
+                           f"per-source alerts (perhaps spoofed); top: {names}",
+                "description": f"{rule} fired {agg['sources']} times for sources beyond the {self.max_per_rule} it "
+                               f"alerts on one by one (a source counts again after each cooldown); they are "
+                               f"aggregated here. Top offenders (events so far): {names}.",
+                "runbook_url": f"{self.runbook_base}/{rule}.md"}
+        else:
+            annotations = self._annotations(self.refresh(Detection(**entry["detection"])))
+        return {"labels": entry["labels"], "annotations": annotations, "startsAt": entry["startsAt"],
                 "endsAt": rfc3339(ends)}
+
+    def _aggregate(self, d: Detection, now: float) -> None:
+        """d folded into its rule's one aggregate alert: counted, and kept among the top
+        offenders when its count is high enough."""
+        k = self.key(d.rule, "*")
+        entry = self.firing.get(k)
+        if entry is None:
+            labels = {**self._labels(d), "source": "many", "aggregate": "true"}
+            entry = self.firing[k] = {"labels": labels, "startsAt": rfc3339(min(d.first_ts, now)), "last": now,
+                                      "aggregate": {"sources": 0, "top": {}}}
+            self.due[k] = None
+        entry["last"] = now
+        agg = entry["aggregate"]
+        agg["sources"] += 1
+        self.aggregated[d.rule] = self.aggregated.get(d.rule, 0) + 1
+        top = agg["top"]
+        top[d.group] = max(top.get(d.group, 0), d.count)
+        if len(top) > _TOP_KEPT:
+            del top[min(top, key=top.__getitem__)]
 
     def detected(self, d: Detection, now: float | None = None) -> None:
         now = time.time() if now is None else now
         k = self.key(d.rule, d.group)
         entry = self.firing.get(k)
+        if entry is None and (self.per_rule.get(d.rule, 0) >= self.max_per_rule
+                              or len(self.firing) >= self.max_firing):
+            self._aggregate(d, now)
+            return
         if entry is None:
+            self.per_rule[d.rule] = self.per_rule.get(d.rule, 0) + 1
             self.firing[k] = {"labels": self._labels(d), "startsAt": rfc3339(min(d.first_ts, now)), "last": now,
                               "detection": d.as_dict()}
             self.due[k] = None
@@ -96,6 +145,9 @@ class AlertBook:
         for k in done:
             entry = self.firing.pop(k)
             self.due.pop(k, None)
+            if "aggregate" not in entry:
+                rule = entry["labels"]["rule"]
+                self.per_rule[rule] -= 1
             self.resolved.append(self._post(entry, now, now))
             while len(self.resolved) > MAX_RESOLVED:
                 self.resolved.popleft()
@@ -169,8 +221,12 @@ class AlertBook:
         if not data:
             return
         for k, e in (data.get("firing") or {}).items():
-            if isinstance(e, dict) and "detection" in e:
+            if isinstance(e, dict) and "aggregate" in e:
                 self.firing[k] = e
+            elif isinstance(e, dict) and "detection" in e:
+                self.firing[k] = e
+                rule = e["labels"]["rule"]
+                self.per_rule[rule] = self.per_rule.get(rule, 0) + 1
         self.due.update(dict.fromkeys(k for k in data.get("due", []) if k in self.firing))
         self.due.update(dict.fromkeys(self.firing))  # a restart re-posts what fires
         self.resolved.extend(r for r in data.get("resolved", []) if isinstance(r, dict))

@@ -33,6 +33,12 @@ class Metrics:
                                       namespace=NS, registry=r)
         self.alerts_dropped = Counter("alerts_dropped", "Resolved-alert posts dropped undelivered (the oldest "
                                       "first, past 10,000 waiting).", namespace=NS, registry=r)
+        self.alerts_aggregated = Counter("alerts_aggregated", "Detections folded into their rule's one aggregate "
+                                         "alert (past max_alerts_per_rule or max_alerts), by rule.", ["rule"],
+                                         namespace=NS, registry=r)
+        self.groups_evicted = Counter("groups_evicted", "Sources dropped from a rule's state to stay within its "
+                                      "bound (least recently seen first), by rule.", ["rule"], namespace=NS,
+                                      registry=r)
         self.alerts_queued = Gauge("alerts_queued", "Alert posts waiting for Alertmanager.", namespace=NS,
                                    registry=r)
         self.alerts_firing = Gauge("alerts_firing", "Alerts firing now.", namespace=NS, registry=r)

@@ -24,6 +24,7 @@ from trustops.monitors.tail import Checkpoint, FileTail, count_lines, expand
 from trustops.monitors.ufw import UfwParser
 
 DEFAULT_RUNBOOKS = "https://github.com/trustops/trustops/blob/main/runbooks"
+SAVE_EVERY = 1.0   # seconds between checkpoint writes at most (and one at a clean stop)
 
 
 class ConfigError(ValueError):
@@ -34,7 +35,7 @@ class ConfigError(ValueError):
 
 _TOP_KEYS = {"instance", "inputs", "allowed_networks", "allowlist", "rules_file", "rules", "alertmanager",
              "runbook_base_url", "metrics", "state_dir", "start_at", "max_line_bytes", "poll_interval",
-             "resolve_after", "rotate_wait"}
+             "resolve_after", "rotate_wait", "max_tracked_groups", "max_alerts_per_rule", "max_alerts"}
 _INPUT_KEYS = {"name", "type", "path", "format", "log_line_prefix", "journal_command", "only_dest"}
 
 
@@ -66,6 +67,9 @@ class Config:
     poll_interval: float = 1.0
     resolve_after: float = 600.0
     rotate_wait: float = 5.0
+    max_tracked_groups: int = 300_000   # sources held by all rules together (each rule gets its share)
+    max_alerts_per_rule: int = 100      # per-source alerts a rule fires; past it, one aggregate alert
+    max_alerts: int = 1_000             # alerts firing in all
 
 
 def _cidrs(v, what: str) -> list[str]:
@@ -141,6 +145,9 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
         poll_interval=duration(data.get("poll_interval", "1s")),
         resolve_after=duration(data.get("resolve_after", "10m")),
         rotate_wait=duration(data.get("rotate_wait", "5s")),
+        max_tracked_groups=int(data.get("max_tracked_groups", 300_000)),
+        max_alerts_per_rule=int(data.get("max_alerts_per_rule", 100)),
+        max_alerts=int(data.get("max_alerts", 1_000)),
     )
     try:
         load_rules(cfg.rules_file, cfg.allowlist, cfg.rules)
@@ -392,11 +399,16 @@ class Monitor:
         self.cfg = cfg
         self.metrics = Metrics(registry)
         rules = load_rules(cfg.rules_file, cfg.allowlist, cfg.rules)
+        share = max(1, cfg.max_tracked_groups // max(len(rules), 1))
+        for r in rules:  # the global bound on tracked sources, shared out among the rules
+            r.max_groups = min(r.max_groups, share)
         self.rules = {r.name: r for r in rules}
         self.engine = make_engine(rules, cfg.allowed_networks)
         self.metrics.build_info.labels("c" if isinstance(self.engine, FastEngine) else "python").set(1)
         self.alerts = AlertBook(cfg.alertmanager_url, cfg.instance, cfg.runbook_base_url, cfg.resolve_after,
-                                refresh=self._refresh)
+                                refresh=self._refresh, max_per_rule=cfg.max_alerts_per_rule,
+                                max_firing=cfg.max_alerts, top=self.engine.top)
+        self._saved_at = 0.0
         self.pipeline = Pipeline(cfg.inputs, self.engine, self._detected)
         self.pipeline.keep_detections = False
         self.checkpoint = Checkpoint(Path(cfg.state_dir) / "checkpoint.json")
@@ -467,7 +479,12 @@ class Monitor:
         self._bump(self.metrics.alerts_sent, ("sent",), self.alerts.sent)
         self._bump(self.metrics.alert_failures, ("fail",), self.alerts.failures)
         self._bump(self.metrics.alerts_dropped, ("dropped",), self.alerts.dropped)
-        self.save()
+        for rule, n in self.alerts.aggregated.items():
+            self._bump(self.metrics.alerts_aggregated.labels(rule), ("agg", rule), n)
+        for rule, n in self.engine.evicted.items():
+            self._bump(self.metrics.groups_evicted.labels(rule), ("evict", rule), n)
+        if now - self._saved_at >= SAVE_EVERY:  # a flood must not turn into a checkpoint write per read
+            self.save()
         return total
 
     def _bump(self, counter, key, value: int) -> None:
@@ -486,6 +503,7 @@ class Monitor:
             self._bump(self.metrics.events.labels(stype, outcome), ("ev", stype, outcome), n)
 
     def save(self) -> None:
+        self._saved_at = time.time()
         self.checkpoint.save({"inputs": {n: t.checkpoint() for n, t in self.tails.items()},
                               "alerts": self.alerts.dump(), "saved_at": time.time()})
 
@@ -499,12 +517,18 @@ class Monitor:
             def on_any_event(self, event):  # noqa: D401 - any change in a watched directory wakes the loop
                 wake.set()
 
-        self._observer = Observer()
         dirs = {str(Path(s.path).parent) for s in self.cfg.inputs if s.path}
-        for d in dirs:
-            if os.path.isdir(d):
-                self._observer.schedule(Handler(), d, recursive=False)
-        self._observer.start()
+        try:
+            self._observer = Observer()
+            for d in dirs:
+                if os.path.isdir(d):
+                    self._observer.schedule(Handler(), d, recursive=False)
+            self._observer.start()
+        except OSError as exc:  # no inotify left (a host-wide limit): polling still reads everything
+            import sys
+            print(f"trustops-monitor: cannot watch {sorted(dirs)} ({exc}); polling every "
+                  f"{self.cfg.poll_interval:g} s instead", file=sys.stderr, flush=True)
+            self._observer = None
 
     def run(self) -> None:
         if self.cfg.metrics_listen:
@@ -521,6 +545,7 @@ class Monitor:
                 self.step()
                 self.wake.wait(self.cfg.poll_interval)
             self.step()
+            self.save()
         finally:
             if self._observer is not None:
                 self._observer.stop()

@@ -199,9 +199,17 @@ class Engine:
                     self.by_type.setdefault(t, []).append((r, True))
         self.state: dict[str, OrderedDict[str, _Group]] = {r.name: OrderedDict() for r in rules}
         self.detections_total: dict[str, int] = {r.name: 0 for r in rules}
+        self.evicted: dict[str, int] = {r.name: 0 for r in rules}  # groups dropped to stay within max_groups
 
     def groups(self) -> int:
         return sum(len(s) for s in self.state.values())
+
+    def top(self, rule: str, n: int) -> list[tuple[int, str]]:
+        """The n sources the rule has matched most, as (hits, source), most first (ties: least
+        recently seen first)."""
+        import heapq
+        groups = self.state.get(rule, {})
+        return [(h, k) for h, _, k in heapq.nlargest(n, ((g.hits, -i, k) for i, (k, g) in enumerate(groups.items())))]
 
     def hits(self, rule: str, key: str) -> int | None:
         """Events `rule` matched for `key` while it was tracked (the real count an alert text
@@ -216,6 +224,7 @@ class Engine:
             g = groups[key] = _Group()
             if len(groups) > rule.max_groups:
                 groups.popitem(last=False)
+                self.evicted[rule.name] += 1
         else:
             groups.move_to_end(key)
         g.last_seen = ts

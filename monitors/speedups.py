@@ -54,8 +54,15 @@ class FastEngine:
     def groups(self) -> int:
         return sum(self.c.group_counts())
 
+    def top(self, rule: str, n: int) -> list[tuple[int, str]]:
+        return self.c.top(self._index[rule], n)
+
     def hits(self, rule: str, key: str) -> int | None:
         return self.c.hits(self._index[rule], key)
+
+    @property
+    def evicted(self) -> dict[str, int]:
+        return dict(zip((r.name for r in self.rules), self.c.evicted()))
 
 
 def make_engine(rules: list[Rule], allowed_networks=None) -> Engine | FastEngine:

@@ -38,7 +38,7 @@ def _monitor(tmp_path, pg, am_url, metrics_port):
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"}, "poll_interval": "0.5s",
     }))
     proc = subprocess.Popen([sys.executable, "-m", "trustops.monitors", "run", "-c", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "monitor.err", "ab"))
     wait_port(metrics_port, 30)
     return proc
 

@@ -79,6 +79,7 @@ def test_the_daemon_skips_a_hostile_line_counts_it_and_moves_its_checkpoint(tmp_
                   for r in ("unparsed", "too_long", "invalid_utf8", "error"))
     assert skipped == len(HOSTILE_UFW)
     assert reg.get_sample_value("trustops_monitor_events_total", {"source_type": "ufw", "outcome": "block"}) == 1
+    mon.save()
     assert mon.checkpoint.load()["inputs"]["ufw"]["offset"] == log.stat().st_size
     for t in mon.tails.values():
         t.close()

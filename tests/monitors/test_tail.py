@@ -169,6 +169,7 @@ def test_daemon_restart_mid_file_counts_each_failure_once(tmp_path):
     m = _monitor(tmp_path, f)
     m.step()
     assert m.pipeline.events[("postgres", "pg_auth_failed:bad_password")] == 40
+    m.save()  # a clean stop (SIGTERM) saves; a SIGKILL may read again up to the last second's lines
     del m
     with open(f, "ab") as fh:
         fh.write(_pg_lines(25, 40))
@@ -179,6 +180,7 @@ def test_daemon_restart_mid_file_counts_each_failure_once(tmp_path):
     f.write_bytes(_pg_lines(5, 65))
     m2.step()
     assert m2.pipeline.events[("postgres", "pg_auth_failed:bad_password")] == 30
+    m2.save()
     assert Checkpoint(tmp_path / "state" / "checkpoint.json").load()["inputs"]["pg"]["offset"] == f.stat().st_size
 
 
@@ -228,6 +230,7 @@ def test_journal_input_tracks_the_cursor(tmp_path):
         m.wake.wait(0.2)
         m.step()
     assert m.pipeline.events[("ufw", "block")] == 4 and m.pipeline.events[("ufw", "audit")] == 40
+    m.save()
     last_cursor = json.loads(sample.read_text().splitlines()[-1])["__CURSOR"]
     assert Checkpoint(tmp_path / "state" / "checkpoint.json").load()["inputs"]["kernel"]["cursor"] == last_cursor
 
@@ -351,3 +354,21 @@ def test_a_restart_during_rotate_wait_reads_on_from_both_offsets(tmp_path):
     got += read_all(t2)
     assert sorted(got) == sorted([f"l{i}" for i in range(7)] + [f"l{i}" for i in range(100, 105)])
     assert len(got) == 12
+
+
+def test_the_checkpoint_is_written_at_most_once_a_second(tmp_path, monkeypatch):
+    """A flood wakes the loop for every write; the checkpoint (fsync'd) is not rewritten for each."""
+    import trustops.monitors.tail as tail
+    writes = []
+    real = tail.Checkpoint.save
+    monkeypatch.setattr(tail.Checkpoint, "save", lambda self, data: (writes.append(1), real(self, data)))
+    f = tmp_path / "pg.log"
+    f.write_bytes(b"")
+    m = _monitor(tmp_path, f)
+    for i in range(20):
+        with open(f, "ab") as fh:
+            fh.write(_pg_lines(1, i))
+        m.step()
+    assert len(writes) <= 2, len(writes)  # the first step, and perhaps one a second later
+    m.save()
+    assert Checkpoint(tmp_path / "state" / "checkpoint.json").load()["inputs"]["pg"]["offset"] == f.stat().st_size
