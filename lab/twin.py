@@ -220,15 +220,46 @@ def apply_router(cfg, plan: stack.Plan) -> str:
     return rules
 
 
+def _program_digest(ranges: dict, pubkey: str) -> str:
+    """What the plan depends on: the program, the contract, the stack file, the lab's reading of
+    them, the ranges and the key. Unchanged, a warm `lab up` reuses the recorded plan."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps([ranges, pubkey]).encode())
+    files = sorted((stack.PROJECT_DIR / "infra").rglob("*.py")) + [
+        stack.STACK_FILE, stack.PROJECT_DIR / "trustops" / "inventory.py", Path(stack.__file__), Path(nsg.__file__)]
+    for f in files:
+        h.update(str(f).encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def _current_plan(cfg, ranges: dict, inet: dict, pubkey: str, progress: Progress) -> stack.Plan:
+    digest = _program_digest(ranges, pubkey)
+    stamp = cfg.state_dir / "stack-plan.digest"
+    if plan_file(cfg).exists() and stamp.exists() and stamp.read_text() == digest:
+        return load_plan(cfg)
+    progress.step(f"running the Pulumi program for stack {stack.STACK!r} under mocks")
+    plan = stack.plan(ranges["address_space"], [f"{ADMIN_ADDRESS}/32"], list(inet["public_pool"]), pubkey)
+    plan_file(cfg).write_text(plan.to_json())
+    stamp.write_text(digest)
+    return plan
+
+
 def _keep_running(name: str, progress: Progress, attempts: int = 3) -> None:
     """A systemd host that stopped in its first second (seen now and then on this machine when
     several boot at once, exit 255, no output) is started again."""
     import time
 
+    import datetime as dt
+
     for _ in range(attempts):
-        time.sleep(1)
-        if run(["docker", "inspect", "-f", "{{.State.Running}}", name]).stdout.strip() == "true":
-            return
+        state = json.loads(run(["docker", "inspect", "-f", "{{json .State}}", name]).stdout)
+        started = dt.datetime.fromisoformat(state["StartedAt"][:26].rstrip("Z")).replace(tzinfo=dt.timezone.utc)
+        if state["Running"] and (dt.datetime.now(dt.timezone.utc) - started).total_seconds() > 2:
+            return   # up and past the first second, when such a stop happens
+        if state["Running"]:
+            time.sleep(1)
+            continue
         progress.step(f"{name} stopped while booting: starting it again")
         run(["docker", "start", name])
     raise LabError(f"{name} keeps stopping while it boots{environment.inotify_hint()}: see `docker logs {name}`")
@@ -347,25 +378,31 @@ def _ssh_hosts(doc: dict) -> list[tuple[str, dict]]:
 
 def check_ssh(cfg, doc: dict, timeout: float = 60, only: set[str] | None = None) -> None:
     """Log in to every host (or those in `only`) as Ansible will (the same ssh, options and
-    jump) and run sudo."""
+    jump) and run sudo; all hosts at once."""
     import shlex
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
-    for name, hv in _ssh_hosts(doc):
-        if only is not None and name not in only:
-            continue
+    def login(item: tuple[str, dict]) -> str | None:
+        name, hv = item
         args = shlex.split(hv.get("ansible_ssh_common_args") or doc["all"]["vars"]["ansible_ssh_common_args"])
         cmd = ["ssh", *args, "-o", "BatchMode=yes", "-o", "ConnectTimeout=8", "-p", str(hv["ansible_port"]),
                f"{doc['all']['vars']['ansible_user']}@{hv['ansible_host']}", "sudo -n true && echo ok"]
-        deadline, last = time.monotonic() + timeout, ""
+        deadline = time.monotonic() + timeout
         while True:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
             if proc.stdout.strip() == "ok":
-                break
+                return None
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             if time.monotonic() > deadline:
-                raise LabError(f"cannot log in to {name} ({hv['ansible_host']}) the way Ansible will: {last}")
+                return f"cannot log in to {name} ({hv['ansible_host']}) the way Ansible will: {last}"
             time.sleep(1)
+
+    hosts = [(n, hv) for n, hv in _ssh_hosts(doc) if only is None or n in only]
+    with ThreadPoolExecutor(max(1, len(hosts))) as ex:
+        failures = [f for f in ex.map(login, hosts) if f]
+    if failures:
+        raise LabError("; ".join(failures))
 
 
 def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, str]) -> dict:
@@ -374,9 +411,7 @@ def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, s
     pubkey = environment._generate_key(cfg.key_file)
     ranges = choose_ranges(cfg, progress)
     inet = _internet(ranges)
-    progress.step(f"running the Pulumi program for stack {stack.STACK!r} under mocks")
-    plan = stack.plan(ranges["address_space"], [f"{ADMIN_ADDRESS}/32"], list(inet["public_pool"]), pubkey)
-    plan_file(cfg).write_text(plan.to_json())
+    plan = _current_plan(cfg, ranges, inet, pubkey, progress)
     progress.step(f"the stack declares {len(plan.resources)} resources: {len(plan.subnets)} subnets, "
                   f"{len(plan.vms)} VMs, {len(plan.public_ips)} public IPs, {len(plan.nat_gateways)} NAT gateways, "
                   f"{len(plan.buckets)} buckets")
