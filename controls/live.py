@@ -113,7 +113,7 @@ def run(probes: list[str], inventory: Path, progress: Callable[[str], None] = la
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
         selection = [str(LIVE_CHECKS.relative_to(ROOT)), f"--ansible-inventory={inventory}"]
-        argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", f"--junitxml={junit}",
+        argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rfE", f"--junitxml={junit}",
                 *selection, f"--settle-timeout={settle:g}", *(f"--probe={p}" for p in probes)]
         env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -124,8 +124,8 @@ def run(probes: list[str], inventory: Path, progress: Callable[[str], None] = la
         try:
             for line in proc.stdout:  # type: ignore[union-attr]
                 lines.append(line)
-                if line.startswith(("FAILED", "ERROR")) or "%]" in line:
-                    progress(f"  live checks: {line.rstrip()}")
+                if "::" in line and line.rstrip().endswith("%]"):     # one line per check as it ends
+                    progress(f"  live check {line.rstrip()}")
             proc.wait()
         finally:
             killer.cancel()

@@ -16,7 +16,8 @@ class NotSettled(TimeoutError):
 
     def __init__(self, what: str, timeout: float, last: str) -> None:
         self.what, self.timeout, self.last = what, timeout, last
-        super().__init__(f"{what} did not happen within {timeout:g}s" + (f" (last seen: {last})" if last else ""))
+        seconds = f"{timeout:.1f}".rstrip("0").rstrip(".")
+        super().__init__(f"{what} did not happen within {seconds}s" + (f" (last seen: {last})" if last else ""))
 
 
 def until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.5,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,8 +160,18 @@ def site(request, tmp_path_factory) -> Site:
     return site
 
 
+MIN_SETTLE_SECONDS = 5
+
+
 @pytest.fixture(scope="session")
-def settle(request) -> float:
+def _settled_by(request) -> float:
+    return time.monotonic() + request.config.getoption("--settle-timeout")
+
+
+@pytest.fixture
+def settle(_settled_by) -> float:
     """Seconds a check may wait for what it checks to settle (a service still starting after a
-    converge is not a broken promise; one still down after this is)."""
-    return request.config.getoption("--settle-timeout")
+    converge is not a broken promise; one still down after this is). One budget for the run, from
+    the first check that waits: an environment settles once, so a broken one costs the budget once,
+    not once per check."""
+    return max(_settled_by - time.monotonic(), MIN_SETTLE_SECONDS)
