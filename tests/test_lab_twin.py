@@ -292,3 +292,24 @@ def test_ssh_config_names_absolute_paths(tmp_path, monkeypatch):
     paths = [l.split()[1] for l in (tmp_path / "rel" / "ssh_config").read_text().splitlines()
              if l.strip().startswith(("IdentityFile", "UserKnownHostsFile"))]
     assert len(paths) == 2 and all(Path(p).is_absolute() for p in paths), paths
+
+
+def test_address_space_must_be_free_and_inside_172_16_12(tmp_path, monkeypatch):
+    cfg = environment.LabConfig(name="twinranges", state_dir=tmp_path, kind="twin")
+    quiet = environment.Progress(quiet=True)
+    monkeypatch.setenv("TRUSTOPS_LAB_ADDRESS_SPACE", "10.40.0.0/16")
+    with pytest.raises(LabError, match=r"must lie inside 172.16.0.0/12"):
+        twin.choose_ranges(cfg, quiet)
+    used = next((u for u in twin._used_networks(cfg) if u.subnet_of(twin.LAB_RANGE)), None)
+    if used is not None:
+        monkeypatch.setenv("TRUSTOPS_LAB_ADDRESS_SPACE", str(used.supernet(new_prefix=16)))
+        with pytest.raises(LabError, match="overlaps"):
+            twin.choose_ranges(cfg, quiet)
+    monkeypatch.delenv("TRUSTOPS_LAB_ADDRESS_SPACE")
+    ranges = twin.choose_ranges(cfg, quiet)
+    vnet, internet = (ipaddress.ip_network(ranges[k]) for k in ("address_space", "internet"))
+    assert vnet.subnet_of(twin.LAB_RANGE) and internet.subnet_of(twin.LAB_RANGE) and not vnet.overlaps(internet)
+    assert not any(vnet.overlaps(u) or internet.overlaps(u) for u in twin._used_networks(cfg))
+    assert twin.choose_ranges(cfg, quiet) == ranges   # kept for the next `lab up`
+    with pytest.raises(LabError, match="TRUSTOPS_LAB_KIND"):
+        environment.LabConfig(name="x", kind="cloud")
