@@ -118,7 +118,8 @@ def run(probes: list[str], inventory: Path, progress: Callable[[str], None] = la
         env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
-        killer = threading.Timer(RUN_TIMEOUT, proc.kill)
+        timed_out = threading.Event()
+        killer = threading.Timer(RUN_TIMEOUT, lambda: (timed_out.set(), proc.kill()))
         killer.start()
         lines = []
         try:
@@ -130,7 +131,10 @@ def run(probes: list[str], inventory: Path, progress: Callable[[str], None] = la
         finally:
             killer.cancel()
         output = "".join(lines)
-        by_probe = _cases(junit) if junit.exists() and junit.stat().st_size else {}
+        try:
+            by_probe = _cases(junit) if junit.exists() else {}
+        except ET.ParseError:   # a run killed while writing it
+            by_probe = {}
     ran = " ".join(shlex.quote(a) for a in ["pytest", *selection])
     tail = next((l.strip() for l in reversed(lines) if l.strip()), "(no output)")[:240]
     results = {}
@@ -144,6 +148,8 @@ def run(probes: list[str], inventory: Path, progress: Callable[[str], None] = la
             results[probe] = ProbeResult(False, f"no live check in {selection[0]} is marked probe({probe!r})",
                                          output, ran)
         else:
-            why = "timed out" if proc.returncode == -9 else f"pytest exit {proc.returncode}"
+            why = (f"timed out after {RUN_TIMEOUT}s" if timed_out.is_set() else
+                   f"pytest killed by signal {-proc.returncode}" if proc.returncode < 0 else
+                   f"pytest exit {proc.returncode}")
             results[probe] = ProbeResult(False, f"{COULD_NOT_CHECK}: {why}: {tail}", output, ran, checked=False)
     return results
