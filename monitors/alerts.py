@@ -101,24 +101,34 @@ class AlertBook:
         return {"labels": entry["labels"], "annotations": annotations, "startsAt": entry["startsAt"],
                 "endsAt": rfc3339(ends)}
 
-    def _aggregate(self, d: Detection, now: float) -> None:
-        """d folded into its rule's one aggregate alert: counted, and kept among the top
-        offenders when its count is high enough."""
-        k = self.key(d.rule, "*")
+    def aggregate(self, rule: str, severity: str, mitre: str | None, group: str, count: int, first: float,
+                  now: float | None = None) -> None:
+        """A detection folded into its rule's one aggregate alert: counted (and, without the
+        engine's counts, among the first sources kept for the top offenders)."""
+        now = time.time() if now is None else now
+        k = self.key(rule, "*")
         entry = self.firing.get(k)
         if entry is None:
-            labels = {**self._labels(d), "source": "many", "aggregate": "true"}
-            entry = self.firing[k] = {"labels": labels, "startsAt": rfc3339(min(d.first_ts, now)), "last": now,
+            labels = {"alertname": rule, "severity": severity, "instance": self.instance, "rule": rule,
+                      "source": "many", "service": "trustops-monitor", "aggregate": "true",
+                      **({"mitre_technique": mitre} if mitre else {})}
+            entry = self.firing[k] = {"labels": labels, "startsAt": rfc3339(min(first, now)), "last": now,
                                       "aggregate": {"sources": 0, "top": {}}}
             self.due[k] = None
         entry["last"] = now
         agg = entry["aggregate"]
         agg["sources"] += 1
-        self.aggregated[d.rule] = self.aggregated.get(d.rule, 0) + 1
-        top = agg["top"]
-        top[d.group] = max(top.get(d.group, 0), d.count)
-        if len(top) > _TOP_KEPT:
-            del top[min(top, key=top.__getitem__)]
+        self.aggregated[rule] = self.aggregated.get(rule, 0) + 1
+        if self.top is None:
+            top = agg["top"]
+            if group in top or len(top) < _TOP_KEPT:
+                top[group] = max(top.get(group, 0), count)
+
+    def overflows(self, rule: str, group: str) -> bool:
+        """Whether a detection for (rule, group) would be aggregated (the caller can then skip
+        building its texts: a flood brings a million of them)."""
+        return (self.key(rule, group) not in self.firing
+                and (self.per_rule.get(rule, 0) >= self.max_per_rule or len(self.firing) >= self.max_firing))
 
     def detected(self, d: Detection, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -126,7 +136,7 @@ class AlertBook:
         entry = self.firing.get(k)
         if entry is None and (self.per_rule.get(d.rule, 0) >= self.max_per_rule
                               or len(self.firing) >= self.max_firing):
-            self._aggregate(d, now)
+            self.aggregate(d.rule, d.severity, d.mitre, d.group, d.count, d.first_ts, now)
             return
         if entry is None:
             self.per_rule[d.rule] = self.per_rule.get(d.rule, 0) + 1

@@ -209,6 +209,7 @@ class Pipeline:
         self.detections: list[Detection] = []
         self.keep_detections = True
         self.by_source: dict[str, dict[str, int]] | None = None  # attacks: kind -> source -> count, on demand
+        self.on_raw = None  # the daemon takes the C engine's raw detections itself (no texts built for a flood)
 
     def process(self, name: str, raw_lines: list[bytes]) -> list[Detection]:
         parser = self.parsers[name]
@@ -217,8 +218,12 @@ class Pipeline:
         if scanner is not None:
             raw, invalid, failed = scanner.feed(raw_lines, self.events, self.by_source)
             found = []
-            for r in raw:
-                self._report(self.engine.detection(r), found)
+            if self.on_raw is not None:
+                for r in raw:
+                    self.on_raw(r)
+            else:
+                for r in raw:
+                    self._report(self.engine.detection(r), found)
         else:
             found, invalid, failed = self._process_python(parser, raw_lines)
         self.lines[name] = self.lines.get(name, 0) + count_lines(raw_lines)
@@ -409,7 +414,10 @@ class Monitor:
                                 refresh=self._refresh, max_per_rule=cfg.max_alerts_per_rule,
                                 max_firing=cfg.max_alerts, top=self.engine.top)
         self._saved_at = 0.0
+        self._detections: dict[str, int] = {}
         self.pipeline = Pipeline(cfg.inputs, self.engine, self._detected)
+        if isinstance(self.engine, FastEngine):
+            self.pipeline.on_raw = self._detected_raw
         self.pipeline.keep_detections = False
         self.checkpoint = Checkpoint(Path(cfg.state_dir) / "checkpoint.json")
         state = self.checkpoint.load()
@@ -441,8 +449,19 @@ class Monitor:
         return detection_for(rule, d.group, n, d.first_ts, d.last_ts)
 
     def _detected(self, d: Detection) -> None:
-        self.metrics.detections.labels(d.rule, d.severity).inc()
+        self._detections[d.rule] = self._detections.get(d.rule, 0) + 1  # exported once a step
         self.alerts.detected(d)
+
+    def _detected_raw(self, raw: tuple) -> None:
+        """A detection from the C engine: texts are built only when it gets an alert of its own."""
+        index, key, count, first, last = raw
+        rule = self.engine.rules[index]
+        self.engine.detections_total[rule.name] += 1
+        self._detections[rule.name] = self._detections.get(rule.name, 0) + 1
+        if self.alerts.overflows(rule.name, key):
+            self.alerts.aggregate(rule.name, rule.severity, rule.mitre, key, count, first)
+        else:
+            self.alerts.detected(detection_for(rule, key, count, first, last))
 
     def step(self) -> int:
         """One pass: read every input, process, alert, save the checkpoint. Returns lines read."""
@@ -479,6 +498,9 @@ class Monitor:
         self._bump(self.metrics.alerts_sent, ("sent",), self.alerts.sent)
         self._bump(self.metrics.alert_failures, ("fail",), self.alerts.failures)
         self._bump(self.metrics.alerts_dropped, ("dropped",), self.alerts.dropped)
+        for rule, n in self._detections.items():
+            r = self.rules[rule]
+            self._bump(self.metrics.detections.labels(rule, r.severity), ("det", rule), n)
         for rule, n in self.alerts.aggregated.items():
             self._bump(self.metrics.alerts_aggregated.labels(rule), ("agg", rule), n)
         for rule, n in self.engine.evicted.items():

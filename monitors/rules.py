@@ -9,6 +9,7 @@ source (a login that succeeds after failures). State is bounded: each rule keeps
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections import OrderedDict, deque
@@ -111,6 +112,7 @@ class Detection:
         return dict(self.__dict__)
 
 
+@functools.lru_cache(maxsize=256)
 def _fmt_window(sec: float) -> str:
     return f"{int(sec // 3600)}h" if sec >= 3600 and sec % 3600 == 0 else (
         f"{int(sec // 60)}m" if sec >= 60 and sec % 60 == 0 else f"{sec:g}s")

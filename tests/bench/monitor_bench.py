@@ -2,9 +2,11 @@
 same files: this project's `replay` (the C hot path, and the pure-Python path for reference),
 `fail2ban-regex` (filters in peers/) and `mtail --one_shot` (peers/counts.mtail). Prints lines/s,
 peak RSS and whether per-source counts agree with the generator's truth; then the daemon's
-line-appended -> alert-at-Alertmanager latency.
+line-appended -> alert-at-Alertmanager latency; then a spoofed flood of 1,000,000 sources into
+the daemon with real attacks during it (peak RSS, checkpoint size, alert latency).
 
     .venv/bin/python -m tests.bench.monitor_bench [--lines N] [--repeat N] [--latency-samples N]
+        [--flood-sources N] [--flood-attacks N] [--only throughput|latency|flood]
 """
 from __future__ import annotations
 
@@ -174,17 +176,140 @@ def latency(workdir: Path, samples: int) -> None:
           f"mean {statistics.mean(waits) * 1000:.0f} ms")
 
 
+def flood(workdir: Path, sources: int, attacks: int) -> None:
+    """Daemon mode under a spoofed flood: one blocked packet to 5432 from each of `sources`
+    addresses, written as fast as the daemon takes them, while `attacks` real port scans (15
+    ports each, one source each) run during it. Prints the daemon's peak RSS, the largest
+    checkpoint seen and the latency from a scan's last line to its alert in Alertmanager."""
+    import threading
+
+    from tests.services import Alertmanager, Webhook, free_port, wait_port
+
+    workdir = Path(tempfile.mkdtemp(prefix="flood-", dir=workdir))
+    hook = Webhook()
+    am = Alertmanager(workdir / "am", f"http://127.0.0.1:{hook.port}/").start()
+    log = workdir / "ufw.log"
+    log.write_text("")
+    metrics_port = free_port()
+    cfg = workdir / "monitor.yml"
+    checkpoint = workdir / "state" / "checkpoint.json"
+    cfg.write_text(json.dumps({"instance": "bench", "state_dir": str(workdir / "state"), "start_at": "end",
+                               "inputs": [{"name": "ufw", "type": "ufw", "path": str(log)}],
+                               "alertmanager": {"url": am.url}, "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
+                               "poll_interval": "0.2s"}))
+    mon = subprocess.Popen([sys.executable, "-m", "trustops.monitors", "run", "-c", str(cfg)],
+                           stderr=open(workdir / "monitor.err", "ab"))
+    wait_port(metrics_port)
+    time.sleep(0.5)
+    lock = threading.Lock()
+    fh = open(log, "a")
+    line = ("{t} db-1 kernel: [UFW BLOCK] IN=eth0 OUT= MAC=00:16:3e:aa:bb:cc SRC={src} DST=10.0.0.4 LEN=44 "
+            "TOS=0x00 PREC=0x00 TTL=244 ID=54321 PROTO=TCP SPT=40000 DPT={dpt} WINDOW=1024 RES=0x00 SYN URGP=0\n")
+    done = threading.Event()
+    biggest = [0]
+
+    def now() -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
+
+    def writer() -> None:
+        chunk = 20_000
+        for start in range(0, sources, chunk):
+            t = now()
+            text = "".join(line.format(t=t, src=f"100.{64 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}", dpt=5432)
+                           for i in range(start, min(start + chunk, sources)))
+            with lock:
+                fh.write(text)
+                fh.flush()
+            try:
+                biggest[0] = max(biggest[0], checkpoint.stat().st_size)
+            except OSError:
+                pass
+            time.sleep(0.05)
+        done.set()
+
+    started = time.perf_counter()
+    threading.Thread(target=writer, daemon=True).start()
+    waits = []
+    try:
+        i = 0
+        while i < attacks:
+            src = f"203.0.113.{i + 1}" if i < 254 else f"2001:db8:f::{i:x}"
+            t = now()
+            text = "".join(line.format(t=t, src=src, dpt=1000 + p) for p in range(15))
+            with lock:
+                fh.write(text)
+                fh.flush()
+            t0 = time.perf_counter()
+            url = f"{am.url}/api/v2/alerts?filter=source%3D%22{urllib.request.quote(src)}%22" \
+                  f"&filter=alertname%3D%22UfwPortScan%22"
+            while time.perf_counter() - t0 < 30:
+                if json.loads(urllib.request.urlopen(url).read()):
+                    break
+                time.sleep(0.005)
+            waits.append(time.perf_counter() - t0)
+            if waits[-1] > 1:
+                print(f"  scan {i} waited {waits[-1]:.1f} s for its alert", flush=True)
+            i += 1
+            if done.is_set() and i >= attacks:
+                break
+            time.sleep(max(0.0, 0.2 - (time.perf_counter() - t0)))
+        done.wait(600)
+        flood_secs = time.perf_counter() - started
+        # let the daemon finish the backlog, then read its peak RSS
+        metrics = ""
+        for _ in range(600):
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+            m = re.search(r'^trustops_monitor_lines_read_total\{input="ufw"\} (\S+)', metrics, re.M)
+            if m and float(m.group(1)) >= sources + 15 * attacks:
+                break
+            time.sleep(0.1)
+            try:
+                biggest[0] = max(biggest[0], checkpoint.stat().st_size)
+            except OSError:
+                pass
+        with open(f"/proc/{mon.pid}/status") as st:
+            hwm = int(re.search(r"VmHWM:\s+(\d+) kB", st.read()).group(1)) / 1024
+        biggest[0] = max(biggest[0], checkpoint.stat().st_size)
+        firing = json.loads(urllib.request.urlopen(f"{am.url}/api/v2/alerts?active=true").read())
+        pick = lambda name: re.search(rf"^trustops_monitor_{name} (\S+)", metrics, re.M)  # noqa: E731
+        evicted = sum(float(x) for x in re.findall(r"^trustops_monitor_groups_evicted_total\{[^}]*\} (\S+)", metrics, re.M))
+        aggregated = sum(float(x) for x in re.findall(r"^trustops_monitor_alerts_aggregated_total\{[^}]*\} (\S+)", metrics, re.M))
+    finally:
+        mon.terminate()
+        mon.wait(30)
+        am.stop()
+        hook.close()
+        fh.close()
+    waits.sort()
+    p = lambda q: waits[min(len(waits) - 1, int(q * len(waits)))] * 1000  # noqa: E731
+    scans = sum(1 for a in firing if a["labels"].get("alertname") == "UfwPortScan")
+    print(f"flood: {sources:,} spoofed sources in {flood_secs:.1f} s, {attacks} real port scans during it")
+    print(f"  daemon peak RSS {hwm:.1f} MiB (target < 256), largest checkpoint {biggest[0] / 1e6:.2f} MB "
+          f"(target < 16), alerts firing at Alertmanager {len(firing)} ({scans} port scans)")
+    print(f"  real attack -> alert in Alertmanager API: p50 {p(0.5):.0f} ms, p99 {p(0.99):.0f} ms (target < 1000), "
+          f"max {waits[-1] * 1000:.0f} ms")
+    print(f"  counted: {evicted:,.0f} tracked sources evicted, {aggregated:,.0f} detections aggregated, "
+          f"tracked_groups {pick('tracked_groups').group(1) if pick('tracked_groups') else '?'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--latency-samples", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3, help="runs per tool; the fastest counts (default 3)")
+    ap.add_argument("--flood-sources", type=int, default=1_000_000)
+    ap.add_argument("--flood-attacks", type=int, default=100)
+    ap.add_argument("--only", choices=["throughput", "latency", "flood"], help="run one part only")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "trustops-monitor-bench")
     a = ap.parse_args()
     a.workdir.mkdir(parents=True, exist_ok=True)
     print(f"each tool runs {a.repeat} times on the same files; the fastest run counts, RSS is the largest seen")
-    throughput(a.workdir, a.lines, a.repeat)
-    latency(a.workdir, a.latency_samples)
+    if a.only in (None, "throughput"):
+        throughput(a.workdir, a.lines, a.repeat)
+    if a.only in (None, "latency"):
+        latency(a.workdir, a.latency_samples)
+    if a.only in (None, "flood"):
+        flood(a.workdir, a.flood_sources, a.flood_attacks)
 
 
 if __name__ == "__main__":
