@@ -29,6 +29,10 @@ from trustops import inventory
 from trustops.lab import environment, nsg, stack
 from trustops.lab.system import LabError, Progress, run, wait_tcp
 
+# moto checks every request against IAM after this many (the lab's own administrator key is made
+# with them); the stack's users then get exactly their declared policies
+IAM_BOOTSTRAP_ACTIONS = 4
+LAB_ADMIN_USER = "trustops-lab-admin"
 ADMIN_ADDRESS = "192.88.99.1"      # the machine's traffic as the VMs see it (a public address, never routed)
 LAB_RANGE = ipaddress.ip_network("172.16.0.0/12")
 ROUTER_ROLE, S3_ROLE = "router", "s3"
@@ -282,7 +286,7 @@ def _host_args(cfg, plan: stack.Plan, vm: stack.Vm, image: str) -> list[str]:
 
 def _ensure_buckets(cfg, plan: stack.Plan) -> None:
     """The buckets with the settings the stack declares (encryption, blocks, versioning, ownership,
-    policy, lifecycle), created in moto."""
+    lifecycle), created in moto; the bucket policy is not loaded (see below)."""
     s3 = environment.s3_client(cfg)
     region = environment.S3_REGION
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
@@ -311,8 +315,95 @@ def _ensure_buckets(cfg, plan: stack.Plan) -> None:
             elif kind.startswith("BucketLifecycleConfiguration"):
                 s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={
                     "Rules": [_lifecycle_rule(r) for r in setting["rules"]]})
-            elif kind.startswith("BucketPolicy") and isinstance(setting.get("policy"), str):
-                s3.put_bucket_policy(Bucket=bucket, Policy=setting["policy"])
+            # BucketPolicy: recorded in the plan, not loaded. The lab's S3 speaks plain HTTP, and moto
+            # with IAM enforcement applies the policy's DenyNonTLS to every request, so no host could
+            # write at all; on AWS the hosts use HTTPS and the policy holds.
+
+
+def _iam(cfg, creds: dict | None = None):
+    import boto3
+
+    return boto3.client("iam", endpoint_url=f"http://127.0.0.1:{cfg.s3_port}", region_name="us-east-1",
+                        **(creds or environment._s3_credentials(cfg)))
+
+
+def _ensure_lab_admin(cfg) -> None:
+    """The lab's own key (s3-credentials.json: the control node's, and the roles' in the lab) as
+    an IAM user with every right, made while moto still answers unauthenticated requests."""
+    from botocore.exceptions import ClientError
+
+    iam = _iam(cfg)
+    try:
+        iam.get_user(UserName=LAB_ADMIN_USER)   # the first of the unauthenticated requests, on a new moto
+        keys = {k["AccessKeyId"] for k in iam.list_access_keys(UserName=LAB_ADMIN_USER)["AccessKeyMetadata"]}
+        if environment._s3_credentials(cfg)["aws_access_key_id"] in keys:
+            return
+        raise LabError(f"moto's IAM does not know the key in {cfg.s3_credentials_file}: run `trustops lab down` "
+                       f"and up again")
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("NoSuchEntity", "404"):
+            raise LabError(f"moto's IAM refuses the lab's key ({exc.response['Error']['Code']}): its state and "
+                           f"{cfg.s3_credentials_file} disagree; run `trustops lab down` and up again") from exc
+    try:
+        iam.create_user(UserName=LAB_ADMIN_USER)
+        iam.put_user_policy(UserName=LAB_ADMIN_USER, PolicyName="lab-admin", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName=LAB_ADMIN_USER)["AccessKey"]
+    except ClientError as exc:
+        raise LabError(f"moto's IAM refuses the lab's bootstrap ({exc.response['Error']['Code']}): run "
+                       f"`trustops lab down` and up again") from exc
+    creds = {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+    tmp = cfg.s3_credentials_file.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(creds, fh)
+    tmp.replace(cfg.s3_credentials_file)
+
+
+def _wait_moto(cfg, timeout: float = 60) -> None:
+    """moto answering HTTP (its own API: not an AWS action, so not one of the unauthenticated ones)."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{cfg.s3_port}/moto-api/", timeout=5):
+                return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise LabError(f"the lab's S3 (moto) does not answer on 127.0.0.1:{cfg.s3_port}: {exc}") from exc
+            time.sleep(0.5)
+
+
+def iam_key_file(cfg, user: str) -> Path:
+    return cfg.state_dir / "iam" / f"{user}.json"
+
+
+def _ensure_iam(cfg, plan: stack.Plan) -> None:
+    """The stack's IAM users with exactly their declared inline policies, and an access key for
+    each key the stack declares (kept in the state dir, 0600, one file per user)."""
+    iam = _iam(cfg)
+    have = {u["UserName"] for u in iam.list_users()["Users"]}
+    for user, inputs in plan.iam_users.items():
+        if user not in have:
+            iam.create_user(UserName=user, Path=inputs.get("path") or "/")
+    for name, pol in plan.iam_policies.items():
+        if pol.get("user") and isinstance(pol.get("policy"), str):
+            iam.put_user_policy(UserName=pol["user"], PolicyName=name, PolicyDocument=pol["policy"])
+    (cfg.state_dir / "iam").mkdir(mode=0o700, exist_ok=True)
+    for key in plan.access_keys.values():
+        user, path = key.get("user"), iam_key_file(cfg, str(key.get("user")))
+        if not user or user not in plan.iam_users:
+            continue
+        known = {k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]}
+        if path.exists() and json.loads(path.read_text())["aws_access_key_id"] in known:
+            continue
+        made = iam.create_access_key(UserName=user)["AccessKey"]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"aws_access_key_id": made["AccessKeyId"], "aws_secret_access_key": made["SecretAccessKey"]},
+                      fh)
 
 
 def _lifecycle_rule(r: dict) -> dict:
@@ -437,7 +528,8 @@ def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, s
         if net not in attached:
             run(["docker", "network", "connect", "--ip", router_ip(plan, subnet.name), net, router])
     s3_args = ["--label", f"trustops.lab={cfg.name}", "--label", f"trustops.role={S3_ROLE}",
-               "--network", internet_network(cfg), "--ip", inet["s3"], s3_image]
+               "--network", internet_network(cfg), "--ip", inet["s3"],
+               "-e", f"INITIAL_NO_AUTH_ACTION_COUNT={IAM_BOOTSTRAP_ACTIONS}", s3_image]
     environment._ensure_container(cfg.container(S3_ROLE), s3_args, {5000: cfg.s3_port}, progress)
     for vm in plan.vms.values():
         environment._ensure_container(cfg.container(vm.role), _host_args(cfg, plan, vm, host_image), {}, progress)
@@ -461,7 +553,10 @@ def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, s
     progress.step(f"S3 endpoint on 127.0.0.1:{cfg.s3_port}: the stack's buckets")
     if not wait_tcp("127.0.0.1", cfg.s3_port, 60):
         raise LabError(f"S3 endpoint {cfg.container(S3_ROLE)} not reachable on 127.0.0.1:{cfg.s3_port}")
+    _wait_moto(cfg)
+    _ensure_lab_admin(cfg)
     environment._retry(lambda: _ensure_buckets(cfg, plan), what="creating the stack's S3 buckets")
+    environment._retry(lambda: _ensure_iam(cfg, plan), what="creating the stack's IAM users, policies and keys")
     progress.step(f"lab {cfg.name!r} (twin of stack {stack.STACK!r}) is up; inventory: {cfg.inventory_file}")
     return doc
 

@@ -313,3 +313,39 @@ def test_address_space_must_be_free_and_inside_172_16_12(tmp_path, monkeypatch):
     assert twin.choose_ranges(cfg, quiet) == ranges   # kept for the next `lab up`
     with pytest.raises(LabError, match="TRUSTOPS_LAB_KIND"):
         environment.LabConfig(name="x", kind="cloud")
+
+
+def test_iam_keys_reach_only_their_own_bucket(twin_lab):
+    """moto checks every request against IAM: each purpose's key (the stack's user and policy)
+    writes where its policy allows and is refused on the other purpose's bucket; an unknown key
+    is refused everywhere."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    cfg = twin_lab
+    p = twin.load_plan(cfg)
+    users = {u["tags"]["purpose"]: name for name, u in p.iam_users.items()}
+    buckets = {spec["tags"]["purpose"]: name for name, spec in p.buckets.items()}
+    assert set(users) == set(buckets) == {"backups", "files"}
+
+    def s3(creds):
+        return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{cfg.s3_port}", region_name=environment.S3_REGION,
+                            **creds)
+
+    def put(client, bucket, key):
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=b"x", ServerSideEncryption="AES256")
+            return "ok"
+        except ClientError as exc:
+            return exc.response["Error"]["Code"]
+    keys = {purpose: json.loads(twin.iam_key_file(cfg, user).read_text()) for purpose, user in users.items()}
+    assert oct(twin.iam_key_file(cfg, users["backups"]).stat().st_mode & 0o777) == "0o600"
+    backups, files = s3(keys["backups"]), s3(keys["files"])
+    assert put(backups, buckets["backups"], "postgres/probe.dump") == "ok"
+    assert put(backups, buckets["files"], "postgres/probe.dump") == "AccessDenied"
+    assert put(backups, buckets["backups"], "elsewhere/probe.dump") == "AccessDenied"   # its prefix only
+    assert put(files, buckets["backups"], "postgres/probe.dump") == "AccessDenied"
+    assert put(files, buckets["files"], "receipts/probe.jpg") == "ok"
+    stranger = s3({"aws_access_key_id": "AKIA" + os.urandom(8).hex().upper(),
+                   "aws_secret_access_key": os.urandom(20).hex()})
+    assert put(stranger, buckets["files"], "receipts/probe.jpg") in ("InvalidAccessKeyId", "AccessDenied")
