@@ -7,6 +7,7 @@ for it; confirming it gives ten single-use recovery codes; every device added or
 announced by e-mail. GET requests never create anything."""
 from __future__ import annotations
 
+import logging
 import secrets
 
 from django.conf import settings
@@ -27,6 +28,7 @@ from core.models import audit
 from core.views import safe_next
 
 RECOVERY_CODES = 10
+log = logging.getLogger(__name__)
 SESSION_ENROL_OK, SESSION_DEVICE = "mfa_enrol_ok", "mfa_enrol_device"
 
 
@@ -64,9 +66,16 @@ def signed_in_with_entra(request) -> bool:
     return request.session.get("_auth_user_backend", "").endswith("EntraIDBackend")
 
 
-def notify(user, subject: str, body: str) -> None:
-    if user.email:
+def notify(user, subject: str, body: str) -> bool:
+    """Mail the account's address; False (logged, never an error page) when the relay fails."""
+    if not user.email:
+        return False
+    try:
         send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email])
+    except Exception:  # noqa: BLE001 - SMTP down: the caller says so or goes on
+        log.error("could not send %r to the account's address", subject, exc_info=True)
+        return False
+    return True
 
 
 @login_required
@@ -76,12 +85,14 @@ def mfa(request):
     how to set one up (and send the link on request)."""
     device = confirmed_device(request.user)
     if device is None:
-        sent = False
+        sent = failed = False
         if request.method == "POST" and request.POST.get("action") == "send-link":
-            send_enrolment_link(request)
-            sent = True
-        return render(request, "core/mfa_setup.html", {"sent": sent, "entra": signed_in_with_entra(request),
-                                                       "next": request.GET.get("next", "")})
+            sent = send_enrolment_link(request)
+            failed = not sent
+        return render(request, "core/mfa_setup.html", {"sent": sent, "failed": failed,
+                                                       "entra": signed_in_with_entra(request),
+                                                       "next": request.GET.get("next", "")},
+                      status=503 if failed else 200)
     error = ""
     if request.method == "POST":
         used = verify_any(request.user, request.POST.get("token", ""))
@@ -99,14 +110,15 @@ def mfa(request):
     return render(request, "core/mfa.html", {"error": error}, status=400 if error else 200)
 
 
-def send_enrolment_link(request) -> None:
+def send_enrolment_link(request) -> bool:
     user = request.user
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     link = request.build_absolute_uri(f"/mfa/enrol/{uid}/{tokens.make_token(user)}/")
-    notify(user, "Set up your authenticator",
-           f"Open this link within an hour, signed in to your benefits account, to set up your authenticator "
-           f"app:\n\n{link}\n\nIf you did not ask for it, tell HR.")
-    audit(request, "mfa.enrolment_link_sent", target=f"user:{user.pk}")
+    sent = notify(user, "Set up your authenticator",
+                  f"Open this link within an hour, signed in to your benefits account, to set up your "
+                  f"authenticator app:\n\n{link}\n\nIf you did not ask for it, tell HR.")
+    audit(request, "mfa.enrolment_link_sent" if sent else "mfa.enrolment_link_failed", target=f"user:{user.pk}")
+    return sent
 
 
 @login_required

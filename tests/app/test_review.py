@@ -468,3 +468,15 @@ def test_blurry_still_goes_to_review(s3, spy):
     me, pw = make("Blurry Ltd")
     submit(client(me, pw), BLURRY)
     assert ExpenseReport.objects.get(employee=me).review_reason
+
+
+def test_a_mail_relay_that_is_down_is_said_not_a_server_error(django_app):
+    from django.test import override_settings
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+    hr, pw = make("No Mail GmbH", "hr")
+    c = client(hr, pw)
+    with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1",
+                           EMAIL_PORT=9, EMAIL_TIMEOUT=2):          # nothing listens on the discard port
+        r = c.post("/mfa/", {"action": "send-link"}, secure=True)
+    assert r.status_code == 503 and b"could not send" in r.content
+    assert not TOTPDevice.objects.filter(user=hr.user).exists()
