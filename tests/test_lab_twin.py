@@ -349,3 +349,26 @@ def test_iam_keys_reach_only_their_own_bucket(twin_lab):
     stranger = s3({"aws_access_key_id": "AKIA" + os.urandom(8).hex().upper(),
                    "aws_secret_access_key": os.urandom(20).hex()})
     assert put(stranger, buckets["files"], "receipts/probe.jpg") in ("InvalidAccessKeyId", "AccessDenied")
+
+
+def test_down_removes_everything_the_twin_made(twin_lab, lab_config):
+    """Last in this file: the twin's containers (router included), every network it made and its
+    state go; other labs' stay. (Skipped when the twin is the session's own test lab.)"""
+    if twin_lab is lab_config:
+        pytest.skip("the twin is the session's test lab; other test files still need it")
+    cfg = twin_lab
+    p = twin.load_plan(cfg)
+    nets = [twin.internet_network(cfg)] + [twin.network_name(cfg, s) for s in p.subnets]
+
+    def labelled(kind: str, name: str) -> list[str]:
+        args = ["docker", kind, "ls", "-q", *(["-a"] if kind == "container" else []),
+                "--filter", f"label=trustops.lab={name}"]
+        return subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
+    others = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout.split()
+    mine = labelled("container", cfg.name)
+    assert len(mine) == len(p.vms) + 2 and len(labelled("network", cfg.name)) == len(nets)
+    environment.down(cfg, environment.Progress(quiet=True))
+    assert labelled("container", cfg.name) == [] and labelled("network", cfg.name) == []
+    assert all(environment._inspect(n) is None for n in nets) and not cfg.state_dir.exists()
+    left = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout.split()
+    assert set(others) - set(mine) <= set(left)
