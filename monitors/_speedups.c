@@ -1139,7 +1139,12 @@ static PyObject *source_of(PgScanner *sc, PyObject *pid, const char *host, Py_ss
     if (host && !is_blank(host, hn)) return str_of(host, hn);
     PyObject *h = PyDict_GetItemWithError(sc->hosts, pid); /* borrowed */
     if (h == NULL && PyErr_Occurred()) return NULL;
-    if (clean_obj_is_none(h)) Py_RETURN_NONE;
+    if (clean_obj_is_none(h)) { /* pg.LOCAL for a connection over the Unix socket */
+        int local = (host && hn == 7 && memcmp(host, "[local]", 7) == 0) ||
+                    (h && PyUnicode_Check(h) && PyUnicode_CompareWithASCIIString(h, "[local]") == 0);
+        if (local) return PyUnicode_FromString("[local]");
+        Py_RETURN_NONE;
+    }
     Py_INCREF(h);
     return h;
 }

@@ -181,6 +181,7 @@ _BAD_STARTUP = ("invalid length of startup packet", "could not accept SSL connec
 _TOO_MANY = ("sorry, too many clients already", "remaining connection slots are reserved")
 
 MAX_TRACKED_PIDS = 65536
+LOCAL = "[local]"  # the source of a connection over the Unix socket
 
 
 def _clean(v: str | None) -> str | None:
@@ -210,7 +211,13 @@ class PostgresParser:
             self.hosts.popitem(last=False)
 
     def _source(self, pid: str, host: str | None) -> str | None:
-        return _clean(host) or _clean(self.hosts.get(pid))
+        """The client address; LOCAL for a connection over the Unix socket (brute force there is
+        brute force too), None when it is not known."""
+        remembered = self.hosts.get(pid)
+        src = _clean(host) or _clean(remembered)
+        if src is None and LOCAL in (host, remembered):
+            return LOCAL
+        return src
 
     def flush(self) -> list[Event]:
         if self.pending is None:

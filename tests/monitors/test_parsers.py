@@ -43,9 +43,9 @@ def test_stderr_full_session_follows_prefix_changes_and_matches_jsonlog():
 
 def test_authorized_connections_carry_tls_protocol():
     evts, _ = _pg(S / "pg15-stderr-debian-prefix.full-session.log")
-    tcp = [e for e in evts if e.type == ev.PG_AUTHORIZED and e.source]
+    tcp = [e for e in evts if e.type == ev.PG_AUTHORIZED and e.source and e.source != "[local]"]
     assert tcp and all(e.tls and e.reason == "TLSv1.3" for e in tcp)
-    local = [e for e in evts if e.type == ev.PG_AUTHORIZED and not e.source]
+    local = [e for e in evts if e.type == ev.PG_AUTHORIZED and e.source == "[local]"]  # the Unix socket
     assert local and not any(e.tls for e in local)
 
 
