@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """trustops-pgbackup: Postgres backups streamed to S3 (SSE-S3), their retention, and restore drills.
 
 Runs on the db host as `postgres` (peer authentication), with Debian's python3-boto3 and
@@ -9,10 +8,13 @@ upload, and a drill streams the object straight into pg_restore.
   list     the backups in the bucket, newest first
   prune    delete backups (every version) older than --keep-days; the cloud's bucket lifecycle does
            the same, the lab's S3 cannot expire objects
+  check-config  read the config and the S3 key file it names, contact nothing (the role runs it)
   drill    restore the newest (or --key) backup into a scratch database, verify its checksum and row
            counts against the manifest, report RTO (restore time) and RPO (backup age), drop it
 
 Every run writes Prometheus metrics to a node-exporter textfile and exits non-zero on failure.
+The config (/etc/trustops/backup.json) names the S3 key file; both are readable by postgres, so the
+commands work by hand exactly as the systemd units run them (trustops.backups.config).
 """
 from __future__ import annotations
 
@@ -20,14 +22,14 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-CONFIG = Path("/etc/trustops/backup.json")
+from trustops.backups.config import CONFIG, BackupConfig, ConfigError, load
+
 CHUNK = 8 * 1024 * 1024
 
 
@@ -39,25 +41,11 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def load_config(path: Path, overrides: dict) -> dict:
-    try:
-        cfg = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise BackupError(f"cannot read config {path}: {exc}") from exc
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    missing = [k for k in ("databases", "bucket", "prefix", "region") if not cfg.get(k)]
-    if missing:
-        raise BackupError(f"config {path} lacks {', '.join(missing)}")
-    cfg.setdefault("keep_days", 7)
-    cfg.setdefault("metrics_file", "")
-    return cfg
-
-
-def s3_client(cfg: dict):
+def s3_client(cfg: BackupConfig):
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", region_name=cfg["region"], endpoint_url=cfg.get("endpoint_url") or None,
+    return boto3.client("s3", region_name=cfg.region, endpoint_url=cfg.endpoint_url or None, **cfg.credentials(),
                         config=Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 3}))
 
 
@@ -74,38 +62,52 @@ class Hashing:
         return data
 
 
+HELP = {
+    "last_success_timestamp_seconds": "When the last successful run finished.",
+    "last_failure_timestamp_seconds": "When the last failed run finished.",
+    "last_run_success": "1 when the last run succeeded, 0 when it failed.",
+    "last_size_bytes": "Size of the last backup.",
+    "last_duration_seconds": "How long the last run took.",
+    "last_backup_age_seconds": "Age of the backup the last drill restored (the RPO).",
+}
+
+
 def write_metrics(path: str, name: str, samples: dict[str, float], labels: dict[str, str]) -> None:
-    """Replaces this job's textfile atomically (node-exporter must never read half a file)."""
+    """Replaces this job's textfile atomically (prometheus_client writes a temporary file and renames it)."""
+    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
     if not path:
         return
-    lab = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    lines = []
+    registry = CollectorRegistry()
     for metric, value in samples.items():
-        lines += [f"# TYPE trustops_{name}_{metric} gauge", f"trustops_{name}_{metric}{{{lab}}} {value}"]
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(target)
+        Gauge(f"trustops_{name}_{metric}", HELP.get(metric, metric.replace("_", " ")), sorted(labels),
+              registry=registry).labels(**labels).set(value)
+    write_to_textfile(path, registry)
 
 
 def _merge_metrics(path: str, database: str, samples: dict[str, float]) -> None:
     """Keeps the last success of each database when a later run fails (one file per database)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     if not path:
         return
     p = Path(path)
     target = p.with_name(f"{p.stem}-{database}{p.suffix}")
     old: dict[str, float] = {}
     if target.exists():
-        for line in target.read_text().splitlines():
-            if line.startswith("trustops_backup_"):
-                metric = line.split("{")[0][len("trustops_backup_"):]
-                old[metric] = float(line.rsplit(" ", 1)[1])
+        try:
+            for family in text_string_to_metric_families(target.read_text()):
+                for sample in family.samples:
+                    if sample.name.startswith("trustops_backup_"):
+                        old[sample.name[len("trustops_backup_"):]] = sample.value
+        except ValueError:   # a damaged file: start again rather than never write metrics
+            old = {}
     old.update(samples)
     write_metrics(str(target), "backup", old, {"database": database, "host": socket.gethostname()})
 
 
-def key_for(cfg: dict, database: str, started: dt.datetime) -> str:
-    return f"{cfg['prefix'].rstrip('/')}/{database}/{started:%Y-%m-%dT%H%M%SZ}.dump"
+def key_for(cfg: BackupConfig, database: str, started: dt.datetime) -> str:
+    return f"{cfg.prefix.rstrip('/')}/{database}/{started:%Y-%m-%dT%H%M%SZ}.dump"
 
 
 def _counts(cur) -> dict[str, int]:
@@ -121,7 +123,7 @@ def _counts(cur) -> dict[str, int]:
     return out
 
 
-def backup_one(cfg: dict, s3, database: str) -> dict:
+def backup_one(cfg: BackupConfig, s3, database: str) -> dict:
     import psycopg
     from boto3.s3.transfer import TransferConfig
 
@@ -137,7 +139,7 @@ def backup_one(cfg: dict, s3, database: str) -> dict:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         stream = Hashing(proc.stdout)
         try:
-            s3.upload_fileobj(stream, cfg["bucket"], key, ExtraArgs={"ServerSideEncryption": "AES256"},
+            s3.upload_fileobj(stream, cfg.bucket, key, ExtraArgs={"ServerSideEncryption": "AES256"},
                               Config=TransferConfig(multipart_threshold=CHUNK, multipart_chunksize=CHUNK,
                                                     max_concurrency=2))
         except Exception:
@@ -147,48 +149,48 @@ def backup_one(cfg: dict, s3, database: str) -> dict:
         err = proc.stderr.read().decode(errors="replace")
         if proc.wait() != 0:
             try:   # best effort: the cloud's writer may not delete; without a manifest it is incomplete
-                _delete_all_versions(s3, cfg["bucket"], key)
+                _delete_all_versions(s3, cfg.bucket, key)
             except Exception:  # noqa: BLE001
                 pass
             raise BackupError(f"pg_dump {database} failed (exit {proc.returncode}): {err.strip()[-300:]}")
-    head = s3.head_object(Bucket=cfg["bucket"], Key=key)
+    head = s3.head_object(Bucket=cfg.bucket, Key=key)
     if head["ContentLength"] != stream.size or head.get("ServerSideEncryption") != "AES256":
         raise BackupError(f"{key}: stored {head['ContentLength']} bytes with {head.get('ServerSideEncryption')!r}, "
                           f"sent {stream.size} for AES256")
     manifest = {"format": 1, "database": database, "key": key, "size": stream.size,
                 "sha256": stream.sha256.hexdigest(), "postgres_version": version, "host": socket.gethostname(),
                 "started": started.isoformat(), "finished": now().isoformat(), "row_counts": counts}
-    s3.put_object(Bucket=cfg["bucket"], Key=key + ".manifest.json", Body=json.dumps(manifest, indent=2).encode(),
+    s3.put_object(Bucket=cfg.bucket, Key=key + ".manifest.json", Body=json.dumps(manifest, indent=2).encode(),
                   ServerSideEncryption="AES256", ContentType="application/json")
     return manifest
 
 
-def cmd_backup(cfg: dict) -> int:
+def cmd_backup(cfg: BackupConfig) -> int:
     s3, failed = s3_client(cfg), 0
-    for database in cfg["databases"]:
+    for database in cfg.databases:
         t0 = time.monotonic()
         try:
             m = backup_one(cfg, s3, database)
         except Exception as exc:  # noqa: BLE001 - every failure is reported the same loud way
             failed += 1
             print(f"backup {database}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-            _merge_metrics(cfg["metrics_file"], database, {"last_failure_timestamp_seconds": time.time(),
+            _merge_metrics(cfg.metrics_file, database, {"last_failure_timestamp_seconds": time.time(),
                                                            "last_run_success": 0})
             continue
         took = time.monotonic() - t0
-        print(f"backup {database}: s3://{cfg['bucket']}/{m['key']} {m['size']} bytes sha256 {m['sha256'][:16]} "
+        print(f"backup {database}: s3://{cfg.bucket}/{m['key']} {m['size']} bytes sha256 {m['sha256'][:16]} "
               f"in {took:.1f}s; {sum(m['row_counts'].values())} rows in {len(m['row_counts'])} tables")
-        _merge_metrics(cfg["metrics_file"], database, {
+        _merge_metrics(cfg.metrics_file, database, {
             "last_success_timestamp_seconds": time.time(), "last_size_bytes": m["size"],
             "last_duration_seconds": round(took, 3), "last_run_success": 1})
     return 1 if failed else 0
 
 
-def backups(cfg: dict, s3, database: str | None = None) -> list[dict]:
+def backups(cfg: BackupConfig, s3, database: str | None = None) -> list[dict]:
     """Backups with their manifests, newest first. A dump without a manifest is incomplete."""
     out = []
-    prefix = cfg["prefix"].rstrip("/") + "/" + (f"{database}/" if database else "")
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=cfg["bucket"], Prefix=prefix):
+    prefix = cfg.prefix.rstrip("/") + "/" + (f"{database}/" if database else "")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=cfg.bucket, Prefix=prefix):
         keys = {o["Key"]: o for o in page.get("Contents", [])}
         for key, obj in keys.items():
             if key.endswith(".dump"):
@@ -198,7 +200,7 @@ def backups(cfg: dict, s3, database: str | None = None) -> list[dict]:
     return sorted(out, key=lambda b: b["when"], reverse=True)
 
 
-def cmd_list(cfg: dict) -> int:
+def cmd_list(cfg: BackupConfig) -> int:
     for b in backups(cfg, s3_client(cfg)):
         print(f"{b['when']:%Y-%m-%d %H:%M:%S}Z  {b['size']:>12}  {'ok        ' if b['complete'] else 'INCOMPLETE'}"
               f"  {b['key']}")
@@ -215,39 +217,39 @@ def _delete_all_versions(s3, bucket: str, key: str) -> int:
     return n
 
 
-def cmd_prune(cfg: dict) -> int:
+def cmd_prune(cfg: BackupConfig) -> int:
     s3 = s3_client(cfg)
-    cutoff = now() - dt.timedelta(days=int(cfg["keep_days"]))
+    cutoff = now() - dt.timedelta(days=int(cfg.keep_days))
     kept = pruned = 0
     for b in backups(cfg, s3):
         if b["when"] < cutoff:
             for key in (b["key"], b["key"] + ".manifest.json"):
-                _delete_all_versions(s3, cfg["bucket"], key)
+                _delete_all_versions(s3, cfg.bucket, key)
             pruned += 1
-            print(f"pruned {b['key']} ({b['when']:%Y-%m-%d}, older than {cfg['keep_days']} days)")
+            print(f"pruned {b['key']} ({b['when']:%Y-%m-%d}, older than {cfg.keep_days} days)")
         else:
             kept += 1
-    print(f"prune: {pruned} removed, {kept} kept (keep {cfg['keep_days']} days)")
+    print(f"prune: {pruned} removed, {kept} kept (keep {cfg.keep_days} days)")
     return 0
 
 
-def cmd_drill(cfg: dict, key: str | None, database: str | None, keep: bool) -> int:
+def cmd_drill(cfg: BackupConfig, key: str | None, database: str | None, keep: bool) -> int:
     import psycopg
 
     s3 = s3_client(cfg)
     if key is None:
         complete = [b for b in backups(cfg, s3, database) if b["complete"]]
         if not complete:
-            raise BackupError(f"no complete backup under s3://{cfg['bucket']}/{cfg['prefix']}")
+            raise BackupError(f"no complete backup under s3://{cfg.bucket}/{cfg.prefix}")
         key = complete[0]["key"]
     t0 = time.monotonic()
-    manifest = json.loads(s3.get_object(Bucket=cfg["bucket"], Key=key + ".manifest.json")["Body"].read())
+    manifest = json.loads(s3.get_object(Bucket=cfg.bucket, Key=key + ".manifest.json")["Body"].read())
     scratch = f"trustops_drill_{now():%Y%m%d%H%M%S}"
     problems: list[str] = []
     with psycopg.connect(dbname="postgres", autocommit=True) as admin:
         admin.execute(f'create database "{scratch}"')
         try:
-            body = s3.get_object(Bucket=cfg["bucket"], Key=key)["Body"]
+            body = s3.get_object(Bucket=cfg.bucket, Key=key)["Body"]
             stream = Hashing(body)
             proc = subprocess.Popen(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error",
                                      "--dbname", scratch], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -294,8 +296,8 @@ def cmd_drill(cfg: dict, key: str | None, database: str | None, keep: bool) -> i
                "last_backup_age_seconds": round(rpo)}
     if not problems:
         samples["last_success_timestamp_seconds"] = time.time()
-    if cfg["metrics_file"]:
-        p = Path(cfg["metrics_file"])
+    if cfg.metrics_file:
+        p = Path(cfg.metrics_file)
         write_metrics(str(p.with_name(f"drill-{manifest['database']}{p.suffix}")), "restore_drill", samples,
                       {"database": manifest["database"], "host": socket.gethostname()})
     return 0 if not problems else 1
@@ -303,9 +305,11 @@ def cmd_drill(cfg: dict, key: str | None, database: str | None, keep: bool) -> i
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trustops-pgbackup", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(CONFIG))
+    p.add_argument("--config", default=str(CONFIG),
+                   help=f"config file (default {CONFIG}, readable by postgres; it names the S3 key file)")
     p.add_argument("--endpoint-url", help="override the S3 endpoint (tests, a regional endpoint)")
     sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("check-config", help="read the config and the key file it names; contact nothing")
     sub.add_parser("backup")
     sub.add_parser("list")
     pr = sub.add_parser("prune")
@@ -320,8 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = load_config(Path(args.config), {"endpoint_url": args.endpoint_url,
-                                              "keep_days": getattr(args, "keep_days", None)})
+        cfg = load(Path(args.config), {"endpoint_url": args.endpoint_url,
+                                       "keep_days": getattr(args, "keep_days", None)})
+        if args.command == "check-config":
+            cfg.credentials()
+            print(f"config {args.config} ok: {', '.join(cfg.databases)} to s3://{cfg.bucket}/{cfg.prefix}")
+            return 0
         if args.command == "backup":
             return cmd_backup(cfg)
         if args.command == "list":
@@ -329,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "prune":
             return cmd_prune(cfg)
         return cmd_drill(cfg, args.key, args.database, args.keep)
-    except BackupError as exc:
+    except (BackupError, ConfigError) as exc:
         print(f"trustops-pgbackup: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - S3 or Postgres unreachable: one line, non-zero

@@ -22,8 +22,9 @@ def sh(lab_config, role: str, command: str, check: bool = True) -> subprocess.Co
 
 
 def as_postgres(cmd: str) -> str:
-    """A pgbackup command as the job runs it: user postgres, the writer's key from the env file."""
-    return f"runuser -u postgres -- sh -c 'set -a; . /etc/trustops/backup.env; {cmd}'"
+    """A pgbackup command as on-call types it (runbooks/restore-drill.md): user postgres, nothing in the
+    environment; the tool finds its config and the writer's key file itself."""
+    return f"sudo -u postgres {cmd}"
 
 
 def psql(lab_config, sql: str, db: str = "benefits") -> str:
@@ -120,3 +121,13 @@ def test_prune_removes_what_is_older_than_seven_days(lab_config, data):
     versions = b["s3"].list_object_versions(Bucket=b["bucket"], Prefix=old_key)
     assert not versions.get("Versions") and not versions.get("DeleteMarkers")   # gone, every version
     assert b["s3"].head_object(Bucket=b["bucket"], Key=b["key"])["ContentLength"] > 0   # the fresh one stays
+
+
+def test_the_tool_says_in_one_line_when_run_as_a_user_who_cannot_read_its_config(lab_config, converged):
+    run = sh(lab_config, "db", "sudo -u nobody trustops-pgbackup list", check=False)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "trustops-pgbackup: error: cannot read config /etc/trustops/backup.json (Permission denied): "
+        "it is readable by root and postgres"], run.stderr
+    ok = sh(lab_config, "db", as_postgres("trustops-pgbackup check-config"))
+    assert "config /etc/trustops/backup.json ok: benefits to s3://" in ok.stdout

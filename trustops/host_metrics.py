@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Writes host facts as Prometheus textfile metrics: whether UFW is active, and when each given
 certificate expires. Usage: trustops-host-metrics OUT.prom [CERT ...]"""
 import datetime as dt
@@ -7,8 +6,12 @@ import subprocess
 import sys
 
 
-def main() -> int:
-    out, certs = sys.argv[1], sys.argv[2:]
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: trustops-host-metrics OUT.prom [CERT ...]", file=sys.stderr)
+        return 2
+    out, certs = args[0], args[1:]
     ufw = subprocess.run(["ufw", "status"], capture_output=True, text=True)
     lines = ["# HELP trustops_ufw_active 1 when UFW is enabled and filtering.", "# TYPE trustops_ufw_active gauge",
              f"trustops_ufw_active {int('Status: active' in ufw.stdout)}",

@@ -1,7 +1,7 @@
-#!/usr/bin/python3
 """A webhook receiver for Alertmanager: every notification POSTed to /<receiver> is appended, with
 the time it arrived, to <dir>/alerts-<receiver>.jsonl. The lab's pager and ticket system, and the
-fallback when no real receiver is configured. Usage: trustops-alert-sink HOST PORT DIR"""
+fallback when no real receiver is configured (the alerting role runs it on the ops host).
+Usage: trustops-alert-sink HOST PORT DIR"""
 import json
 import re
 import sys
@@ -11,6 +11,8 @@ from pathlib import Path
 
 
 class Sink(BaseHTTPRequestHandler):
+    directory = Path(".")
+
     def do_POST(self):  # noqa: N802 - http.server's naming
         receiver = self.path.strip("/")
         if not re.fullmatch(r"[a-z]{1,32}", receiver):
@@ -23,7 +25,7 @@ class Sink(BaseHTTPRequestHandler):
             self.send_error(400, "not JSON")
             return
         record = {"received_at": time.time(), "receiver": receiver, "payload": payload}
-        with open(Path(sys.argv[3]) / f"alerts-{receiver}.jsonl", "a") as f:
+        with open(self.directory / f"alerts-{receiver}.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         self.send_response(200)
         self.end_headers()
@@ -32,5 +34,15 @@ class Sink(BaseHTTPRequestHandler):
         pass
 
 
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3 or not args[1].isdigit():
+        print("usage: trustops-alert-sink HOST PORT DIR", file=sys.stderr)
+        return 2
+    Sink.directory = Path(args[2])
+    ThreadingHTTPServer((args[0], int(args[1])), Sink).serve_forever()
+    return 0
+
+
 if __name__ == "__main__":
-    ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Sink).serve_forever()
+    sys.exit(main())
