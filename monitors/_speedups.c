@@ -1450,7 +1450,9 @@ static int skip_failed_line(PyObject *self, Sink *k) {
 /* feed(lines, events, by_source) -> (detections, invalid lines, lines whose handling failed) */
 static PyObject *feed_lines(PyObject *self, Engine *engine, PyObject *args, line_fn fn, int pg) {
     PyObject *lines, *events, *by_source;
-    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &lines, &PyDict_Type, &events, &by_source)) return NULL;
+    int final = 0; /* a password failure still waiting for its DETAIL is released only at the end of the input */
+    if (!PyArg_ParseTuple(args, "O!O!O|p", &PyList_Type, &lines, &PyDict_Type, &events, &by_source, &final))
+        return NULL;
     Sink k;
     memset(&k, 0, sizeof k);
     k.engine = engine;
@@ -1477,7 +1479,7 @@ static PyObject *feed_lines(PyObject *self, Engine *engine, PyObject *args, line
             s = nl + 1;
         }
     }
-    if (pg && pg_flush((PgScanner *)self, &k) < 0 && skip_failed_line(self, &k) < 0) goto fail;
+    if (pg && final && pg_flush((PgScanner *)self, &k) < 0 && skip_failed_line(self, &k) < 0) goto fail;
     if (flush_counts(&k, events) < 0) goto fail;
     return Py_BuildValue("(NLL)", k.out, invalid, k.failed);
 fail:
@@ -1551,7 +1553,7 @@ static PyObject *pg_match(PgScanner *self, PyObject *arg) { /* for tests: the pr
 }
 
 static PyMethodDef pg_methods[] = {
-    {"feed", (PyCFunction)pg_feed, METH_VARARGS, "feed(lines, events, by_source) -> (detections, invalid, failed)"},
+    {"feed", (PyCFunction)pg_feed, METH_VARARGS, "feed(lines, events, by_source, final=False) -> (detections, invalid, failed)"},
     {"tracked_pids", (PyCFunction)pg_tracked, METH_NOARGS, "connections whose address is remembered"},
     {"match", (PyCFunction)pg_match, METH_O, "the prefix match of one line, as a dict (tests)"},
     {NULL}};
@@ -1748,7 +1750,7 @@ static void ufw_dealloc(UfwScanner *self) {
 }
 
 static PyMethodDef ufw_methods[] = {
-    {"feed", (PyCFunction)ufw_feed, METH_VARARGS, "feed(lines, events, by_source) -> (detections, invalid, failed)"},
+    {"feed", (PyCFunction)ufw_feed, METH_VARARGS, "feed(lines, events, by_source, final=False) -> (detections, invalid, failed)"},
     {NULL}};
 
 static PyTypeObject UfwScannerType = {

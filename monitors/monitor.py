@@ -24,6 +24,7 @@ from trustops.monitors.tail import Checkpoint, FileTail, count_lines, expand
 from trustops.monitors.ufw import UfwParser
 
 DEFAULT_RUNBOOKS = "https://github.com/trustops/trustops/blob/main/runbooks"
+PENDING_WAIT = 1.0  # seconds a password failure waits for its DETAIL line once its input is idle
 SAVE_EVERY = 1.0   # seconds between checkpoint writes at most (and one at a clean stop)
 
 
@@ -209,14 +210,20 @@ class Pipeline:
         self.detections: list[Detection] = []
         self.keep_detections = True
         self.by_source: dict[str, dict[str, int]] | None = None  # attacks: kind -> source -> count, on demand
+        self._fed: dict[str, float] = {}  # input -> when it last gave lines
         self.on_raw = None  # the daemon takes the C engine's raw detections itself (no texts built for a flood)
 
-    def process(self, name: str, raw_lines: list[bytes]) -> list[Detection]:
+    def process(self, name: str, raw_lines: list[bytes], final: bool = False) -> list[Detection]:
+        """The lines of one read. Where reads split the stream does not matter: a password
+        failure whose DETAIL line has not come yet waits across reads, released by `final` (the
+        end of the input, or an input idle for a while: see `finish`)."""
         parser = self.parsers[name]
         before = parser.unparsed
         scanner = self.scanners.get(name)
+        if raw_lines:
+            self._fed[name] = time.monotonic()
         if scanner is not None:
-            raw, invalid, failed = scanner.feed(raw_lines, self.events, self.by_source)
+            raw, invalid, failed = scanner.feed(raw_lines, self.events, self.by_source, final)
             found = []
             if self.on_raw is not None:
                 for r in raw:
@@ -225,7 +232,7 @@ class Pipeline:
                 for r in raw:
                     self._report(self.engine.detection(r), found)
         else:
-            found, invalid, failed = self._process_python(parser, raw_lines)
+            found, invalid, failed = self._process_python(parser, raw_lines, final)
         self.lines[name] = self.lines.get(name, 0) + count_lines(raw_lines)
         if invalid:
             self.errors[(name, "invalid_utf8")] = self.errors.get((name, "invalid_utf8"), 0) + invalid
@@ -236,7 +243,14 @@ class Pipeline:
             self.errors[(name, "unparsed")] = self.errors.get((name, "unparsed"), 0) + unparsed
         return found
 
-    def _process_python(self, parser, raw_lines: list[bytes]) -> tuple[list[Detection], int, int]:
+    def finish(self, name: str, idle: float = 0.0) -> list[Detection]:
+        """Release what waits for a next line (a password failure without its DETAIL yet) once
+        the input has given nothing for `idle` seconds."""
+        if time.monotonic() - self._fed.get(name, 0.0) < idle:
+            return []
+        return self.process(name, [], final=True)
+
+    def _process_python(self, parser, raw_lines: list[bytes], final: bool = False) -> tuple[list[Detection], int, int]:
         is_pg = isinstance(parser, PostgresParser)
         is_stderr = is_pg and parser.fmt == "stderr"
         found: list[Detection] = []
@@ -265,7 +279,7 @@ class Pipeline:
                 failed += 1
                 if failed == 1:
                     _log_failure(raw)
-        if is_pg:
+        if is_pg and final:
             try:
                 for e in parser.flush():
                     handle(e, found)
@@ -332,6 +346,7 @@ def replay(paths: list[Path], rules_file: str = str(DEFAULT_RULES), allowed_netw
             stdin = sys.stdin.buffer
             while batch := [line.rstrip(b"\n") for line in itertools.islice(stdin, 8192)]:
                 pipe.process(spec.name, batch)
+            pipe.finish(spec.name)
             continue
         tail = FileTail(Path(spec.path), max_line=max_line, blocks=spec.name in pipe.scanners)  # type: ignore[arg-type]
         while True:
@@ -341,6 +356,7 @@ def replay(paths: list[Path], rules_file: str = str(DEFAULT_RULES), allowed_netw
             pipe.process(spec.name, lines)
         if tail._buf:  # a last line without newline still counts
             pipe.process(spec.name, [tail._buf])
+        pipe.finish(spec.name)
         if tail.stats.too_long:
             pipe.errors[(spec.name, "too_long")] = tail.stats.too_long
         tail.close()
@@ -471,6 +487,7 @@ class Monitor:
             for _ in range(64):  # a backlog is read in bounded batches, up to ~512 MiB a pass
                 lines = tail.read()
                 if not lines:
+                    self.pipeline.finish(name, idle=PENDING_WAIT)
                     break
                 self.pipeline.process(name, lines)
                 total += count_lines(lines)
