@@ -9,8 +9,8 @@ from pathlib import Path
 
 from trustops.controls import catalogue, engine, report
 from trustops.controls.evidence import ChainError
-from trustops.lab import environment
 from trustops.converge import ansible_ping, converge
+from trustops.lab import environment
 from trustops.lab.system import LabError, Progress
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -25,11 +25,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     progress.step("checking the security page's controls against the lab (all kinds but pytest)")
     statuses = engine.run_controls(cfg.inventory_file, _evidence_file(cfg), skip={"pytest"})
     out = report.write(statuses, cfg.state_dir / "report", store=engine.EvidenceStore(_evidence_file(cfg)))
+    converge(cfg.inventory_file, cfg.state_dir / "publish.log", progress, tags=["trust_page"], limit="app")
     print("\n".join(report.summary_lines(statuses)))
-    print(f"  Trust page: {out[1]}; internal report: {out[2]}")
-    print(f"  Publish it at https://127.0.0.1:{cfg.ports('app')[443]}/trust/ (the converge served the previous "
-          f"report): ANSIBLE_CONFIG=ansible/ansible.cfg .venv/bin/ansible-playbook -i {cfg.inventory_file} "
-          "ansible/site.yml --tags trust_page")
+    print(f"  Trust page: {out[1]}, published at https://127.0.0.1:{cfg.ports('app')[443]}/trust/; "
+          f"internal report: {out[2]}")
     return 0
 
 

@@ -32,12 +32,17 @@ def ansible_ping(inventory_file: Path) -> None:
                        f"{(proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:]}")
 
 
-def converge(inventory_file: Path, log_file: Path, progress: Progress) -> None:
-    """ansible-playbook site.yml, showing each task as it starts; the full output goes to a log."""
-    progress.step(f"converging the hosts with ansible/site.yml (full log: {log_file})")
+def converge(inventory_file: Path, log_file: Path, progress: Progress, tags: list[str] | None = None,
+             limit: str | None = None) -> None:
+    """ansible-playbook site.yml (optionally only some tags or hosts), showing each task as it starts;
+    the full output goes to a log."""
+    only = (f" --tags {','.join(tags)}" if tags else "") + (f" --limit {limit}" if limit else "")
+    progress.step(f"converging the hosts with ansible/site.yml{only} (full log: {log_file})")
+    extra = (["--tags", ",".join(tags)] if tags else []) + (["--limit", limit] if limit else [])
     with open(log_file, "w") as log:
-        proc = subprocess.Popen([tool("ansible-playbook"), "-i", str(inventory_file), str(ANSIBLE_DIR / "site.yml")],
-                                env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen([tool("ansible-playbook"), "-i", str(inventory_file), str(ANSIBLE_DIR / "site.yml"),
+                                 *extra], env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
         recap = False
         for line in proc.stdout:  # type: ignore[union-attr]
             log.write(line)
