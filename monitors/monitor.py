@@ -95,8 +95,12 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
             raise ConfigError(f"config file {path} not found") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError("config: expected a mapping at the top")
+    where = path or "config"
+    from trustops.monitors.config_model import check
+    try:
+        check(data)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ConfigError(f"config: unknown keys {sorted(unknown)} (known: {sorted(_TOP_KEYS)})")
@@ -151,9 +155,13 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
         max_alerts=int(data.get("max_alerts", 1_000)),
     )
     try:
-        load_rules(cfg.rules_file, cfg.allowlist, cfg.rules)
+        rules = load_rules(cfg.rules_file, cfg.allowlist, cfg.rules)
     except (RuleError, OSError) as exc:
-        raise ConfigError(f"rules: {exc}") from exc
+        raise ConfigError(f"{cfg.rules_file}: {exc}") from exc
+    for r in rules:  # resolving while the source is quiet in its cooldown would flap the alert
+        if cfg.resolve_after < r.cooldown:
+            raise ConfigError(f"{where}: resolve_after: {cfg.resolve_after:g}s is shorter than the cooldown of "
+                              f"{r.name} ({r.cooldown:g}s); allowed: at least the longest cooldown")
     return cfg
 
 
