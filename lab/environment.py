@@ -64,6 +64,9 @@ class LabConfig:
             raise LabError(f"port base {self.port_base} must be between 1024 and 65000")
         if self.kind not in LAB_KINDS:
             raise LabError(f"lab kind {self.kind!r} (TRUSTOPS_LAB_KIND): one of {LAB_KINDS}")
+        # Absolute: the inventory hands this path to Ansible, which would resolve a relative one
+        # against the playbook's folder and write the CA and read the report somewhere else.
+        object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
 
     def container(self, role: str) -> str:
         return f"{self.name}-{role}"

@@ -175,3 +175,13 @@ def test_a_host_that_cannot_start_systemd_names_the_inotify_limit(monkeypatch, t
     assert "fs.inotify.max_user_instances is 1" in hint and "sysctl -w" in hint
     limit.write_text("100000000\n")
     assert environment.inotify_hint() == ""
+
+
+def test_a_relative_state_dir_is_made_absolute(monkeypatch, tmp_path):
+    """The inventory hands the state dir to Ansible, which resolves a relative path against the
+    playbook's folder: the CA and the published report would land elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRUSTOPS_LAB_DIR", ".lab-rel")
+    cfg = environment.LabConfig.from_env()
+    assert cfg.state_dir == tmp_path / ".lab-rel"
+    assert cfg.inventory_file.is_absolute()
