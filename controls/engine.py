@@ -32,10 +32,25 @@ from pathlib import Path
 from typing import Callable
 
 from trustops.controls.catalogue import CHECK_KINDS, ROOT, CatalogueError, Check, Control, load
-from trustops.controls.evidence import CouldNotCheck, Evidence, EvidenceStore
+from trustops.controls.evidence import ChainError, CouldNotCheck, Evidence, EvidenceStore
 
 STATUSES = ("passing", "failing", "unknown", "stale", "partial", "manual", "not implemented")
 COMMAND_TIMEOUT = 900
+FUTURE_SLACK = dt.timedelta(minutes=5)   # clock skew allowed before evidence counts as future-dated
+CHAIN_BROKEN = "evidence chain broken"
+# What the public page, feed and OSCAL say about a control: a fixed vocabulary chosen here, never a
+# check's own output (which can name hosts, addresses and paths: that stays in the internal report).
+PUBLIC_REASONS = {
+    "passing": "every check passed within its refresh period",
+    "failing": "the evidence of a check contradicts this commitment",
+    "unknown": "a check could not be made, so this is not verified",
+    "stale": "some evidence is missing or older than the refresh period",
+    "partial": "the checks pass, but part of the commitment is not proven by any check yet",
+    "manual": "a reviewed document, in date",
+    "not implemented": "no check proves this yet",
+    CHAIN_BROKEN: f"could not be checked: {CHAIN_BROKEN}",
+    "future": "could not be checked: its evidence is dated in the future",
+}
 
 
 @dataclass(frozen=True)
@@ -73,10 +88,13 @@ def run_command(check: Check, ctx: "Context") -> Outcome:
     try:
         proc = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     except FileNotFoundError:
-        return Outcome(False, f"{argv[0]} is not installed", "", check.target)
+        return Outcome(False, f"could not check: {argv[0]} is not installed", "", check.target, unknown=True)
     except subprocess.TimeoutExpired:
-        return Outcome(False, f"timed out after {COMMAND_TIMEOUT}s", "", check.target)
+        return Outcome(False, f"could not check: timed out after {COMMAND_TIMEOUT}s", "", check.target, unknown=True)
     out = proc.stdout + proc.stderr
+    if proc.returncode < 0:   # killed: it said nothing about what it checks
+        return Outcome(False, f"could not check: killed by signal {-proc.returncode}: {_last_line(out)}", out,
+                       check.target, unknown=True)
     return Outcome(proc.returncode == 0, f"exit {proc.returncode}: {_last_line(out)}", out, check.target)
 
 
@@ -188,24 +206,36 @@ def run_pytests(checks: list[Check], ctx: "Context") -> dict[str, Outcome]:
             output.append(line)
             ctx.progress(f"  pytest: {line.rstrip()}") if re.search(r"(PASSED|FAILED|ERROR|\d+%\])", line) else None
         proc.wait()
-        cases = {}
+        cases: dict[str, tuple[str, str]] = {}   # name -> (passed | failure | error | skipped, message)
+        torn = False
         if xml.exists():
-            for case in ET.parse(xml).iter("testcase"):
-                module = case.get("classname", "").replace(".", "/")
-                name = f"{module}.py::{case.get('name', '')}"
-                bad = [c for c in case if c.tag in ("failure", "error", "skipped")]
-                cases[name] = (not bad, (bad[0].tag + ": " + (bad[0].get("message") or ""))[:200] if bad else "passed")
+            try:
+                for case in ET.parse(xml).iter("testcase"):
+                    module = case.get("classname", "").replace(".", "/")
+                    name = f"{module}.py::{case.get('name', '')}"
+                    bad = [c for c in case if c.tag in ("failure", "error", "skipped")]
+                    cases[name] = (bad[0].tag if bad else "passed",
+                                   (bad[0].tag + ": " + (bad[0].get("message") or ""))[:200] if bad else "passed")
+            except ET.ParseError:   # a run killed while writing it
+                torn = True
     text = "".join(output)
     for check in checks:
         # parametrized tests report name[param]; all parameters must pass
         hits = {n: v for n, v in cases.items() if n == check.target or n.startswith(check.target + "[")}
         ran = " ".join(shlex.quote(a) for a in argv[1:3]) + f" {check.target}"
-        if not hits:
-            outcomes[check.key] = Outcome(False, f"test did not run (pytest exit {proc.returncode}): "
-                                          f"{_last_line(text)}", text, ran)
+        failed = [f"{n.split('::')[-1]}: {m}" for n, (outcome, m) in hits.items() if outcome == "failure"]
+        unchecked = [f"{n.split('::')[-1]}: {m}" for n, (outcome, m) in hits.items()
+                     if outcome in ("error", "skipped")]
+        if failed:
+            outcomes[check.key] = Outcome(False, failed[0], text, ran)
+        elif not hits or unchecked or proc.returncode < 0:
+            why = (unchecked[0] if unchecked else
+                   f"pytest killed by signal {-proc.returncode}" if proc.returncode < 0 else
+                   "its JUnit report was torn" if torn else f"test did not run (pytest exit {proc.returncode})")
+            outcomes[check.key] = Outcome(False, f"could not check: {why}: {_last_line(text)}", text, ran,
+                                          unknown=True)
         else:
-            failed = [f"{n.split('::')[-1]}: {m}" for n, (ok, m) in hits.items() if not ok]
-            outcomes[check.key] = Outcome(not failed, failed[0] if failed else f"{len(hits)} passed", text, ran)
+            outcomes[check.key] = Outcome(True, f"{len(hits)} passed", text, ran)
     return outcomes
 
 
@@ -288,6 +318,12 @@ class ControlStatus:
     reason: str
     last_checked: dt.datetime | None
     evidence: tuple[tuple[Check, Evidence | None, str], ...]   # (check, newest evidence, its state)
+    why_public: str = ""   # a PUBLIC_REASONS key when it is not the status itself
+
+    @property
+    def public_reason(self) -> str:
+        """The reason in the fixed public vocabulary: safe to publish (no host, address or path)."""
+        return PUBLIC_REASONS[self.why_public or self.status]
 
     @property
     def overclaim(self) -> str | None:
@@ -308,15 +344,26 @@ class ControlStatus:
         return None
 
 
-def status(control: Control, latest: dict[str, Evidence], now: dt.datetime | None = None) -> ControlStatus:
+def status(control: Control, latest: dict[str, Evidence], now: dt.datetime | None = None,
+           chain_problem: str | None = None) -> ControlStatus:
+    """The control's status from the newest evidence of each check. With a chain problem (the
+    evidence file did not verify) nothing in that file counts: every check could not be checked."""
     now = now or _now()
     if not control.checks:
         return ControlStatus(control, "not implemented", "no check proves this yet", None, ())
+    if chain_problem is not None:
+        rows = tuple((c, latest.get(c.key), "unknown") for c in control.checks)
+        return ControlStatus(control, "unknown", f"could not be checked: {CHAIN_BROKEN}: {chain_problem}", None,
+                             rows, CHAIN_BROKEN)
     rows = []
+    future = []
     for check in control.checks:
         ev = latest.get(check.key)
         if ev is None:
             state = "missing"
+        elif ev.started_at > now + FUTURE_SLACK:   # a clock error or a forged record: proves nothing
+            state = "unknown"
+            future.append(check.key)
         elif ev.result == "unknown":
             state = "unknown"
         elif not ev.ok or (check.kind == "manual" and not check.reviewed):
@@ -335,8 +382,10 @@ def status(control: Control, latest: dict[str, Evidence], now: dt.datetime | Non
         return ControlStatus(control, "failing", f"failing: {', '.join(failing)}", last, tuple(rows))
     unknown = [(c, ev) for c, ev, s in rows if s == "unknown"]
     if unknown:
-        why = "; ".join(f"{c.key}: {ev.summary}" for c, ev in unknown)
-        return ControlStatus(control, "unknown", f"could not be checked: {why}", last, tuple(rows))
+        why = "; ".join(f"{c.key}: " + (f"evidence dated in the future ({ev.started})" if c.key in future
+                                          else ev.summary) for c, ev in unknown)
+        return ControlStatus(control, "unknown", f"could not be checked: {why}", last, tuple(rows),
+                             "future" if len(future) == len(unknown) else "")
     if all(s == "passing" for s in states):
         if control.gaps:
             return ControlStatus(control, "partial", f"not yet proven: {control.gaps}", last, tuple(rows))
@@ -352,9 +401,22 @@ def status(control: Control, latest: dict[str, Evidence], now: dt.datetime | Non
     return ControlStatus(control, "stale", "; ".join(why), last, tuple(rows))
 
 
+def chain_problem(store: EvidenceStore) -> str | None:
+    """Why the store's evidence cannot be trusted (its chain does not verify), or None. A store with
+    no records has nothing to distrust: every check is then simply missing."""
+    if not store.records():
+        return None
+    try:
+        store.verify()
+    except ChainError as exc:
+        return str(exc)
+    return None
+
+
 def statuses(controls: list[Control], store: EvidenceStore, now: dt.datetime | None = None) -> list[ControlStatus]:
     latest = store.latest()
-    return [status(c, latest, now) for c in controls]
+    problem = chain_problem(store)
+    return [status(c, latest, now, problem) for c in controls]
 
 
 def run_controls(inventory_file: Path | None, evidence_file: Path, kinds: set[str] | None = None,

@@ -5,6 +5,7 @@ check's newest evidence is an observation and every control a finding. Identifie
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 
 from trestle.oscal import OSCAL_VERSION
@@ -27,7 +28,9 @@ def _uuid(*parts: str) -> str:
 
 
 def _id(text: str) -> str:
-    return text.lower().replace(" ", "-")
+    """An OSCAL token (a letter or _ first, then letters, digits, . - _): any area or control name fits."""
+    token = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.")
+    return token if token[:1].isalpha() else f"_{token}"
 
 
 def _metadata(title: str, generated: dt.datetime) -> common.Metadata:
@@ -69,14 +72,14 @@ def assessment_results(statuses: list[ControlStatus], generated: dt.datetime, ch
                 uuid=oid, title=check.key[:200], description=describe.how(check),
                 methods=[METHODS.get(check.kind, "TEST")], collected=ev.started_at,
                 props=[common.Property(name="result", value=ev.result, ns="https://trustops.invalid/ns")],
+                # the check's own summary and command line stay in the internal report (hosts, paths)
                 relevant_evidence=[common.RelevantEvidence(
-                    description=f"{ev.summary or '(no summary)'} (ran: {ev.ran or check.key}; output sha256 "
-                                f"{ev.output_sha256})")],
+                    description=f"{describe.STATE_WORDS[state]} (output sha256 {ev.output_sha256})")],
                 remarks=f"state at report time: {describe.STATE_WORDS[state]}"))
         satisfied = s.status in ("passing", "manual")
         findings.append(common.Finding(
             uuid=_uuid("finding", s.control.id, generated.isoformat()), title=f"{s.control.id}: {s.status}",
-            description=s.reason or s.status,
+            description=s.public_reason,
             target=common.FindingTarget(
                 type="objective-id", target_id=_id(s.control.id),
                 status=common.ObjectiveStatus(state="satisfied" if satisfied else "not-satisfied",

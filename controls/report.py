@@ -134,13 +134,12 @@ def public_html(statuses: list[ControlStatus], generated: dt.datetime, chain_hea
                              '<ul class="how">')
                 for check, ev, state in s.evidence:
                     when = f"last ran {_when(ev.started_at)}" if ev else "not run yet"
-                    why = ""
-                    if state == "unknown" and ev:   # the reason is part of an honest "could not check"
-                        reason = ev.summary.removeprefix("could not check: ")
-                        why = f' <span class="meta">({e(reason[:160] + ("…" if len(reason) > 160 else ""))})</span>'
+                    # the check's own summary stays in the internal report: it can name hosts and paths
                     parts.append(f'<li>{e(how(check))}. <span class="meta">{when}:</span> '
-                                 f'<span class="r-{state}">{e(describe.STATE_WORDS[state])}</span>{why}</li>')
+                                 f'<span class="r-{state}">{e(describe.STATE_WORDS[state])}</span></li>')
                 parts.append("</ul>")
+                if s.status in ("unknown", "failing"):
+                    parts.append(f'<p class="meta">{e(s.public_reason[:1].upper() + s.public_reason[1:])}.</p>')
             else:
                 parts.append('<p class="meta">No automated check proves this yet.</p>')
             if c.gaps:
@@ -272,7 +271,7 @@ def write(statuses: list[ControlStatus], out_dir: Path, generated: dt.datetime |
     files = {PAGE_MD: public_markdown(statuses, generated, head),
              PAGE_HTML: public_html(statuses, generated, head),
              INTERNAL: internal_markdown(statuses, generated, chain_line),
-             FEED: feed.to_json(feed.build(statuses, generated, chain, None if chain else chain_line)),
+             FEED: feed.to_json(feed.build(statuses, generated, chain)),
              oscal.CATALOG_FILE: oscal.to_json(oscal.catalog(statuses, generated)),
              oscal.RESULTS_FILE: oscal.to_json(oscal.assessment_results(statuses, generated, head))}
     paths = []

@@ -125,9 +125,10 @@ def test_the_report_states_the_chain_head(tmp_path):
     rewrite(store, recs)
     out = report.write(engine.statuses(load(), store), tmp_path / "r", store=store)
     feed = json.loads((tmp_path / "r" / "trust.json").read_text())
-    assert not feed["evidence_chain"]["intact"] and "line 1" in feed["evidence_chain"]["problem"]
+    assert not feed["evidence_chain"]["intact"] and feed["evidence_chain"]["problem"] == report.feed.CHAIN_PROBLEM
     assert "did not verify" in (tmp_path / "r" / "trust-page.html").read_text()
-    assert "BROKEN" in (tmp_path / "r" / "internal-report.md").read_text()
+    internal = (tmp_path / "r" / "internal-report.md").read_text()
+    assert "BROKEN" in internal and "line 1" in internal    # the details, with the file's path, stay internal
 
 
 WRITER = textwrap.dedent("""

@@ -3,6 +3,7 @@ old evidence shows stale, and nothing is reported as passing (or "Verified") wit
 import datetime as dt
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 
@@ -240,3 +241,42 @@ def test_the_repository_itself_has_no_secrets():
     problems, _ = properties.no_secrets()
     assert problems == [], "detect-secrets findings (a real secret, or a reviewed false positive for "\
                            "controls/secrets-allowlist.yaml): " + "; ".join(problems)
+
+
+def test_a_command_missing_timed_out_or_killed_could_not_be_checked(tmp_path, monkeypatch):
+    missing = Check("command", "no-such-command-anywhere --flag")
+    killed = Check("command", "sh -c 'kill -9 $$'")
+    latest = run([missing, killed], tmp_path).latest()
+    assert latest[missing.key].result == "unknown" and "not installed" in latest[missing.key].summary
+    assert latest[killed.key].result == "unknown" and "signal 9" in latest[killed.key].summary
+    monkeypatch.setattr(engine, "COMMAND_TIMEOUT", 0.2)
+    slow = Check("command", "sleep 5")
+    assert run([slow], tmp_path).latest()[slow.key].result == "unknown"
+
+
+def test_a_skipped_or_torn_pytest_check_could_not_be_checked(tmp_path, monkeypatch):
+    real = engine.subprocess.Popen
+
+    def junit(xml: str):
+        def popen(argv, **kw):
+            path = next(a.split("=", 1)[1] for a in argv if a.startswith("--junitxml="))
+            Path(path).write_text(xml)
+            return real(["true"], **kw)
+        return popen
+
+    check = Check("pytest", "tests/test_controls_catalogue.py::test_a_broken_catalogue_is_refused")
+    for xml in ('<testsuites><testsuite><testcase classname="tests.test_controls_catalogue" '
+                'name="test_a_broken_catalogue_is_refused"><skipped message="no lab"/></testcase>'
+                '</testsuite></testsuites>',
+                '<testsuites><testsuite><testcase classname="tests.test_con'):   # torn: killed mid-write
+        monkeypatch.setattr(engine.subprocess, "Popen", junit(xml))
+        ev = run([check], tmp_path).latest()[check.key]
+        assert ev.result == "unknown" and "could not check" in ev.summary, ev
+
+
+def test_future_dated_evidence_proves_nothing():
+    check = Check("file", "README.md")
+    ev = evidence(check, True, -1)    # dated a day ahead
+    s = engine.status(control(check), {check.key: ev}, NOW)
+    assert s.status == "unknown" and "future" in s.reason and "future" in s.public_reason
+    assert engine.status(control(check), {check.key: evidence(check, True, -2 / 24 / 60)}, NOW).status == "passing"

@@ -54,12 +54,73 @@ def test_the_feed_validates_and_matches_the_statuses(out):
     assert {"Verified", "Not verified", "Planned", "Partly verified"} <= {k for k, v in data.summary.items() if v}
     assert data.evidence_chain.intact and data.evidence_chain.head == EvidenceStore(site.parent / "evidence.jsonl").head()
     unknown = [c for c in data.controls if c.status == "unknown"]
-    assert unknown and all(any(k.result == "unknown" and "unreachable" in k.summary for k in c.checks) for c in unknown)
+    assert unknown and all(any(k.result == "unknown" and k.reason == "could not be checked" for k in c.checks)
+                           for c in unknown)
     assert data.last_full_check is None and data.checks_never_run > 0
     raw = json.loads((site / report.FEED).read_text())
     raw["controls"][0]["status"] = "fine, trust us"
     with pytest.raises(ValueError, match="controls.0.status"):
         feed.Feed.model_validate(raw)
+
+
+HOSTILE_SUMMARY = "test_x: AssertionError: db-7.internal: Postgres listens on 10.20.0.4:5432 (ssh 203.0.113.9)"
+HOSTILE_RAN = "pytest tests/live --ansible-inventory=/root/secret-stack/.lab-prod/inventory.yml: test_x"
+SECRETS = ("db-7", "10.20.0.4", "203.0.113.9", "secret-stack", "/root/", "inventory.yml")
+
+
+def _hostile_report(tmp_path, break_chain: bool) -> tuple[Path, list[engine.ControlStatus], EvidenceStore]:
+    """Every check's evidence names a host, addresses and the inventory path (as live checks do)."""
+    store = EvidenceStore(tmp_path / "secret-evidence.jsonl")
+    records = []
+    for i, check in enumerate(engine.select(load())):
+        result = ("fail", "unknown", "pass")[i % 3]
+        records.append(Evidence(check.key, check.kind, check.target, NOW.isoformat(), 1.0, result == "pass",
+                                HOSTILE_SUMMARY, HOSTILE_RAN, "0" * 64, result))
+    store.append(records)
+    if break_chain:
+        lines = store.path.read_text().splitlines()
+        first = json.loads(lines[0])
+        first["summary"] = "edited"
+        store.path.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    statuses = engine.statuses(load(), store, NOW)
+    report.write(statuses, tmp_path / "site", NOW, store)
+    return tmp_path / "site", statuses, store
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["intact", "broken-chain"])
+def test_no_host_address_or_path_reaches_a_published_file(tmp_path, broken):
+    site, _, store = _hostile_report(tmp_path, broken)
+    for name in report.PUBLISHED:
+        text = (site / name).read_text()
+        for secret in (*SECRETS, str(store.path), str(tmp_path)):
+            assert secret not in text, f"{name} publishes {secret!r}"
+    internal = (site / report.INTERNAL).read_text()   # the details are kept for the people who act on them
+    assert "10.20.0.4" in internal and "secret-stack" in internal
+
+
+def test_a_broken_chain_verifies_nothing_on_the_page_or_in_the_feed(tmp_path):
+    site, statuses, _ = _hostile_report(tmp_path, break_chain=True)
+    assert not [s for s in statuses if s.status in ("passing", "manual", "partial")]
+    assert all(s.status in ("unknown", "not implemented") for s in statuses)
+    assert ">Verified 2" not in (site / report.PAGE_HTML).read_text() and "<b>0</b>Verified" in (site / report.PAGE_HTML).read_text()
+    assert "Verified 2" not in (site / report.PAGE_MD).read_text()
+    data = feed.Feed.model_validate_json((site / report.FEED).read_text())
+    assert data.summary["Verified"] == 0 and data.summary["Documented"] == 0
+    assert not data.evidence_chain.intact and data.evidence_chain.problem == feed.CHAIN_PROBLEM
+    assert {c.reason for c in data.controls if c.checks} == {"could not be checked: evidence chain broken"}
+    results = json.loads((site / oscal.RESULTS_FILE).read_text())["assessment-results"]["results"][0]
+    assert {f["target"]["status"]["state"] for f in results["findings"]} == {"not-satisfied"}
+
+
+def test_an_area_name_with_any_characters_exports_to_oscal(tmp_path):
+    from trestle.oscal import catalog as cat
+    from trustops.controls.catalogue import Check, Control
+    c = Control("HOST-09", "Hosting & data (EU)", "A promise", "qa", "Stated", "7d",
+                (Check("file", "README.md"),), "")
+    doc = oscal.catalog([engine.status(c, {}, NOW)], NOW)
+    (tmp_path / "c.json").write_text(oscal.to_json(doc))
+    group = cat.Catalog.oscal_read(tmp_path / "c.json").groups[0]
+    assert group.title == "Hosting & data (EU)" and group.id == "hosting-data-eu"
 
 
 def test_the_oscal_export_validates_with_trestle(out, tmp_path):
@@ -151,7 +212,8 @@ def test_the_page_on_a_phone_counts_right_loads_nothing_external_and_does_not_sc
         assert badge.startswith("Verified") == (s.status == "passing"), (s.control.id, badge)
         assert card.size["width"] <= 375
         if s.status == "unknown":
-            assert "could not be checked (service unreachable)" in card.text
+            assert "could not be checked" in card.text and s.public_reason in card.text.replace("\n", " ").lower()
+            assert "unreachable" not in card.text      # the check's own words stay in the internal report
     font = driver.execute_script("return parseFloat(getComputedStyle(document.querySelector('.how li')).fontSize)")
     assert font >= 13, f"check lines at {font}px are too small to read on a phone"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
