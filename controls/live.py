@@ -3,13 +3,16 @@ against whatever inventory the engine is given, each test's outcome read from th
 
 The tests are the checks (CI runs the same ones against the test lab); a catalogue probe names
 the tests that give evidence for it with `@pytest.mark.probe("<name>")`. A probe holds when every
-one of its tests passed; a test that errored before asserting (a host that does not answer, an
-inventory that cannot be read) means the probe could not be checked, which is said as such.
+one of its tests passed. Whether a failed test contradicts the promise or could not look is
+decided by the exception's class (`verdict`, called by tests/live/conftest.py's report hook, which
+writes it into the JUnit XML): a test that raises CouldNotCheck (a host that does not answer, a
+command that is missing) or errors before its body runs means the probe could not be checked.
 """
 from __future__ import annotations
 
 import ast
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -28,7 +31,11 @@ PROBE_PROPERTY = "probe"        # <property name="probe" value="..."/> on each J
 SETTLE_SECONDS = 120            # how long a check waits for what it checks to settle
 RUN_TIMEOUT = 1800
 COULD_NOT_CHECK = "could not check"
-CONTRADICTIONS = ("AssertionError", "trustops.wait.NotSettled")
+VERDICT_PROPERTY = "verdict"    # <property name="verdict" value="contradiction|could-not-check"/>
+CONTRADICTION, UNCHECKED = "contradiction", "could-not-check"
+# S3 answers NoSuch<Thing>Configuration when a bucket has no encryption or public-access-block
+# configuration at all: that is evidence against the promise, not a failure to look.
+_MISSING_CONFIGURATION = re.compile(r"NoSuch\w*Configuration")
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,38 @@ class Case:
     name: str           # tests/live/x.py::test_y
     outcome: str        # passed | failure | error | skipped
     message: str
+    verdict: str = ""   # a failure's VERDICT_PROPERTY; "" when no hook classified it
+
+
+def _raised_in(exc: BaseException, package: str) -> bool:
+    tb = exc.__traceback__
+    while tb and tb.tb_next:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}{package}{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
+def verdict(exc: BaseException) -> str:
+    """Whether a live check's exception contradicts the promise or only means it could not look.
+    By class, never by message: CouldNotCheck, a connection or endpoint problem and any other S3
+    error, and a testinfra backend's RuntimeError (ssh failed) mean could-not-check; a wait that ran out (NotSettled), an S3 NoSuch*Configuration and
+    everything else (a bare assert, pytest.fail, a ValueError on a malformed header) contradict."""
+    from trustops.controls.evidence import CouldNotCheck
+    from trustops.wait import NotSettled
+
+    if isinstance(exc, CouldNotCheck):
+        return UNCHECKED
+    if isinstance(exc, NotSettled):          # a TimeoutError, hence an OSError: decide it first
+        return CONTRADICTION
+    response = getattr(exc, "response", None)
+    if type(exc).__name__ == "ClientError" and isinstance(response, dict):   # botocore, not imported here
+        code = str((response.get("Error") or {}).get("Code", ""))
+        return CONTRADICTION if _MISSING_CONFIGURATION.fullmatch(code) else UNCHECKED
+    if isinstance(exc, RuntimeError) and _raised_in(exc, "testinfra"):   # its backends: a host not reached
+        return UNCHECKED
+    if isinstance(exc, OSError) or any(k.__module__.startswith("botocore") and k.__name__ == "BotoCoreError"
+                                       for k in type(exc).__mro__):
+        return UNCHECKED
+    return CONTRADICTION
 
 
 @dataclass(frozen=True)
@@ -81,18 +120,20 @@ def _cases(junit: Path) -> dict[str, list[Case]]:
     for tc in ET.parse(junit).iter("testcase"):
         bad = [c for c in tc if c.tag in ("failure", "error", "skipped")]
         message = (bad[0].get("message") or (bad[0].text or "").strip()) if bad else ""
+        props = [(p.get("name"), p.get("value", "")) for p in tc.iter("property")]
         case = Case(tc.get("classname", "").replace(".", "/") + ".py::" + tc.get("name", ""),
-                    bad[0].tag if bad else "passed", " ".join(message.split())[:300])
-        for prop in tc.iter("property"):
-            if prop.get("name") == PROBE_PROPERTY:
-                by_probe.setdefault(prop.get("value", ""), []).append(case)
+                    bad[0].tag if bad else "passed", " ".join(message.split())[:300],
+                    next((v for n, v in props if n == VERDICT_PROPERTY), ""))
+        for name, value in props:
+            if name == PROBE_PROPERTY:
+                by_probe.setdefault(value, []).append(case)
     return by_probe
 
 
 def _contradicts(case: Case) -> bool:
-    """A failed assertion, or a wait for what the check checks that ran out, is evidence against
-    the promise; any other error (ssh refused, a command missing) only means it was not checked."""
-    return case.outcome == "failure" and case.message.startswith(CONTRADICTIONS)
+    """A failure its hook judged a contradiction (see `verdict`); a setup error, a skip, or a
+    failure judged could-not-check (or never judged) only means it was not checked."""
+    return case.outcome == "failure" and case.verdict == CONTRADICTION
 
 
 def _judge(cases: list[Case]) -> tuple[bool, bool, str]:

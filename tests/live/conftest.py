@@ -23,7 +23,8 @@ import testinfra
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from trustops.controls.live import PROBE_MARKER, PROBE_PROPERTY, SETTLE_SECONDS  # marker: ../conftest.py
+from trustops.controls.evidence import CouldNotCheck
+from trustops.controls.live import PROBE_MARKER, PROBE_PROPERTY, SETTLE_SECONDS, VERDICT_PROPERTY, verdict
 
 ANSIBLE_CFG = Path(__file__).resolve().parents[2] / "ansible" / "ansible.cfg"
 ROLES = ANSIBLE_CFG.parent / "roles"
@@ -53,6 +54,42 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A live check that failed in its body gets a verdict by the exception's class (contradiction
+    or could-not-check), written into the JUnit XML for the evidence engine (controls/live.py)."""
+    report = yield
+    if call.when == "call" and call.excinfo is not None and report.get_result().failed \
+            and Path(__file__).parent in Path(item.path).parents:
+        item.user_properties.append((VERDICT_PROPERTY, verdict(call.excinfo.value)))
+
+
+SSH_FAILED = 255                 # ssh's own exit status: the host was not reached
+NOT_RUNNABLE = (126, 127)        # the shell's: the command is missing or cannot run
+
+
+def run(host, command: str, name: str):
+    """The command's result on a host (a testinfra host), for checks that judge the exit status
+    themselves; CouldNotCheck when the host was not reached or the command could not run."""
+    try:
+        result = host.run(command)
+    except RuntimeError as exc:   # testinfra's ssh backend raises on ssh's own failure (exit 255)
+        raise CouldNotCheck(f"{name}: not reached over SSH ({' '.join(str(exc).split())[-200:]})") from exc
+    if result.rc == SSH_FAILED or result.rc in NOT_RUNNABLE:
+        why = "not reached over SSH" if result.rc == SSH_FAILED else f"`{command.split()[0]}` is missing"
+        raise CouldNotCheck(f"{name}: {why} (exit {result.rc}: {' '.join(result.stderr.split())[:200]})")
+    return result
+
+
+def output(host, command: str, name: str) -> str:
+    """The command's output on a host; CouldNotCheck when it could not be had (host not reached,
+    command missing or failing): what a check judges is the output, and there is none."""
+    result = run(host, command, name)
+    if result.rc != 0:
+        raise CouldNotCheck(f"{name}: `{command}` exited {result.rc}: {' '.join(result.stderr.split())[:200]}")
+    return result.stdout.rstrip("\r\n")
 
 
 @dataclass
@@ -89,6 +126,12 @@ class Site:
     def host(self, name: str):
         """The host over SSH as Ansible reaches it (user, key, port, known_hosts), root through sudo."""
         return testinfra.get_host(f"ansible://{name}?ansible_inventory={self.inventory}", sudo=True)
+
+    def output(self, name: str, command: str) -> str:
+        return output(self.host(name), command, name)
+
+    def run(self, name: str, command: str):
+        return run(self.host(name), command, name)
 
     def private_ip(self, name: str) -> str:
         return self.hosts[name]["private_ip"]

@@ -9,9 +9,9 @@ import pytest
 CA = "/etc/trustops/postgres-ca.crt"
 
 
-def _psql(h, dsn: str, password: str | None = None):
+def _psql(site, name: str, dsn: str, password: str | None = None):
     env = f"PGPASSWORD={shlex.quote(password)} " if password else ""
-    return h.run(f"{env}psql {shlex.quote(dsn + ' connect_timeout=5')} -Atc "
+    return site.run(name, f"{env}psql {shlex.quote(dsn + ' connect_timeout=5')} -Atc "
                  "'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()' </dev/null")
 
 
@@ -25,10 +25,9 @@ def test_verify_full_reaches_authentication_from_the_app(site):
     reaches the password check. (A wrong password proves TLS and the certificate's name both held;
     another CA is not trusted.)"""
     for name in site.need("app"):
-        h = site.host(name)
-        r = _psql(h, f"{_app_dsn(site)} sslmode=verify-full sslrootcert={CA}", password="not-the-password")
+        r = _psql(site, name, f"{_app_dsn(site)} sslmode=verify-full sslrootcert={CA}", password="not-the-password")
         assert "password authentication failed" in r.stderr, f"{name}: {r.stderr.strip()[-200:]}"
-        other_ca = _psql(h, f"{_app_dsn(site)} sslmode=verify-full "
+        other_ca = _psql(site, name, f"{_app_dsn(site)} sslmode=verify-full "
                             "sslrootcert=/usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt", password="x")
         assert other_ca.rc != 0 and "password authentication" not in other_ca.stderr, f"{name}: {other_ca.stderr}"
 
@@ -37,7 +36,7 @@ def test_verify_full_reaches_authentication_from_the_app(site):
 def test_plaintext_is_refused_before_any_password(site):
     """From the app host, a connection without TLS is rejected by pg_hba, before any password."""
     for name in site.need("app"):
-        r = _psql(site.host(name), f"{_app_dsn(site)} sslmode=disable")
+        r = _psql(site, name, f"{_app_dsn(site)} sslmode=disable")
         assert r.rc != 0 and "no encryption" in r.stderr, \
             f"{name}: a plaintext connection was not refused by pg_hba ({r.stderr.strip()[-160:] or 'it succeeded'})"
 
@@ -46,20 +45,19 @@ def test_plaintext_is_refused_before_any_password(site):
 def test_postgres_listens_on_the_private_address_only(site):
     """Postgres listens on its private address only, and a host outside the app role cannot reach it."""
     for name in site.need("db"):
-        h = site.host(name)
-        listening = h.check_output("ss -ltnH 'sport = :5432'").splitlines()
+        listening = site.output(name, "ss -ltnH 'sport = :5432'").splitlines()
         assert listening, f"{name}: nothing listens on 5432"
         for line in listening:
             assert line.split()[3].rsplit(":", 1)[0] == site.private_ip(name), f"{name}: Postgres listens on {line}"
         for other in site.role("ops"):
-            r = site.host(other).run(f"timeout 5 bash -c '</dev/tcp/{site.private_ip(name)}/5432'")
+            r = site.run(other, f"timeout 5 bash -c '</dev/tcp/{site.private_ip(name)}/5432'")
             assert r.rc != 0, f"{other} (not an app host) reaches {name}:5432"
 
 
 def test_postgres_settings(site):
     for name in site.need("db"):
         db = site.host(name)
-        show = lambda s: db.check_output(f"sudo -u postgres psql -Atc 'SHOW {s}'")  # noqa: E731
+        show = lambda s: site.output(name, f"sudo -u postgres psql -Atc 'SHOW {s}'")  # noqa: E731
         assert show("listen_addresses") == site.private_ip(name)
         assert show("ssl") == "on" and show("ssl_min_protocol_version") == "TLSv1.2"
         assert show("password_encryption") == "scram-sha-256"
@@ -68,9 +66,9 @@ def test_postgres_settings(site):
         hba = db.file("/etc/postgresql/15/main/pg_hba.conf").content_string
         rules = [line.split() for line in hba.splitlines() if line.strip() and not line.startswith("#")]
         assert all(r[0] in ("local", "hostssl") for r in rules) and not any("trust" in r for r in rules), rules
-        flags = db.check_output("sudo -u postgres psql -Atc \"SELECT rolsuper, rolcreatedb, rolcreaterole "
+        flags = site.output(name, "sudo -u postgres psql -Atc \"SELECT rolsuper, rolcreatedb, rolcreaterole "
                                 "FROM pg_roles WHERE rolname='benefits_app'\"")
-        assert flags == "f|f|f"
-        public = db.check_output("sudo -u postgres psql -Atc \"SELECT has_database_privilege('public', "
+        assert flags.strip() == "f|f|f"
+        public = site.output(name, "sudo -u postgres psql -Atc \"SELECT has_database_privilege('public', "
                                  "'benefits', 'CONNECT')\"")
-        assert public == "f"
+        assert public.strip() == "f"

@@ -13,6 +13,18 @@ from trustops.wait import until
 PLATFORM_CA = "/etc/trustops/postgres-ca.crt"   # the platform CA, on every host
 
 
+class NotOk(Exception):
+    """The front answered, but not 200 (a 502 while the app starts): not settled yet."""
+
+
+def answered_ok(get, path: str):
+    """The response to GET `path` when it is 200; NotOk (the status) otherwise."""
+    response = get(path)
+    if response.status != 200:
+        raise NotOk(f"{path} answered {response.status}")
+    return response
+
+
 def _front(site, name: str):
     """A GET against the host's public ports, TLS verified (name included) against the public CAs
     and the platform CA read from the host (a public certificate in the cloud, the platform's in
@@ -41,9 +53,8 @@ def test_the_front_is_https_only_with_strict_cookies(site, settle):
     HttpOnly, Secure and SameSite=Strict, and neither health nor metrics public."""
     for name in site.need("app"):
         get = _front(site, name)
-        login = until(lambda: get("/login/"), settle, f"{name}: the front answering /login/ over HTTPS",
-                      retry_on=(OSError, http.client.HTTPException))
-        assert login.status == 200, f"{name}: /login/ answered {login.status}"
+        login = until(lambda: answered_ok(get, "/login/"), settle, f"{name}: the front answering /login/ with 200",
+                      retry_on=(OSError, http.client.HTTPException, NotOk))
         hsts = login.getheader("Strict-Transport-Security") or ""
         assert hsts.startswith("max-age=") and int(hsts.split("=")[1].split(";")[0]) >= 31536000, \
             f"{name}: HSTS missing or shorter than a year: {hsts!r}"
@@ -66,5 +77,5 @@ def test_app_metrics_reach_the_ops_host_only(site):
     Prometheus on ops scrapes it (checked by the alerting pipeline's check)."""
     for app in site.need("app"):
         for db in site.need("db"):
-            r = site.host(db).run(f"timeout 5 bash -c '</dev/tcp/{site.private_ip(app)}/9470'")
+            r = site.run(db, f"timeout 5 bash -c '</dev/tcp/{site.private_ip(app)}/9470'")
             assert r.rc != 0, f"{db} reaches {app}'s metrics listener"

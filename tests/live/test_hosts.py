@@ -6,9 +6,11 @@ import re
 
 import pytest
 
+from tests.live import ufw
 
-def _sshd(h) -> dict[str, str]:
-    return dict(line.split(" ", 1) for line in h.check_output("sshd -T").splitlines() if " " in line)
+
+def _sshd(site, name: str) -> dict[str, str]:
+    return dict(line.split(" ", 1) for line in site.output(name, "sshd -T").splitlines() if " " in line)
 
 
 @pytest.mark.probe("sshd-hardened")
@@ -16,7 +18,7 @@ def test_sshd_effective_config(site):
     """The effective sshd configuration (sshd -T) on every host: keys only, no root login, strong
     algorithms, forwarding only where the db is reached through the app host."""
     for name in site.hosts:
-        cfg = _sshd(site.host(name))
+        cfg = _sshd(site, name)
         want = {"permitrootlogin": "no", "passwordauthentication": "no", "kbdinteractiveauthentication": "no",
                 "pubkeyauthentication": "yes", "maxauthtries": "3", "allowgroups": "ssh-users",
                 "clientaliveinterval": "300",
@@ -31,7 +33,7 @@ def test_sshd_effective_config(site):
 def test_ufw_is_on_everywhere(site):
     """Every host's firewall is on, drops what no rule allows, and logs."""
     for name in site.hosts:
-        status = site.host(name).check_output("ufw status verbose")
+        status = site.output(name, "ufw status verbose")
         assert "Status: active" in status, f"{name}: ufw is not active"
         assert "Default: deny (incoming), allow (outgoing)" in status, f"{name}: {status}"
         assert "Logging: on (high)" in status, f"{name}: {status}"
@@ -40,13 +42,17 @@ def test_ufw_is_on_everywhere(site):
 @pytest.mark.probe("postgres-listens-privately")
 def test_ufw_rules_per_role(site):
     """Only the app hosts reach Postgres; HTTPS is open on the app hosts; Alertmanager on ops."""
-    status = {n: site.host(n).check_output("ufw status verbose") for n in site.hosts}
+    status = {n: site.output(n, "ufw status verbose") for n in site.hosts}
     for name in site.role("app"):
         assert re.search(r"443/tcp\s+ALLOW IN\s+Anywhere", status[name]), status[name]
+    apps = {site.private_ip(app) for app in site.role("app")}
+    postgres = int(site.setting("postgres", "postgres_port"))
     for name in site.role("db"):
-        for app in site.role("app"):
-            assert re.search(rf"5432/tcp\s+ALLOW IN\s+{re.escape(site.private_ip(app))}\b", status[name])
-        assert not re.search(r"5432/tcp\s+ALLOW IN\s+Anywhere", status[name]), status[name]
+        allowed = {r.source_address for r in ufw.rules(status[name]) if r.allows and r.covers_port(postgres)}
+        assert apps <= allowed, f"{name}: Postgres not open to app host(s) {', '.join(sorted(apps - allowed))}"
+        others = ufw.open_to_others(status[name], postgres, apps)
+        assert not others, f"{name}: Postgres open beyond the app hosts: " + \
+            "; ".join(f"{r.to} {r.action} {r.source}" for r in others)
     for name in site.role("ops"):
         assert re.search(r"9093/tcp\s+ALLOW IN", status[name]) and "5432" not in status[name], status[name]
 
@@ -78,9 +84,8 @@ def test_pam_login_defs_and_coredumps(site):
 def test_security_updates_are_automatic_and_none_is_pending(site):
     """Unattended upgrades are on, and apt (with the lists it has) knows of no pending security update."""
     for name in site.hosts:
-        h = site.host(name)
         assert 'APT::Periodic::Unattended-Upgrade "1"' in \
-            h.check_output("apt-config dump APT::Periodic::Unattended-Upgrade"), f"{name}: unattended upgrades off"
-        plan = h.check_output("apt-get -s -o Debug::NoLocking=1 upgrade")
+            site.output(name, "apt-config dump APT::Periodic::Unattended-Upgrade"), f"{name}: unattended upgrades off"
+        plan = site.output(name, "apt-get -s -o Debug::NoLocking=1 upgrade")
         pending = [line.split()[1] for line in plan.splitlines() if line.startswith("Inst") and "security" in line]
         assert not pending, f"{name}: {len(pending)} security update(s) pending: {', '.join(pending[:5])}"

@@ -9,19 +9,23 @@ import shlex
 
 import pytest
 
+from tests.live.conftest import output
+from trustops.controls.evidence import CouldNotCheck
 from trustops.wait import until
 
 RULE_GROUPS = ("trustops-monitor", "trustops-backups", "trustops-hosts", "trustops-app")
 
 
-def _query(h, prometheus: str, expr: str) -> list[dict]:
-    out = h.check_output(f"promtool query instant -o json {shlex.quote(prometheus)} {shlex.quote(expr)}")
+def _query(h, prometheus: str, expr: str, name: str) -> list[dict]:
+    """The query's result, asked with promtool on the ops host; CouldNotCheck when promtool does
+    not answer (Prometheus still starting, the host not reached)."""
+    out = output(h, f"promtool query instant -o json {shlex.quote(prometheus)} {shlex.quote(expr)}", name)
     return json.loads(out or "[]")
 
 
 def _pipeline_problems(site, name: str) -> list[str]:
     h, prometheus = site.host(name), site.prometheus_url(name)
-    up = _query(h, prometheus, "up")
+    up = _query(h, prometheus, "up", name)
     problems = [f"target {m['metric'].get('job')}/{m['metric'].get('host', m['metric'].get('instance'))} is down"
                 for m in up if m["value"][1] != "1"]
     jobs = {m["metric"].get("job") for m in up}
@@ -30,9 +34,10 @@ def _pipeline_problems(site, name: str) -> list[str]:
     scraped = {(m["metric"].get("job"), m["metric"].get("host")) for m in up}
     problems += [f"node exporter of {host} not scraped" for host in site.hosts if ("node", host) not in scraped]
     groups = {m["metric"].get("rule_group", "").rsplit(";", 1)[-1]
-              for m in _query(h, prometheus, "prometheus_rule_group_rules")}
+              for m in _query(h, prometheus, "prometheus_rule_group_rules", name)}
     problems += [f"rule group {g} is not loaded" for g in RULE_GROUPS if g not in groups]
-    if not any(float(m["value"][1]) >= 1 for m in _query(h, prometheus, "prometheus_notifications_alertmanagers_discovered")):
+    if not any(float(m["value"][1]) >= 1 for m in _query(h, prometheus, "prometheus_notifications_alertmanagers_discovered",
+                                                        name)):
         problems.append("Prometheus knows no Alertmanager")
     return problems
 
@@ -48,7 +53,7 @@ def test_prometheus_scrapes_everything_and_alerts_through_alertmanager(site, set
             assert not problems, f"{name}: " + "; ".join(problems)
             return True
         until(settled, settle, f"{name}: every target up, every rule group loaded, an Alertmanager known",
-              interval=3, retry_on=(AssertionError,))
+              interval=3, retry_on=(AssertionError, CouldNotCheck))
 
 
 @pytest.mark.probe("alerting-pipeline")
@@ -58,5 +63,5 @@ def test_the_apps_own_metrics_reach_prometheus(site, settle):
     site.need("app")
     for name in site.need("ops"):
         h, prometheus = site.host(name), site.prometheus_url(name)
-        until(lambda: _query(h, prometheus, "benefits_dsr_overdue"), settle,
-              f"{name}: the app's benefits_dsr_overdue in Prometheus", interval=3)
+        until(lambda: _query(h, prometheus, "benefits_dsr_overdue", name), settle,
+              f"{name}: the app's benefits_dsr_overdue in Prometheus", interval=3, retry_on=(CouldNotCheck,))
