@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
+from trustops.monitors.events import TYPES_OF_INPUT
 from trustops.monitors.rules import SEVERITIES, RuleError, duration
 
 
@@ -19,6 +20,7 @@ def _duration(v) -> float:
         raise ValueError("a duration such as 30s, 5m, 1h") from exc
 
 
+INPUT_TYPES = tuple(TYPES_OF_INPUT)  # postgres, ufw, app (the benefits app's sign-in log, monitors/app.py)
 Duration = Annotated[StrictStr | StrictInt | float, AfterValidator(_duration)]
 
 
@@ -28,7 +30,7 @@ class _Strict(BaseModel):
 
 class InputModel(_Strict):
     name: StrictStr = Field(min_length=1)
-    type: Literal["postgres", "ufw"]
+    type: Literal[INPUT_TYPES]  # type: ignore[valid-type]
     path: StrictStr | None = None
     format: Literal["stderr", "jsonlog"] = "stderr"
     log_line_prefix: StrictStr | None = None

@@ -16,6 +16,19 @@ PG_BAD_STARTUP = "pg_bad_startup"          # garbage on the port, failed TLS han
 PG_DISCONNECTION = "pg_disconnection"
 # UFW event types
 UFW = "ufw"                                # action: BLOCK | LIMIT BLOCK | ALLOW | AUDIT
+# Application sign-in event types (the app's auth log, monitors/app.py); `user` as typed, `source`
+# the client address
+APP_SIGNIN_FAILED = "app_signin_failed"
+APP_SIGNIN_SUCCEEDED = "app_signin_succeeded"
+APP_SIGNIN_LOCKED = "app_signin_locked"    # django-axes locked the account or source out
+APP_TYPES = frozenset((APP_SIGNIN_FAILED, APP_SIGNIN_SUCCEEDED, APP_SIGNIN_LOCKED))
+PG_TYPES = frozenset((PG_CONNECTION, PG_AUTHORIZED, PG_AUTH_FAILED, PG_HBA_REJECT, PG_UNKNOWN_DB, PG_TOO_MANY,
+                      PG_BAD_STARTUP, PG_DISCONNECTION))
+# The monitor's input types and the event types each can produce (a rule for none of a monitor's
+# inputs is not run there: an app rule on the database host would only take a share of the bounds).
+TYPES_OF_INPUT = {"postgres": PG_TYPES, "ufw": frozenset((UFW,)), "app": APP_TYPES}
+# Types the C engine (_speedups.c) does not know: their rules run on the Python engine inside it.
+PYTHON_ONLY_TYPES = APP_TYPES
 
 
 @dataclass(slots=True)
@@ -37,6 +50,8 @@ class Event:
         """A short, bounded label for metrics (never an address)."""
         if self.type == UFW:
             return (self.action or "unknown").lower().replace(" ", "_")
+        if self.type in APP_TYPES:
+            return self.type.removeprefix("app_")
         return self.reason or self.type.removeprefix("pg_")
 
 

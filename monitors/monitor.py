@@ -17,8 +17,11 @@ import yaml
 
 from trustops.monitors import events as ev
 from trustops.monitors.alerts import AlertBook
+from trustops.monitors.app import AppParser
+from trustops.monitors.config_model import INPUT_TYPES
 from trustops.monitors.pg import DEBIAN_PREFIX, PostgresParser, compile_prefix
-from trustops.monitors.rules import DEFAULT_RULES, Detection, RuleError, detection_for, duration, load_rules
+from trustops.monitors.rules import (DEFAULT_RULES, Detection, RuleError, as_list, detection_for, duration,
+                                     load_rules)
 from trustops.monitors.speedups import FastEngine, make_engine, scanner_for
 from trustops.monitors.tail import Checkpoint, FileTail, count_lines, expand
 from trustops.monitors.ufw import UfwParser
@@ -43,7 +46,7 @@ _INPUT_KEYS = {"name", "type", "path", "format", "log_line_prefix", "journal_com
 @dataclass
 class InputSpec:
     name: str
-    type: str                      # postgres | ufw
+    type: str                      # postgres | ufw | app (the benefits app's sign-in log)
     path: str | None = None
     format: str = "stderr"         # postgres: stderr | jsonlog
     log_line_prefix: str = DEBIAN_PREFIX
@@ -112,8 +115,10 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
         if bad:
             raise ConfigError(f"inputs[{i}]: unknown keys {sorted(bad)}")
         spec = InputSpec(**raw)
-        if spec.type not in ("postgres", "ufw"):
-            raise ConfigError(f"input {spec.name}: type must be postgres or ufw")
+        if spec.type not in INPUT_TYPES:
+            raise ConfigError(f"input {spec.name}: type must be one of {', '.join(INPUT_TYPES)}")
+        if spec.type == "app" and not spec.path:
+            raise ConfigError(f"input {spec.name}: an app input reads a file: give its path")
         if bool(spec.path) == bool(spec.journal_command):
             raise ConfigError(f"input {spec.name}: give exactly one of path or journal_command")
         if spec.type == "postgres":
@@ -176,7 +181,8 @@ _PG_LOG_MESSAGES = (b"connection received", b"connection authorized", b"disconne
                     b'parameter "log_line_prefix"')
 
 
-_ATTACK_OUTCOMES = {"block", "limit_block", "pg_auth_failed:bad_password", "pg_auth_failed:unknown_role"}
+_ATTACK_OUTCOMES = {"block", "limit_block", "pg_auth_failed:bad_password", "pg_auth_failed:unknown_role",
+                    "signin_failed"}
 _UFW_OUTCOME = {"BLOCK": "block", "LIMIT BLOCK": "limit_block", "ALLOW": "allow", "AUDIT": "audit"}
 
 
@@ -207,8 +213,8 @@ class Pipeline:
         self.parsers = {}
         self.scanners = {}  # the C hot path per input, when built (monitors/speedups.py)
         for spec in inputs:
-            self.parsers[spec.name] = (PostgresParser(spec.log_line_prefix, spec.format)
-                                       if spec.type == "postgres" else UfwParser(spec.only_dest))
+            self.parsers[spec.name] = (PostgresParser(spec.log_line_prefix, spec.format) if spec.type == "postgres"
+                                       else AppParser() if spec.type == "app" else UfwParser(spec.only_dest))
             scanner = scanner_for(self.parsers[spec.name], engine)
             if scanner is not None:
                 self.scanners[spec.name] = scanner
@@ -299,6 +305,8 @@ class Pipeline:
     def _handle(self, e: ev.Event, found: list[Detection]) -> None:
         if e.type == ev.UFW:
             k = ("ufw", _UFW_OUTCOME.get(e.action) or e.outcome)
+        elif e.type in ev.APP_TYPES:
+            k = ("app", e.outcome)
         elif e.type in (ev.PG_AUTH_FAILED, ev.PG_HBA_REJECT):
             k = ("postgres", f"{e.type}:{e.reason}")
         else:
@@ -324,6 +332,8 @@ def sniff_type(path: Path) -> tuple[str, str]:
         head = fh.read(64 * 1024)
     if b"[UFW " in head:
         return "ufw", "stderr"
+    if head.lstrip().startswith(b"{") and b'"event":"signin.' in head:
+        return "app", "stderr"
     if head.lstrip().startswith(b"{") and b"error_severity" in head:
         return "postgres", "jsonlog"
     return "postgres", "stderr"
@@ -427,7 +437,9 @@ class Monitor:
 
         self.cfg = cfg
         self.metrics = Metrics(registry)
-        rules = load_rules(cfg.rules_file, cfg.allowlist, cfg.rules)
+        seen = set().union(*(ev.TYPES_OF_INPUT[i.type] for i in cfg.inputs))
+        rules = [r for r in load_rules(cfg.rules_file, cfg.allowlist, cfg.rules)  # only rules its inputs can feed
+                 if any(t in seen for t in as_list(r.match["type"]))]
         share = max(1, cfg.max_tracked_groups // max(len(rules), 1))
         for r in rules:  # the global bound on tracked sources, shared out among the rules
             r.max_groups = min(r.max_groups, share)

@@ -286,7 +286,7 @@ class Engine:
             if len(recent) < need:
                 return None
             g.prior = None  # the failures are accounted for by this detection
-            return self._fire(rule, g, key, len(recent), recent[0], ts)
+            return self._fire(rule, g, key, len(recent), recent[0], ts, e.user)
         g.hits += 1
         if rule.distinct:
             values = g.values
@@ -316,18 +316,20 @@ class Engine:
             return None
         return self._fire(rule, g, key, g.hits, times[0], ts)
 
-    def _fire(self, rule: Rule, g: _Group, key: str, count: int, first: float, last: float) -> Detection | None:
+    def _fire(self, rule: Rule, g: _Group, key: str, count: int, first: float, last: float,
+              user: str | None = None) -> Detection | None:
         if g.last_fired is not None and last - g.last_fired < rule.cooldown:
             return None
         g.last_fired = last
         self.detections_total[rule.name] += 1
-        return detection_for(rule, key, count, first, last)
+        return detection_for(rule, key, count, first, last, user)
 
 
-def detection_for(rule: Rule, key: str, count: int, first: float, last: float) -> Detection:
-    """The Detection a rule reports, its summary and description filled in."""
+def detection_for(rule: Rule, key: str, count: int, first: float, last: float, user: str | None = None) -> Detection:
+    """The Detection a rule reports, its summary and description filled in. `{user}`: the user of
+    the event that completed a sequence (who signed in), for rules on the Python engine only."""
     ctx = {"group": key, "source": key, "count": count, "window": _fmt_window(rule.window),
-           "threshold": rule.threshold}
+           "threshold": rule.threshold, "user": "(no username)" if user is None else user}
     return Detection(rule.name, rule.severity, key, count, first, last, rule.summary.format(**ctx),
                      rule.description.format(**ctx), rule.mitre)
 

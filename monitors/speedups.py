@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from trustops.monitors.events import PYTHON_ONLY_TYPES
 from trustops.monitors.rules import Detection, Engine, Networks, Rule, as_list, detection_for
 
 try:
@@ -28,16 +29,33 @@ def _rule_spec(r: Rule) -> tuple:
             r.allowlist.__contains__ if r.allowlist.nets else None, r.max_groups)
 
 
+def _types(r: Rule) -> list[str]:
+    return as_list(r.match["type"]) + (as_list(r.after["match"]["type"]) if r.after else [])
+
+
+def is_python_rule(r: Rule) -> bool:
+    """Whether a rule looks at event types the C engine does not know (the app's sign-ins)."""
+    return any(t in PYTHON_ONLY_TYPES for t in _types(r))
+
+
 class FastEngine:
-    """The C engine behind the pure-Python Engine's interface."""
+    """The C engine behind the pure-Python Engine's interface. Rules on event types the C engine
+    does not know (the app's sign-ins, a few a second at most) run on a Python Engine inside it,
+    so adding them never takes the Postgres and UFW inputs off the C path."""
 
     def __init__(self, rules: list[Rule], allowed_networks=None) -> None:
-        self.rules = rules
+        c_rules = [r for r in rules if not is_python_rule(r)]
+        py_rules = [r for r in rules if is_python_rule(r)]
+        for r in py_rules:  # its C-known events would go to the C engine only: all in Python then
+            if not all(t in PYTHON_ONLY_TYPES for t in _types(r)):
+                raise NotImplementedError(f"rule {r.name} mixes app and Postgres/UFW event types")
+        self.rules = c_rules + py_rules  # the C engine's rule i is rules[i]
         self.allowed = Networks(allowed_networks or [])
-        self.c = _speedups.Engine([_rule_spec(r) for r in rules],
+        self.c = _speedups.Engine([_rule_spec(r) for r in c_rules],
                                   self.allowed.__contains__ if self.allowed.nets else None)
+        self.py = Engine(py_rules, allowed_networks)
         self.detections_total: dict[str, int] = {r.name: 0 for r in rules}
-        self._index = {r.name: i for i, r in enumerate(rules)}
+        self._index = {r.name: i for i, r in enumerate(c_rules)}
 
     def detection(self, raw: tuple) -> Detection:
         index, key, count, first, last = raw
@@ -46,23 +64,32 @@ class FastEngine:
         return detection_for(rule, key, count, first, last)
 
     def process(self, e) -> list[Detection]:
+        if e.type in PYTHON_ONLY_TYPES:
+            found = self.py.process(e)
+            for d in found:
+                self.detections_total[d.rule] += 1
+            return found
         return [self.detection(raw) for raw in self.c.process(e)]
 
     def expire(self, now: float) -> int:
-        return self.c.expire(now)
+        return self.c.expire(now) + self.py.expire(now)
 
     def groups(self) -> int:
-        return sum(self.c.group_counts())
+        return sum(self.c.group_counts()) + self.py.groups()
 
     def top(self, rule: str, n: int) -> list[tuple[int, str]]:
+        if rule not in self._index:
+            return self.py.top(rule, n)
         return self.c.top(self._index[rule], n)
 
     def hits(self, rule: str, key: str) -> int | None:
+        if rule not in self._index:
+            return self.py.hits(rule, key)
         return self.c.hits(self._index[rule], key)
 
     @property
     def evicted(self) -> dict[str, int]:
-        return dict(zip((r.name for r in self.rules), self.c.evicted()))
+        return {**dict(zip((r.name for r in self.rules), self.c.evicted())), **self.py.evicted}
 
 
 def make_engine(rules: list[Rule], allowed_networks=None) -> Engine | FastEngine:
