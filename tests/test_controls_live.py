@@ -289,3 +289,15 @@ def test_the_front_waits_for_a_200_not_for_any_answer():
     with pytest.raises(NotSettled, match="answered 502"):
         until(lambda: answered_ok(lambda path: Response(502), "/login/"), 0.05, "200", interval=0.01,
               retry_on=(NotOk,))
+
+
+def test_the_apps_metrics_check_waits_through_a_prometheus_not_answering_yet(tmp_path):
+    """promtool failing (Prometheus still starting) is retried until the settle time runs out,
+    not a failure at the first ask."""
+    from tests.live.test_monitoring import test_the_apps_own_metrics_reach_prometheus as app_metrics_check
+
+    site = _MachineSite(tmp_path / "inventory.yml", {"alerting_prometheus_port": _closed_port()},
+                        {"ops": {"trustops_role": "ops", "private_ip": "127.0.0.1"},
+                         "app": {"trustops_role": "app", "private_ip": "127.0.0.1"}})
+    with pytest.raises(NotSettled, match="benefits_dsr_overdue.*CouldNotCheck"):
+        app_metrics_check(site, settle=2)
