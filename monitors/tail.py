@@ -104,6 +104,7 @@ class FileTail:
         self._buf = b""
         self._skipping = False         # inside an over-long line, dropping until its newline
         self._first = True
+        self._open_error: str | None = None  # the last open() failure reported, not repeated each pass
         self.at_eof = True
         self._fp, self._fp_len = "", 0
         self._rotated: dict | None = None    # the renamed-away file still read during rotate_wait
@@ -182,8 +183,16 @@ class FileTail:
     def _open(self, path: Path, offset: int) -> bool:
         try:
             fh = open(path, "rb")
-        except OSError:
+        except FileNotFoundError:
             return False
+        except OSError as exc:  # there but not readable (permissions): said once in the journal, retried
+            if self._open_error != str(exc):
+                import sys
+                print(f"trustops-monitor: cannot open {path} ({exc.strerror}); retrying every pass",
+                      file=sys.stderr, flush=True)
+                self._open_error = str(exc)
+            return False
+        self._open_error = None
         st = os.fstat(fh.fileno())
         self._close()
         self._fh, self._dev, self._ino = fh, st.st_dev, st.st_ino
@@ -366,7 +375,8 @@ class FileTail:
                 os.stat(self.path)
             except OSError:
                 return out
-            self._open(self.path, 0)  # a file that appeared later: from its start
+            if not self._open(self.path, 0):  # a file that appeared later: from its start
+                return out
         st_fd = os.fstat(self._fh.fileno())  # type: ignore[union-attr]
         if st_fd.st_size < self._read_pos:   # copytruncate (or truncation): start over
             self.stats.truncations += 1

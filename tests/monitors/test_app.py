@@ -329,3 +329,25 @@ def test_the_role_adds_the_app_input_on_app_hosts_only(tmp_path):
     assert {"name": "app", "type": "app", "path": "/var/log/benefits/auth.log"} in app["inputs"]
     db = _render_monitor_yml(tmp_path, trustops_role="db", group_names=["db"])
     assert [i["type"] for i in db["inputs"]] == ["postgres", "ufw"]
+
+
+def test_a_log_that_exists_but_cannot_be_opened_is_reported_not_a_crash(tmp_path, capsys):
+    """Before: AttributeError out of step() on every pass (a crash loop under Restart=always) when
+    the path existed but open() failed, as for an auth.log the monitor's user may not read. (Tests
+    run as root, which reads anything: a directory at the path makes open() fail the same way.)"""
+    log = tmp_path / "auth.log"
+    mon = Monitor(_config(tmp_path, [{"name": "app", "type": "app", "path": str(log)}]))
+    try:
+        mon.step()
+        log.mkdir()
+        mon.step()
+        mon.step()
+        err = capsys.readouterr().err
+        assert err.count(f"cannot open {log}") == 1, err  # once, not every pass
+        log.rmdir()
+        log.write_text(SAMPLE.read_text())
+        mon.step()
+        assert mon.metrics.registry.get_sample_value("trustops_monitor_lines_read_total", {"input": "app"}) == 24
+    finally:
+        for t in mon.tails.values():
+            t.close()
