@@ -16,7 +16,9 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 RESULTS = ("pass", "fail", "unknown")   # unknown: the check could not be made (its summary says why)
 GENESIS = "0" * 64
@@ -43,6 +45,8 @@ class Evidence:
             raise ValueError(f"result {self.result!r} is not one of {RESULTS}")
         if not isinstance(self.ok, bool) or not isinstance(self.check, str) or self.started_at.tzinfo is None:
             raise ValueError(f"not an evidence record: {self.check!r} at {self.started!r}")
+        if self.ok != (self.result == "pass"):   # a record that says both: trust neither
+            raise ValueError(f"{self.check}: ok={self.ok} contradicts result {self.result!r}")
 
     @property
     def started_at(self) -> dt.datetime:
@@ -50,8 +54,37 @@ class Evidence:
 
     @classmethod
     def from_record(cls, record: dict) -> "Evidence":
+        """The record as evidence; ValueError when any field has the wrong type or form (a hostile
+        or damaged record: a summary that is an object, a date without a zone, a result of "vibes")."""
+        try:
+            checked = _Record.model_validate(record)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ValueError(f"not an evidence record: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in names})
+        return cls(**{k: v for k, v in checked.model_dump().items() if k in names})
+
+
+class _Record(BaseModel):
+    """Every field of a stored record, by type and form (strict: no "yes" for a bool)."""
+    model_config = ConfigDict(strict=True, extra="ignore")
+    check: str = Field(min_length=1, max_length=1000)
+    kind: str = Field(max_length=100)
+    target: str = Field(max_length=4000)
+    started: str = Field(max_length=64)
+    duration_s: float = Field(ge=0, allow_inf_nan=False)
+    ok: bool
+    summary: str = Field(max_length=100_000)
+    ran: str = Field(max_length=100_000)
+    output_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    result: Literal["", "pass", "fail", "unknown"] = ""
+
+    @field_validator("started")
+    @classmethod
+    def _zoned_iso(cls, value: str) -> str:
+        if dt.datetime.fromisoformat(value).tzinfo is None:
+            raise ValueError("started has no time zone")
+        return value
 
 
 class CouldNotCheck(Exception):
@@ -120,7 +153,7 @@ class EvidenceStore:
         for line in reversed(f.read().splitlines()):
             try:
                 rec = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(rec, dict) and "check" in rec:
                 if isinstance(rec.get("hash"), str):
@@ -142,21 +175,27 @@ class EvidenceStore:
         for line in self.path.read_bytes().splitlines():
             try:
                 rec = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):   # a torn line; nesting too deep to parse
                 continue
             if isinstance(rec, dict):
                 out.append(rec)
         return out
 
-    def latest(self) -> dict[str, Evidence]:
+    def read(self) -> tuple[dict[str, Evidence], int]:
+        """(the newest evidence per check, how many records were skipped as not evidence)."""
         out: dict[str, Evidence] = {}
+        skipped = 0
         for rec in self.records():
             try:
                 ev = Evidence.from_record(rec)
             except (ValueError, TypeError):
+                skipped += 1
                 continue
             out[ev.check] = ev
-        return out
+        return out, skipped
+
+    def latest(self) -> dict[str, Evidence]:
+        return self.read()[0]
 
     def verify(self, published_head: str | None = None) -> ChainReport:
         """Checks the whole chain; raises ChainError naming the first record that does not fit. With
@@ -175,7 +214,7 @@ class EvidenceStore:
                 rec = json.loads(raw)
                 if not isinstance(rec, dict):
                     raise ValueError
-            except ValueError:
+            except (ValueError, RecursionError):
                 # a crash mid-write leaves an incomplete line; it carries no evidence, and an edit
                 # that turns a record into one breaks the next record's prev below
                 torn.append(number)

@@ -254,11 +254,13 @@ def internal_markdown(statuses: list[ControlStatus], generated: dt.datetime, cha
 def _chain(store: EvidenceStore | None) -> tuple[ChainReport | None, str]:
     if store is None:
         return None, "no evidence store given"
+    skipped = store.read()[1]
+    note = f"; {skipped} record(s) skipped: not evidence (a field of the wrong type or form)" if skipped else ""
     try:
         rep = store.verify()
     except ChainError as exc:
-        return None, f"BROKEN: {exc}"
-    return rep, rep.line(store.path)
+        return None, f"BROKEN: {exc}{note}"
+    return rep, rep.line(store.path) + note
 
 
 def write(statuses: list[ControlStatus], out_dir: Path, generated: dt.datetime | None = None,

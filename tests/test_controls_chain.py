@@ -185,3 +185,27 @@ def test_dropping_the_newest_records_is_caught_against_the_published_head(tmp_pa
     assert cli.main(["controls", "verify", "--evidence", str(store.path), "--head", published]) == 0
     store.append([record(8)])                     # newer records extend a published head: fine
     assert cli.main(["controls", "verify", "--evidence", str(store.path), "--head", published]) == 0
+
+
+def test_records_with_hostile_fields_are_counted_and_skipped_everywhere(tmp_path):
+    """A record whose summary is an object, whose ok and result disagree, whose digest is not one,
+    and a line nested too deep to parse: verify, status and the report carry on and say how many."""
+    from trustops.controls import engine
+    from trustops.controls.catalogue import load
+
+    store = filled(tmp_path, 2)
+    good = lines(store)[0]
+    hostile = [dict(good, summary={"html": "<script>"}), dict(good, ok=True, result="fail"),
+               dict(good, ok=False, result="pass"), dict(good, output_sha256=["x"]), dict(good, duration_s=-1)]
+    store.append([])   # nothing: hostile records go in raw, as an attacker (or a bug) would write them
+    with open(store.path, "a") as f:
+        for rec in hostile:
+            f.write(json.dumps(rec) + "\n")
+        f.write("[" * 100_000 + "]" * 100_000 + "\n")
+    latest, skipped = store.read()
+    assert skipped == len(hostile) and latest[good["check"]].summary == good["summary"]
+    with pytest.raises(ChainError):      # they are not chained either
+        store.verify()
+    statuses = engine.statuses(load(), store)
+    out = report.write(statuses, tmp_path / "r", store=store)
+    assert f"{len(hostile)} record(s) skipped" in (tmp_path / "r" / "internal-report.md").read_text() and out
