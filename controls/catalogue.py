@@ -59,6 +59,14 @@ class CheckModel(_Strict):
     pattern: str | None = None
     reviewed: dt.date | None = None
 
+    @field_validator("reviewed")
+    @classmethod
+    def _not_in_the_future(cls, value: dt.date | None) -> dt.date | None:
+        # a review dated ahead would keep its document "in date" for longer than its period
+        if value is not None and value > dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1):
+            raise ValueError(f"a review date in the future ({value}): use the day the document was reviewed")
+        return value
+
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:

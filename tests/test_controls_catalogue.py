@@ -58,6 +58,8 @@ def test_a_broken_catalogue_is_refused(tmp_path):
               r"c\.yaml: a value YAML cannot construct: day is out of range"),
              ("HOST-01", "Stated", "7d", "[{kind: manual, target: x, reviewed: soon}]",
               r"controls\.0\.checks\.0\.reviewed: .*'soon'"),
+             ("HOST-01", "Stated", "7d", "[{kind: manual, target: x, reviewed: 2999-01-01}]",
+              r"controls\.0\.checks\.0\.reviewed: .*a review date in the future \(2999-01-01\)"),
              ("HOST-01", "Stated", "7d", "[], colour: red", r"controls\.0\.colour: Extra inputs")]
     f = tmp_path / "c.yaml"
     for cid, status, refresh, checks, msg in cases:
