@@ -182,7 +182,7 @@ _PG_LOG_MESSAGES = (b"connection received", b"connection authorized", b"disconne
 
 
 _ATTACK_OUTCOMES = {"block", "limit_block", "pg_auth_failed:bad_password", "pg_auth_failed:unknown_role",
-                    "signin_failed"}
+                    "signin_failed", "signin_locked"}
 _UFW_OUTCOME = {"BLOCK": "block", "LIMIT BLOCK": "limit_block", "ALLOW": "allow", "AUDIT": "audit"}
 
 

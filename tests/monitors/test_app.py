@@ -132,6 +132,14 @@ def test_replay_of_a_hostile_file_skips_bad_lines_and_keeps_the_rest(monkeypatch
                                                        "AppSignInAfterFailures"]
 
 
+def test_counts_by_source_show_failed_and_locked_out_attempts():
+    """What the runbooks' `replay --counts-by-source` shows: the lockouts too (an attack goes on
+    against the lockout), per address."""
+    pipe = replay([SAMPLE], by_source=True)
+    assert pipe.by_source["signin_failed"]["203.0.113.50"] == 5
+    assert pipe.by_source["signin_locked"] == {"203.0.113.50": 7, "192.0.2.14": 1, "192.0.2.15": 1}
+
+
 # ------------------------------------------------------------------------------- rules
 
 @pytest.fixture(params=ENGINES, ids=["python", "c"])
