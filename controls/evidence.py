@@ -1,11 +1,19 @@
 """Evidence records and their store: an append-only JSON-lines file in which each record carries
-the hash of the one before it (a hash chain), so an edited, removed or reordered old record is
-detected by `verify` and the chain's head, published in the report, pins everything before it.
+the hash of the one before it (a hash chain).
+
+What the chain protects against, exactly: an accidental or careless edit, removal or reordering
+of records is detected by `verify`; and once a head has been published (the report's trust.json,
+which `verify` compares against by default), every record before it is pinned, so rewriting
+those, or dropping records up to it, is detected too. What it does not protect against: anyone who
+can write the file can append new records (a forged "pass" included) or rewrite everything after
+the last published head and recompute the hashes; the chain has no secret. Signatures or
+append-only storage elsewhere would be needed for that, and are not part of this store.
 
 A record's hash is the SHA-256 of its canonical JSON (sorted keys, no spaces) without the `hash`
 field, `prev` included. The first chained record's `prev` is GENESIS in an empty file, or the
 SHA-256 of every byte before it when the file began before the chain existed (so the old records
-are sealed from then on too). A torn last line (a crash mid-write) is skipped, never fatal.
+are sealed from then on too). A torn last line (a crash mid-write) is skipped, and removed by the
+next append; an unreadable line anywhere else is refused by `verify`.
 """
 from __future__ import annotations
 
@@ -129,11 +137,11 @@ class EvidenceStore:
         with open(self.path, "a+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                size = f.seek(0, os.SEEK_END)
+                size = self._drop_torn_tail(f, f.seek(0, os.SEEK_END))
                 prev = self._tail_head(f, size)
                 if size:
                     f.seek(size - 1)
-                    if f.read(1) != b"\n":       # a torn line: never glue a new record onto it
+                    if f.read(1) != b"\n":       # a last record without its newline: never glue onto it
                         f.write(b"\n")
                 for r in records:
                     rec = dict(asdict(r), prev=prev)
@@ -143,6 +151,28 @@ class EvidenceStore:
                 os.fsync(f.fileno())
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _drop_torn_tail(f, size: int) -> int:
+        """Cuts an unreadable unterminated last line (a writer killed mid-record: it carries no
+        evidence and no hash covers it), so unreadable lines only ever end the file. The new size."""
+        if not size:
+            return size
+        f.seek(max(0, size - TAIL_BYTES))
+        tail = f.read()
+        if tail.endswith(b"\n"):
+            return size
+        start = tail.rfind(b"\n") + 1
+        if start == 0 and size > TAIL_BYTES:
+            return size                           # a line longer than we look at: leave it
+        try:
+            json.loads(tail[start:])
+            return size                           # a whole record missing only its newline
+        except (ValueError, RecursionError):
+            pass
+        new = size - (len(tail) - start)
+        f.truncate(new)
+        return new
 
     def _tail_head(self, f, size: int) -> str:
         """The `prev` for the next record: the last chained record's hash; else GENESIS for an empty
@@ -206,6 +236,7 @@ class EvidenceStore:
         data = self.path.read_bytes()
         prev, chained, unchained, torn, offset, seen = None, 0, 0, [], 0, set()
         lines = data.split(b"\n")
+        last = max((i for i, raw in enumerate(lines, 1) if raw.strip()), default=0)
         for number, raw in enumerate(lines, 1):
             start, offset = offset, offset + len(raw) + 1
             if not raw.strip():
@@ -215,8 +246,11 @@ class EvidenceStore:
                 if not isinstance(rec, dict):
                     raise ValueError
             except (ValueError, RecursionError):
-                # a crash mid-write leaves an incomplete line; it carries no evidence, and an edit
-                # that turns a record into one breaks the next record's prev below
+                # a crash mid-write leaves an incomplete last line (the next append removes it);
+                # anywhere else an unreadable line was put there
+                if number != last:
+                    raise ChainError(f"{self.path}: line {number} is not a record and is not the last line: "
+                                     f"inserted or damaged") from None
                 torn.append(number)
                 continue
             where = f"{self.path}: line {number} ({rec.get('check', '?')} at {rec.get('started', '?')})"

@@ -251,6 +251,15 @@ def internal_markdown(statuses: list[ControlStatus], generated: dt.datetime, cha
     return "\n".join(lines)
 
 
+def published_head(out_dir: Path) -> str | None:
+    """The chain head the last report in `out_dir` published (its trust.json), if there is one."""
+    try:
+        head = feed.Feed.model_validate_json((out_dir / FEED).read_text()).evidence_chain.head
+    except (OSError, ValueError):
+        return None
+    return head
+
+
 def _chain(store: EvidenceStore | None) -> tuple[ChainReport | None, str]:
     if store is None:
         return None, "no evidence store given"

@@ -105,8 +105,8 @@ def test_no_file_and_garbage_get_one_line_too(tmp_path, capsys):
     with open(store.path, "ab") as f:
         f.write(b"\xff\xfe not json at all\n")
     store.append([record(9)])
-    rep = store.verify()           # an unreadable line carries no evidence and the chain runs past it
-    assert rep.records == 6 and rep.torn == (6,)
+    with pytest.raises(ChainError, match="line 6 is not a record and is not the last line"):
+        store.verify()             # only a crash's torn last line may be unreadable
 
 
 def test_the_report_states_the_chain_head(tmp_path):
@@ -209,3 +209,42 @@ def test_records_with_hostile_fields_are_counted_and_skipped_everywhere(tmp_path
     statuses = engine.statuses(load(), store)
     out = report.write(statuses, tmp_path / "r", store=store)
     assert f"{len(hostile)} record(s) skipped" in (tmp_path / "r" / "internal-report.md").read_text() and out
+
+
+def test_a_torn_last_line_is_skipped_then_cut_by_the_next_append_and_garbage_elsewhere_is_refused(tmp_path):
+    store = filled(tmp_path, 3)
+    intact = store.path.read_bytes()
+    with open(store.path, "ab") as f:
+        f.write(b'{"check": "half a rec')          # a writer killed mid-record
+    assert store.verify().torn == (4,) and store.verify().records == 3
+    store.append([record(7)])
+    assert store.path.read_bytes().startswith(intact) and b"half a rec" not in store.path.read_bytes()
+    assert store.verify().torn == () and store.verify().records == 4
+    lines_ = store.path.read_bytes().splitlines(keepends=True)
+    store.path.write_bytes(b"".join(lines_[:2] + [b"{not json\n"] + lines_[2:]))
+    with pytest.raises(ChainError, match="line 3 is not a record"):
+        store.verify()
+
+
+def test_verify_checks_against_the_head_the_last_report_published(tmp_path, capsys):
+    """Without --head, verify compares against the last report's trust.json: a forged rewrite of
+    the records that report pinned (hashes recomputed, so intact on its own) is caught."""
+    from trustops.controls import engine
+    from trustops.controls.catalogue import load
+
+    store = filled(tmp_path)
+    out = tmp_path / "report"
+    report.write(engine.statuses(load(), store), out, store=store)
+    published = report.published_head(out)
+    assert published == store.verify().head
+    args = ["controls", "verify", "--evidence", str(store.path), "--out", str(out)]
+    assert cli.main(args) == 0 and "published in" in capsys.readouterr().out
+    prev, forged = evidence.GENESIS, []
+    for rec in lines(store):                      # flip one result and recompute every hash
+        rec = dict(rec, prev=prev, summary="forged")
+        rec["hash"] = prev = evidence.record_hash(rec)
+        forged.append(rec)
+    rewrite(store, forged)
+    assert store.verify().records == 5            # intact on its own
+    assert cli.main(args) == 1
+    assert f"the published head {published[:16]}... is not in the chain" in capsys.readouterr().err

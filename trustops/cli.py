@@ -78,8 +78,12 @@ def cmd_controls(args: argparse.Namespace) -> int:
     inventory_file = Path(args.inventory) if args.inventory else cfg.inventory_file
     if args.action == "verify":
         store = engine.EvidenceStore(evidence_file)
+        report_dir = Path(args.out) if args.out else cfg.state_dir / "report"
+        head = args.head or report.published_head(report_dir)   # by default: the last report's head
         try:
-            print(store.verify(args.head).line(evidence_file))
+            print(store.verify(head).line(evidence_file)
+                  + (f"; contains the head {head[:16]}... published in {report_dir / report.FEED}"
+                     if head and not args.head else ""))
         except ChainError as exc:
             print(f"trustops: evidence chain broken: {exc}", file=sys.stderr)
             return 1
