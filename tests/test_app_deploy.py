@@ -100,3 +100,47 @@ def test_a_redeploy_switches_slots_without_a_failed_request(lab, lab_config, con
     names = subprocess.run(["docker", "exec", lab_config.container("app"), "docker", "ps", "-a", "--format",
                             "{{.Names}}"], capture_output=True, text=True, check=True).stdout.split()
     assert f"benefits-{after}" in names and f"benefits-{before}" not in names
+
+
+def test_a_failed_sign_in_reaches_the_monitor_on_the_app_host(lab, lab_config, converged):
+    """The app writes the sign-in failure to its auth log on the host, and the monitor (another
+    user, in group adm) reads it: the log's directory must hand its group down to the file."""
+    import re
+    import secrets
+    from http.cookies import SimpleCookie
+
+    from trustops.wait import until
+
+    ctx = ssl.create_default_context(cafile=str(lab_config.state_dir / "pki" / "ca.crt"))
+    conn = http.client.HTTPSConnection("127.0.0.1", lab_config.ports("app")[443], context=ctx, timeout=20)
+    conn.request("GET", "/login/")
+    page = conn.getresponse()
+    body = page.read().decode()
+    cookie = SimpleCookie(page.getheader("Set-Cookie"))["csrftoken"].value
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1)
+    user = f"nobody-{secrets.token_hex(4)}"
+    form = f"csrfmiddlewaretoken={token}&username={user}&password={secrets.token_urlsafe(12)}"
+    conn.request("POST", "/login/", body=form, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={cookie}",
+        "Origin": f"https://127.0.0.1:{lab_config.ports('app')[443]}",
+        "Referer": f"https://127.0.0.1:{lab_config.ports('app')[443]}/login/"})
+    answer = conn.getresponse()
+    assert answer.status in (200, 401, 429), (answer.status, answer.read()[:300])
+
+    import yaml
+
+    doc = yaml.safe_load(lab_config.inventory_file.read_text())
+    app_ip = next(iter(doc["all"]["children"]["app"]["hosts"].values()))["private_ip"]
+
+    def app_lines_read() -> float:
+        out = subprocess.run(["docker", "exec", lab_config.container("app"), "python3", "-c",
+                              "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
+                              f"'http://{app_ip}:9469/metrics', timeout=5).read().decode())"],
+                             capture_output=True, text=True, timeout=30).stdout
+        m = re.search(r'^trustops_monitor_lines_read_total\{input="app"\} (\S+)$', out, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    until(app_lines_read, 60, "the app host's monitor reading the sign-in failure from the app's auth log")
+    log = subprocess.run(["docker", "exec", lab_config.container("app"), "cat", "/var/log/benefits/auth.log"],
+                         capture_output=True, text=True).stdout
+    assert user in log and '"signin.failed"' in log
