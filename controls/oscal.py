@@ -80,8 +80,9 @@ def assessment_results(statuses: list[ControlStatus], generated: dt.datetime, ch
         findings.append(common.Finding(
             uuid=_uuid("finding", s.control.id, generated.isoformat()), title=f"{s.control.id}: {s.status}",
             description=s.public_reason,
+            # the finding is about the control's statement: the catalog's `<id>_smt` part
             target=common.FindingTarget(
-                type="objective-id", target_id=_id(s.control.id),
+                type="statement-id", target_id=f"{_id(s.control.id)}_smt",
                 status=common.ObjectiveStatus(state="satisfied" if satisfied else "not-satisfied",
                                               reason="pass" if satisfied else "fail" if s.status == "failing"
                                               else "other",

@@ -138,9 +138,12 @@ def test_the_oscal_export_validates_with_trestle(out, tmp_path):
     ids = [c.id for g in cat.groups for c in g.controls]
     assert ids == [s.control.id.lower() for s in statuses]
     findings = results.results[0].findings
+    statements = {p.id for g in cat.groups for c in g.controls for p in c.parts if p.name == "statement"}
+    assert all(getattr(f.target.type, "value", f.target.type) == "statement-id" and f.target.target_id in statements
+               for f in findings)
     by_id = {f.target.target_id: f.target.status for f in findings}
     for s in statuses:
-        state = by_id[s.control.id.lower()].state.value
+        state = by_id[s.control.id.lower() + "_smt"].state.value
         assert (state == "satisfied") == (s.status in ("passing", "manual")), s
     observed = {o.uuid for o in results.results[0].observations}
     assert all(r.observation_uuid in observed for f in findings for r in f.related_observations or [])
@@ -241,3 +244,18 @@ def test_the_page_prints_cleanly(out, browser):
     pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
     assert pdf.startswith(b"%PDF") and pages >= 3, pages    # 35 controls, none cut off into nothing
     (SCREENSHOTS / "trust-page.pdf").write_bytes(pdf)
+
+
+def test_the_role_publishes_exactly_the_public_files():
+    """The web_front role copies report.PUBLISHED and nothing else from the report directory (a
+    glob of *.json would publish any other JSON that lands there)."""
+    import re
+
+    import yaml
+
+    tasks = yaml.safe_load((ROOT / "ansible/roles/web_front/tasks/trust_page.yml").read_text())
+    copy = next(t for t in tasks if "ansible.builtin.copy" in t and "report" in t["name"])
+    assert "fileglob" not in copy["loop"]
+    assert tuple(re.findall(r"'([\w.-]+)'", copy["loop"].split("|")[0])) == report.PUBLISHED
+    removed = next(t for t in tasks if t.get("ansible.builtin.file", {}).get("state") == "absent")
+    assert ("trust-page.html", *removed["loop"]) == report.PUBLISHED
