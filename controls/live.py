@@ -33,9 +33,10 @@ RUN_TIMEOUT = 1800
 COULD_NOT_CHECK = "could not check"
 VERDICT_PROPERTY = "verdict"    # <property name="verdict" value="contradiction|could-not-check"/>
 CONTRADICTION, UNCHECKED = "contradiction", "could-not-check"
-# S3 answers NoSuch<Thing>Configuration when a bucket has no encryption or public-access-block
-# configuration at all: that is evidence against the promise, not a failure to look.
-_MISSING_CONFIGURATION = re.compile(r"NoSuch\w*Configuration")
+# S3 answers ServerSideEncryptionConfigurationNotFoundError or NoSuch<Thing>Configuration when a
+# bucket has no encryption or public-access-block configuration at all: that is evidence against
+# the promise, not a failure to look.
+_MISSING_CONFIGURATION = re.compile(r"NoSuch\w*Configuration|\w+ConfigurationNotFoundError")
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,9 @@ def verdict(exc: BaseException) -> str:
     if type(exc).__name__ == "ClientError" and isinstance(response, dict):   # botocore, not imported here
         code = str((response.get("Error") or {}).get("Code", ""))
         return CONTRADICTION if _MISSING_CONFIGURATION.fullmatch(code) else UNCHECKED
-    if isinstance(exc, RuntimeError) and _raised_in(exc, "testinfra"):   # its backends: a host not reached
-        return UNCHECKED
+    if isinstance(exc, (RuntimeError, AssertionError)) and _raised_in(exc, "testinfra"):
+        return UNCHECKED   # testinfra's own: ssh failed (RuntimeError), or a command it ran failed
+                           # (check_output's AssertionError, e.g. sysctl missing): not the check's assert
     if isinstance(exc, OSError) or any(k.__module__.startswith("botocore") and k.__name__ == "BotoCoreError"
                                        for k in type(exc).__mro__):
         return UNCHECKED

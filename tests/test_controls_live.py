@@ -173,12 +173,15 @@ def test_a_failure_is_judged_by_its_exception_class_not_its_message():
     contradictions = [raised(bare), raised(lambda: pytest.fail("HSTS header malformed")),
                       raised(lambda: int("abc")), KeyError("Rules"),
                       no_config("NoSuchPublicAccessBlockConfiguration"),
+                      no_config("ServerSideEncryptionConfigurationNotFoundError"),
                       no_config("NoSuchBucketEncryptionConfiguration"),
                       raised(lambda: until(lambda: None, 0, "a backup"))]
     ssh_failed = raised(lambda: testinfra.get_host(f"ssh://nobody@127.0.0.1:{_closed_port()}?timeout=3")
                         .file("/etc/hostname").exists)
     assert isinstance(ssh_failed, RuntimeError)
-    unchecked = [ssh_failed, CouldNotCheck("db: not reached over SSH"), ConnectionRefusedError(111, "refused"),
+    command_failed = raised(lambda: testinfra.get_host("local://").check_output("no-such-command-anywhere"))
+    assert isinstance(command_failed, AssertionError)
+    unchecked = [ssh_failed, command_failed, CouldNotCheck("db: not reached over SSH"), ConnectionRefusedError(111, "refused"),
                  botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
                  no_config("AccessDenied"), no_config("NoSuchBucket")]
     assert [live.verdict(e) for e in contradictions] == [live.CONTRADICTION] * len(contradictions)
