@@ -6,7 +6,9 @@ check key wins. A check's result is pass, fail (the evidence contradicts the pro
 (the check could not be made: a service unreachable, no lab to probe). A control is:
   passing          every check has passing evidence younger than the control's refresh period
   failing          the newest evidence of some check failed
-  unknown          nothing failed, but some check could not be made (its reason is shown)
+  unknown          nothing failed, but some check could not be made (its reason is shown); also
+                   every control when the evidence file's chain does not verify (nothing in it
+                   counts), and a check whose evidence is dated in the future
   stale            nothing failed, but some check's evidence is missing or older than the refresh
   partial          every check passes, but the catalogue names gaps no check proves yet
   manual           only manual evidence (a reviewed document), and it is in date

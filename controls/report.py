@@ -9,7 +9,7 @@ import html
 from collections import Counter
 from pathlib import Path
 
-from trustops.controls import describe, feed, oscal
+from trustops.controls import describe, engine, feed, oscal
 from trustops.controls.describe import CATEGORIES, category, how, label, last_full_check, refresh_words
 from trustops.controls.engine import STATUSES, ControlStatus
 from trustops.controls.evidence import ChainError, ChainReport, EvidenceStore
@@ -194,6 +194,11 @@ def summary_lines(statuses: list[ControlStatus]) -> list[str]:
         lines.append(f"  Need a person ({len(people)} document(s) to write or review, then set `reviewed:` in "
                      "controls/catalogue.yaml):")
         lines += [f"    {key.split(':', 1)[1]:46} for {', '.join(ids)}" for key, ids in people.items()]
+    broken = next((s for s in statuses if s.why_public == engine.CHAIN_BROKEN), None)
+    if broken:   # each check's own result means nothing until the file verifies: one line, not 100
+        lines.append(f"  Nothing counts: {broken.reason[:300]}. Run `trustops controls verify` for the first "
+                     "broken record; restore the file from a copy, or start a new one with `trustops controls check`")
+        return lines
     failing = _checks_by_state(statuses, None, {"failing"})
     failing = {k: v for k, v in failing.items() if not k.startswith("manual:")}
     if failing:

@@ -108,6 +108,9 @@ def test_a_broken_chain_verifies_nothing_on_the_page_or_in_the_feed(tmp_path):
     assert data.summary["Verified"] == 0 and data.summary["Documented"] == 0
     assert not data.evidence_chain.intact and data.evidence_chain.problem == feed.CHAIN_PROBLEM
     assert {c.reason for c in data.controls if c.checks} == {"could not be checked: evidence chain broken"}
+    summary = "\n".join(report.summary_lines(statuses))
+    assert "Nothing counts: could not be checked: evidence chain broken" in summary and "Verified now (0)" in summary
+    assert "10.20.0.4" not in summary.split("Nothing counts")[0]   # no check's own result is listed
     results = json.loads((site / oscal.RESULTS_FILE).read_text())["assessment-results"]["results"][0]
     assert {f["target"]["status"]["state"] for f in results["findings"]} == {"not-satisfied"}
 
