@@ -76,7 +76,9 @@ def assessment_results(statuses: list[ControlStatus], generated: dt.datetime, ch
                 relevant_evidence=[common.RelevantEvidence(
                     description=f"{describe.STATE_WORDS[state]} (output sha256 {ev.output_sha256})")],
                 remarks=f"state at report time: {describe.STATE_WORDS[state]}"))
-        satisfied = s.status in ("passing", "manual")
+        # satisfied only on passing automated evidence: a reviewed document ("Documented" on the
+        # page) is a person's word that no check here confirms, so it is not-satisfied, reason other
+        satisfied = s.status == "passing"
         findings.append(common.Finding(
             uuid=_uuid("finding", s.control.id, generated.isoformat()), title=f"{s.control.id}: {s.status}",
             description=s.public_reason,

@@ -79,7 +79,8 @@ def cmd_controls(args: argparse.Namespace) -> int:
     if args.action == "verify":
         store = engine.EvidenceStore(evidence_file)
         report_dir = Path(args.out) if args.out else cfg.state_dir / "report"
-        head = args.head or report.published_head(report_dir)   # by default: the last report's head
+        # by default the head the last report of this evidence published (the lab's, or --out's)
+        head = args.head or (report.published_head(report_dir) if args.out or not args.evidence else None)
         try:
             print(store.verify(head).line(evidence_file)
                   + (f"; contains the head {head[:16]}... published in {report_dir / report.FEED}"
@@ -176,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--out", help="report directory (default: <lab dir>/report)")
     ctl.add_argument("--jobs", type=int, default=4, help="checks run in parallel (default 4)")
     ctl.add_argument("--head", help="verify: a chain head published earlier (trust page, trust.json) that the "
-                                    "evidence must still contain")
+                                    "evidence must still contain (default: the head in --out's trust.json, or "
+                                    "the lab report's when --evidence is not given)")
     ctl.add_argument("--json", action="store_true", help="statuses as JSON")
     ctl.set_defaults(func=cmd_controls)
     return p
