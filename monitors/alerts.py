@@ -88,7 +88,7 @@ class AlertBook:
             top = sorted(agg["top"].items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_OFFENDERS]
             if self.top is not None:  # the engine's count now, over every source it tracks
                 top = [(src, n) for n, src in self.top(rule, TOP_OFFENDERS)] or top
-            names = ", ".join(f"{src} ({n})" for src, n in top)
+            names = ", ".join(f"{src} ({n})" for src, n in top) or "none left in the rule's window (old lines)"
             annotations = {
                 "summary": f"{rule} flood: {agg['sources']} detections from sources beyond its {self.max_per_rule} "
                            f"per-source alerts (perhaps spoofed); top: {names}",

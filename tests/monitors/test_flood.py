@@ -17,11 +17,14 @@ def capture():
     hook.close()
 
 
-NOW = time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())  # live: nothing expires yet
+def _now() -> str:
+    """The time the line is written (live: nothing expires yet). Not the time the module was
+    imported: in the whole suite that is many minutes before the test runs, past the rules' windows."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
 
 
 def _ufw(src: str, dpt: int = 5432) -> str:
-    return (f"{NOW} db-1 kernel: [UFW BLOCK] IN=eth0 OUT= SRC={src} "
+    return (f"{_now()} db-1 kernel: [UFW BLOCK] IN=eth0 OUT= SRC={src} "
             f"DST=10.0.0.4 LEN=40 PROTO=TCP SPT=4000 DPT={dpt} WINDOW=1\n")
 
 
