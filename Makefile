@@ -12,7 +12,7 @@ down:
 
 test:
 	bash scripts/bootstrap --test
-	.venv/bin/pytest -ra
+	.venv/bin/pytest -ra --durations=15
 
 test-quick: bootstrap
 	.venv/bin/pytest -ra -m "not lab"
