@@ -16,6 +16,15 @@ def read_all(t):
     return [x.decode() for x in t.read()]
 
 
+def read_and_stop(f):
+    """What a daemon reads of `f` before it stops, and the checkpoint it leaves."""
+    t = FileTail(f)
+    got = read_all(t)
+    pos = t.checkpoint()
+    t.close()
+    return got, pos
+
+
 def test_partial_line_waits_for_its_newline(tmp_path):
     f = tmp_path / "a.log"
     f.write_bytes(b"one\ntw")
@@ -61,10 +70,7 @@ def test_copytruncate_starts_over(tmp_path):
 def test_restart_resumes_from_checkpoint_exactly(tmp_path):
     f = tmp_path / "a.log"
     f.write_bytes(lines(100) + b"partial")
-    t = FileTail(f)
-    first = read_all(t)
-    pos = t.checkpoint()
-    t.close()
+    first, pos = read_and_stop(f)
     with open(f, "ab") as fh:
         fh.write(b"-done\n" + lines(50, 100))
     t2 = FileTail(f, position=pos)
@@ -75,10 +81,7 @@ def test_restart_resumes_from_checkpoint_exactly(tmp_path):
 def test_rotated_while_stopped_is_found_by_inode(tmp_path):
     f = tmp_path / "a.log"
     f.write_bytes(lines(10))
-    t = FileTail(f)
-    got = read_all(t)
-    pos = t.checkpoint()
-    t.close()
+    got, pos = read_and_stop(f)
     with open(f, "ab") as fh:
         fh.write(lines(5, 10))
     os.rename(f, tmp_path / "a.log.1")
@@ -292,10 +295,7 @@ def test_copytruncate_while_stopped_loses_and_doubles_nothing(tmp_path):
     fingerprint and drained from the offset, then the truncated file from its start."""
     f = tmp_path / "a.log"
     f.write_bytes(lines(100))
-    t = FileTail(f)
-    got = read_all(t)
-    pos = t.checkpoint()
-    t.close()
+    got, pos = read_and_stop(f)
     with open(f, "ab") as fh:
         fh.write(lines(50, 100))               # written while the daemon is down
     (tmp_path / "a.log.1").write_bytes(f.read_bytes())  # logrotate copytruncate: copy, then truncate
