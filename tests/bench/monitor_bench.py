@@ -130,25 +130,32 @@ def throughput(workdir: Path, lines: int, repeat: int) -> None:
         print()
 
 
-def latency(workdir: Path, samples: int) -> None:
-    """Daemon mode: a line appended to the Postgres log -> the alert visible in Alertmanager's API."""
+def _daemon(workdir: Path, name: str, kind: str, log_name: str, poll: str, stderr):
+    """A monitor daemon tailing a new empty log in `workdir` and posting to a fresh Alertmanager
+    (which forwards to a webhook): (webhook, alertmanager, log, metrics port, daemon process)."""
     from tests.services import Alertmanager, Webhook, free_port, wait_port
 
-    workdir = Path(tempfile.mkdtemp(prefix="latency-", dir=workdir))  # fresh Alertmanager and checkpoint
-    run_id = os.getpid() % 200 + 20
     hook = Webhook()
     am = Alertmanager(workdir / "am", f"http://127.0.0.1:{hook.port}/").start()
-    log = workdir / "latency.log"
+    log = workdir / log_name
     log.write_text("")
     metrics_port = free_port()
     cfg = workdir / "monitor.yml"
     cfg.write_text(json.dumps({"instance": "bench", "state_dir": str(workdir / "state"), "start_at": "end",
-                               "inputs": [{"name": "pg", "type": "postgres", "path": str(log)}],
+                               "inputs": [{"name": name, "type": kind, "path": str(log)}],
                                "alertmanager": {"url": am.url}, "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
-                               "poll_interval": "1s"}))
-    mon = subprocess.Popen([sys.executable, "-m", "trustops.monitors", "run", "-c", str(cfg)], stderr=subprocess.DEVNULL)
+                               "poll_interval": poll}))
+    mon = subprocess.Popen([sys.executable, "-m", "trustops.monitors", "run", "-c", str(cfg)], stderr=stderr)
     wait_port(metrics_port)
     time.sleep(0.5)
+    return hook, am, log, metrics_port, mon
+
+
+def latency(workdir: Path, samples: int) -> None:
+    """Daemon mode: a line appended to the Postgres log -> the alert visible in Alertmanager's API."""
+    workdir = Path(tempfile.mkdtemp(prefix="latency-", dir=workdir))  # fresh Alertmanager and checkpoint
+    run_id = os.getpid() % 200 + 20
+    hook, am, log, _, mon = _daemon(workdir, "pg", "postgres", "latency.log", "1s", subprocess.DEVNULL)
     waits = []
     try:
         for i in range(samples):
@@ -183,24 +190,10 @@ def flood(workdir: Path, sources: int, attacks: int) -> None:
     checkpoint seen and the latency from a scan's last line to its alert in Alertmanager."""
     import threading
 
-    from tests.services import Alertmanager, Webhook, free_port, wait_port
-
     workdir = Path(tempfile.mkdtemp(prefix="flood-", dir=workdir))
-    hook = Webhook()
-    am = Alertmanager(workdir / "am", f"http://127.0.0.1:{hook.port}/").start()
-    log = workdir / "ufw.log"
-    log.write_text("")
-    metrics_port = free_port()
-    cfg = workdir / "monitor.yml"
     checkpoint = workdir / "state" / "checkpoint.json"
-    cfg.write_text(json.dumps({"instance": "bench", "state_dir": str(workdir / "state"), "start_at": "end",
-                               "inputs": [{"name": "ufw", "type": "ufw", "path": str(log)}],
-                               "alertmanager": {"url": am.url}, "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
-                               "poll_interval": "0.2s"}))
-    mon = subprocess.Popen([sys.executable, "-m", "trustops.monitors", "run", "-c", str(cfg)],
-                           stderr=open(workdir / "monitor.err", "ab"))
-    wait_port(metrics_port)
-    time.sleep(0.5)
+    hook, am, log, metrics_port, mon = _daemon(workdir, "ufw", "ufw", "ufw.log", "0.2s",
+                                               open(workdir / "monitor.err", "ab"))
     lock = threading.Lock()
     fh = open(log, "a")
     line = ("{t} db-1 kernel: [UFW BLOCK] IN=eth0 OUT= MAC=00:16:3e:aa:bb:cc SRC={src} DST=10.0.0.4 LEN=44 "
