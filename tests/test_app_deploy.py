@@ -127,10 +127,7 @@ def test_a_failed_sign_in_reaches_the_monitor_on_the_app_host(lab, lab_config, c
     answer = conn.getresponse()
     assert answer.status in (200, 401, 429), (answer.status, answer.read()[:300])
 
-    import yaml
-
-    doc = yaml.safe_load(lab_config.inventory_file.read_text())
-    app_ip = next(iter(doc["all"]["children"]["app"]["hosts"].values()))["private_ip"]
+    app_ip = next(iter(lab["all"]["children"]["app"]["hosts"].values()))["private_ip"]  # the lab's inventory
 
     def app_lines_read() -> float:
         out = subprocess.run(["docker", "exec", lab_config.container("app"), "python3", "-c",

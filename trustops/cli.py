@@ -13,6 +13,7 @@ from trustops.converge import ansible_ping, converge
 from trustops.lab import environment
 from trustops.lab.system import LabError, Progress
 
+
 def cmd_up(args: argparse.Namespace) -> int:
     """The main job on the lab: hosts up, then (as they land) playbooks, app, monitors, report."""
     cfg = environment.LabConfig.from_env()
