@@ -36,9 +36,8 @@ def converge(inventory_file: Path, log_file: Path, progress: Progress, tags: lis
              limit: str | None = None) -> None:
     """ansible-playbook site.yml (optionally only some tags or hosts), showing each task as it starts;
     the full output goes to a log."""
-    only = (f" --tags {','.join(tags)}" if tags else "") + (f" --limit {limit}" if limit else "")
-    progress.step(f"converging the hosts with ansible/site.yml{only} (full log: {log_file})")
     extra = (["--tags", ",".join(tags)] if tags else []) + (["--limit", limit] if limit else [])
+    progress.step(f"converging the hosts with ansible/site.yml{''.join(' ' + a for a in extra)} (full log: {log_file})")
     with open(log_file, "w") as log:
         proc = subprocess.Popen([tool("ansible-playbook"), "-i", str(inventory_file), str(ANSIBLE_DIR / "site.yml"),
                                  *extra], env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
