@@ -36,6 +36,9 @@ SERVICE_PORTS = {
     "ops": {22: 3, 9090: 90, 9093: 93},
 }
 S3_PORT_OFFSET = 66
+MAIL_ROLE = "mail"
+MAIL_PORT = 2525          # the sink's SMTP port inside the lab (an unprivileged user binds it)
+MAIL_UID = 10002          # the S3 image's unprivileged user, which the sink runs as
 LAB_KINDS = ("flat", "twin")
 
 
@@ -97,6 +100,11 @@ class LabConfig:
     @property
     def s3_credentials_file(self) -> Path:
         return self.state_dir / "s3-credentials.json"
+
+    @property
+    def maildir(self) -> Path:
+        """Where the lab's mail sink keeps what the app sent (trustops.lab.mailsink.messages)."""
+        return self.state_dir / "mail"
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -322,6 +330,27 @@ def _ensure_buckets(cfg: LabConfig) -> None:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
+def ensure_mail_sink(cfg: LabConfig, image: str, network_args: list[str], progress: Progress) -> None:
+    """The lab's SMTP relay (trustops.lab.mailsink) in its own container, from the S3 image's
+    Python; the program is mounted read-only and the Maildir is the state dir's `mail/`."""
+    from trustops.lab import mailsink
+
+    mailsink.prepare(cfg.maildir)
+    for path in (cfg.maildir, *cfg.maildir.iterdir()):
+        os.chown(path, MAIL_UID, MAIL_UID)
+    args = ["--label", f"trustops.lab={cfg.name}", "--label", f"trustops.role={MAIL_ROLE}", *network_args,
+            "--no-healthcheck", "--user", str(MAIL_UID), "--read-only",
+            "-v", f"{Path(mailsink.__file__).resolve()}:/opt/mailsink.py:ro", "-v", f"{cfg.maildir}:/var/mail-sink",
+            "--entrypoint", "/usr/bin/python3", image, "/opt/mailsink.py", "--port", str(MAIL_PORT),
+            "--maildir", "/var/mail-sink"]
+    _ensure_container(cfg.container(MAIL_ROLE), args, {}, progress)
+
+
+def mail_relay_vars(address: str) -> dict[str, object]:
+    """The app role's relay settings pointing at the lab's sink (the cloud operator sets their own)."""
+    return {"app_smtp_host": address, "app_smtp_port": MAIL_PORT}
+
+
 def _write_inventory(cfg: LabConfig, subnet: str, app_image: str) -> dict:
     hosts = []
     for role in ROLES:
@@ -331,6 +360,7 @@ def _write_inventory(cfg: LabConfig, subnet: str, app_image: str) -> dict:
                                     ansible_port=cfg.ports(role)[22], private_ip=ip, ssh_sources=(subnet,)))
     s3_info = _inspect(cfg.container("s3"))
     s3_ip = s3_info["NetworkSettings"]["Networks"][cfg.network]["IPAddress"]  # type: ignore[index]
+    mail_ip = _inspect(cfg.container(MAIL_ROLE))["NetworkSettings"]["Networks"][cfg.network]["IPAddress"]  # type: ignore[index]
     site = inventory.Site(
         environment="lab", cloud="lab",
         networks={"app": subnet, "db": subnet, "ops": subnet, "admin": [subnet]},
@@ -341,7 +371,8 @@ def _write_inventory(cfg: LabConfig, subnet: str, app_image: str) -> dict:
                     "trustops_lab_published": {r: cfg.ports(r) for r in ROLES},
                     "trustops_lab_s3_local_url": f"http://127.0.0.1:{cfg.s3_port}",
                     "trustops_lab_state_dir": str(cfg.state_dir),
-                    "trustops_lab_app_image": app_image},
+                    "trustops_lab_app_image": app_image,
+                    **mail_relay_vars(mail_ip)},
     )
     inv = inventory.build(site, hosts)
     tmp = cfg.inventory_file.with_suffix(".tmp")
@@ -400,6 +431,7 @@ def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
         s3_args = ["--label", f"trustops.lab={cfg.name}", "--label", "trustops.role=s3",
                    "--network", cfg.network, "--network-alias", "s3", s3_image]
         _ensure_container(cfg.container("s3"), s3_args, {5000: cfg.s3_port}, progress)
+        ensure_mail_sink(cfg, s3_image, ["--network", cfg.network, "--network-alias", MAIL_ROLE], progress)
         progress.step("preparing hosts (deploy user, host keys)")
         known = [f"[127.0.0.1]:{cfg.ports(role)[22]} {_prepare_host(cfg, role, pubkey)}" for role in ROLES]
         cfg.known_hosts.write_text("\n".join(known) + "\n")
@@ -454,12 +486,13 @@ def status(cfg: LabConfig) -> dict:
     """What runs now: each host's state and ports, and where the inventory is."""
     hosts = {}
     docker_ok = shutil.which("docker") is not None and run(["docker", "info"], check=False, timeout=20).returncode == 0
-    for role in (*ROLES, "s3", *(("router",) if cfg.kind == "twin" else ())):
+    for role in (*ROLES, "s3", MAIL_ROLE, *(("router",) if cfg.kind == "twin" else ())):
         info = _inspect(cfg.container(role)) if docker_ok else None
         hosts[role] = {
             "container": cfg.container(role),
             "state": info["State"]["Status"] if info else "absent",
-            "ports": ({5000: cfg.s3_port} if role == "s3" else {} if role == "router" else cfg.ports(role)),
+            "ports": ({5000: cfg.s3_port} if role == "s3" else {} if role in ("router", MAIL_ROLE)
+                      else cfg.ports(role)),
         }
     return {"lab": cfg.name, "docker": docker_ok, "hosts": hosts,
             "inventory": str(cfg.inventory_file) if cfg.inventory_file.exists() else None}

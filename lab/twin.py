@@ -99,7 +99,7 @@ def _internet(ranges: dict[str, str]) -> dict[str, str]:
     net = ipaddress.ip_network(ranges["internet"])
     hosts = list(net.hosts())
     return {"cidr": str(net), "machine": str(hosts[0]), "router": str(hosts[1]), "s3": str(hosts[2]),
-            "public_pool": [str(h) for h in hosts[9:40]]}
+            environment.MAIL_ROLE: str(hosts[3]), "public_pool": [str(h) for h in hosts[9:40]]}
 
 
 def _nameservers() -> tuple[str, ...]:
@@ -448,6 +448,7 @@ def _lab_inventory(cfg, plan: stack.Plan, inet: dict, app_image: str) -> dict:
         "trustops_lab_s3_local_url": f"http://127.0.0.1:{cfg.s3_port}",
         "trustops_lab_state_dir": str(cfg.state_dir),
         "trustops_lab_app_image": app_image,
+        **environment.mail_relay_vars(inet[environment.MAIL_ROLE]),
     })
     top["vars"]["trustops_s3"] = {**top["vars"]["trustops_s3"], "endpoint_url": f"http://{inet['s3']}:5000"}
     for role in inventory.ROLES:
@@ -531,6 +532,8 @@ def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, s
                "--network", internet_network(cfg), "--ip", inet["s3"],
                "-e", f"INITIAL_NO_AUTH_ACTION_COUNT={IAM_BOOTSTRAP_ACTIONS}", s3_image]
     environment._ensure_container(cfg.container(S3_ROLE), s3_args, {5000: cfg.s3_port}, progress)
+    environment.ensure_mail_sink(cfg, s3_image, ["--network", internet_network(cfg), "--ip",
+                                                 inet[environment.MAIL_ROLE]], progress)
     for vm in plan.vms.values():
         environment._ensure_container(cfg.container(vm.role), _host_args(cfg, plan, vm, host_image), {}, progress)
     for vm in plan.vms.values():

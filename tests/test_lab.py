@@ -153,7 +153,8 @@ def test_down_removes_containers_network_and_keys_only_of_its_lab(lab_config):
                                 state_dir=PROJECT_DIR / ".lab-trustops-downtest")
     environment.up(cfg, Progress(quiet=True))
     others = _containers(lab_config)
-    assert len(_containers(cfg)) == (4 if cfg.kind == "flat" else 5) and cfg.key_file.exists()   # twin: + router
+    # app, db, ops, s3 and the mail sink; the twin adds its router
+    assert len(_containers(cfg)) == (5 if cfg.kind == "flat" else 6) and cfg.key_file.exists()
     proc = subprocess.run([*TRUSTOPS, "lab", "down"], capture_output=True, text=True, cwd=PROJECT_DIR,
                           env=dict(os.environ, TRUSTOPS_LAB_NAME=cfg.name, TRUSTOPS_LAB_PORT_BASE="2500",
                                    TRUSTOPS_LAB_DIR=str(cfg.state_dir), TRUSTOPS_LAB_KIND=cfg.kind))
