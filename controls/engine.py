@@ -156,7 +156,7 @@ def run_probes(checks: list[Check], ctx: "Context") -> dict[str, Outcome]:
 def run_policies(checks: list[Check], ctx: "Context") -> dict[str, Outcome]:
     """Every stack's program under Pulumi mocks, one process per stack (the mock runtime is global)."""
     stacks = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
-    procs = {s: subprocess.Popen([sys.executable, "-m", "infra.mockrun", s], cwd=ROOT, env=_env(),
+    procs = {s: subprocess.Popen([sys.executable, "-m", "trustops.mockrun", s], cwd=ROOT, env=_env(),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in stacks}
     results: dict[str, dict] = {}
     errors: dict[str, str] = {}

@@ -1,5 +1,5 @@
 """The `lab` stack, read from the program itself: the Pulumi program runs under mocks (as in
-trustops.infra.mockrun) whose answers are the addresses the lab will really create, and every
+trustops.mockrun) whose answers are the addresses the lab will really create, and every
 declared resource becomes a typed `Plan` the twin materialises. No lab topology is written by
 hand: subnets, NSG rules, VMs, public IPs, NAT gateways, buckets, IAM and Key Vault all come
 from what the program declares.
@@ -254,7 +254,7 @@ def _run_in_this_process(address_space: str, admin_cidrs: list[str], public_pool
 
     import pulumi
 
-    from trustops.infra import mockrun
+    from trustops import mockrun
 
     assigned: dict[str, str] = {}
 

@@ -36,7 +36,7 @@ def plan() -> Plan:
 
 _DECLARED = r"""
 import json, sys
-from trustops.infra import mockrun
+from trustops import mockrun
 res, out = mockrun.run("lab", {"trustops:addressSpace": sys.argv[1]})
 print(json.dumps({"resources": [[r.type, r.name, r.inputs] for r in res], "inventory": out["inventory"]},
                  default=str))
@@ -44,7 +44,7 @@ print(json.dumps({"resources": [[r.type, r.name, r.inputs] for r in res], "inven
 
 
 def test_the_plan_is_what_the_program_declares(plan):
-    """Read independently through infra.mockrun: every subnet, NSG rule, NIC address and the
+    """Read independently through trustops.mockrun: every subnet, NSG rule, NIC address and the
     inventory's hosts and networks are in the plan as declared; nothing else is."""
     proc = subprocess.run([sys.executable, "-c", _DECLARED, ADDRESS_SPACE], capture_output=True, text=True,
                           timeout=300, check=True)

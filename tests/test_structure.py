@@ -74,3 +74,9 @@ def test_every_role_that_runs_the_package_declares_it():
     for role in ("monitors", "alerting", "backups", "metrics"):
         meta = yaml.safe_load((ROOT / "ansible" / "roles" / role / "meta" / "main.yml").read_text())
         assert {"role": "trustops_package"} in meta["dependencies"], role
+
+
+def test_the_pulumi_program_package_holds_no_test_harness():
+    """trustops.infra is the program Pulumi runs; the mocks harness (trustops.mockrun) lives beside it."""
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "infra").rglob("*.py") if "set_mocks" in p.read_text()]
+    assert not offenders, offenders

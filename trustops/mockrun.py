@@ -1,6 +1,7 @@
 """Runs the Pulumi program under `pulumi.runtime.set_mocks` (no CLI, no cloud) and records every
-resource it declares, with the inputs as the engine (and CrossGuard) would see them. The tests use
-it, and so does the evidence engine: `python -m infra.mockrun STACK` prints the policy results."""
+resource it declares, with the inputs as the engine (and CrossGuard) would see them. A harness, not
+part of the Pulumi program (trustops.infra) it runs: the tests, the lab twin (trustops.lab.stack)
+and the evidence engine use it (`python -m trustops.mockrun STACK` prints the policy results)."""
 from __future__ import annotations
 
 import asyncio

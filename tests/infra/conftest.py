@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trustops.infra import mockrun as harness
+from trustops import mockrun as harness
 
 
 @pytest.fixture(scope="session")

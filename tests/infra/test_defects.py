@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pulumi.runtime import rpc
 
-from trustops.infra import mockrun as harness
+from trustops import mockrun as harness
 from trustops.infra.config import EU_AZURE_LOCATIONS
 from trustops.infra.policy.rules import REQUIRED_TAGS as POLICY_TAGS
 

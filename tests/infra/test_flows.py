@@ -12,7 +12,7 @@ import jinja2
 import pytest
 import yaml
 
-from trustops.infra import mockrun as harness
+from trustops import mockrun as harness
 
 ROOT = Path(__file__).resolve().parents[2]
 FIREWALL_DEFAULTS = ROOT / "ansible" / "roles" / "firewall" / "defaults" / "main.yml"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.infra import noncompliant
-from trustops.infra import mockrun as harness
+from trustops import mockrun as harness
 from trustops.infra.policy import rules
 
 STACKS = ("dev", "staging", "prod")

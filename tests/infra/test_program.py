@@ -9,7 +9,7 @@ import pytest
 from trustops.infra.config import StackConfig, StackConfigError
 from trustops.infra.network import nsg_rules
 from trustops.infra.policy import rules as policies
-from trustops.infra import mockrun as harness
+from trustops import mockrun as harness
 from trustops import inventory
 
 STACKS = ("dev", "staging", "prod")
