@@ -10,6 +10,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from benefits.entra import oidc_settings
+from core.ai import PROVIDERS as AI_PROVIDERS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -188,8 +189,20 @@ S3_REGION = env("BENEFITS_S3_REGION", "eu-central-1")
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
-# AI (optional, per company): Anthropic only when a key is set; otherwise the local provider.
+# AI (optional, per company), HOST-03: in the cloud Claude runs on Amazon Bedrock in an EU region
+# through the EU inference profile, signed with the stack's IAM identity for it (unset keys: the
+# default AWS chain). Anthropic's own API (in the US) only when BENEFITS_AI_PROVIDER=anthropic is
+# set explicitly; the sub-processor register and `manage.py subprocessors` then report it.
+# Anything else (the lab, tests) uses the local provider. core/subprocessors.py names the choices.
+AI_PROVIDER = env("BENEFITS_AI_PROVIDER", "local")
+BEDROCK_REGION = env("BENEFITS_BEDROCK_REGION", "eu-central-1")
+BEDROCK_MODEL = env("BENEFITS_BEDROCK_MODEL", "eu.anthropic.claude-sonnet-4-5-20250929-v1:0")
+BEDROCK_ENDPOINT_URL = env("BENEFITS_BEDROCK_ENDPOINT_URL", "")     # a stand-in (tests); AWS's by default
+BEDROCK_ACCESS_KEY_ID = env("BENEFITS_BEDROCK_AWS_ACCESS_KEY_ID", "")
+BEDROCK_SECRET_ACCESS_KEY = env("BENEFITS_BEDROCK_AWS_SECRET_ACCESS_KEY", "")
 ANTHROPIC_API_KEY = env("BENEFITS_ANTHROPIC_API_KEY", "")
+if AI_PROVIDER not in AI_PROVIDERS:
+    raise ImproperlyConfigured(f"BENEFITS_AI_PROVIDER={AI_PROVIDER!r}: one of {', '.join(AI_PROVIDERS)}")
 
 # Error reporting (OPS-04): PostHog only when a project key is set; pseudonymous, no personal data.
 POSTHOG_API_KEY = env("BENEFITS_POSTHOG_API_KEY", "")

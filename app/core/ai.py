@@ -120,21 +120,33 @@ class LocalProvider:
 
 
 class AnthropicProvider:
-    """Claude through the anthropic SDK; used only when the company enabled AI and a key is set."""
+    """Claude through the anthropic SDK: on Amazon Bedrock in the EU (`bedrock`, the cloud's
+    default) or Anthropic's own API (`anthropic`, only when set explicitly: it leaves the EU)."""
 
-    name = "anthropic"
     MODEL = "claude-sonnet-4-5"
 
-    def __init__(self, client) -> None:
-        self.client = client          # anthropic.Anthropic(api_key=...) or a test double
+    def __init__(self, client, model: str = MODEL, name: str = "anthropic") -> None:
+        self.client = client          # anthropic.AnthropicBedrock / anthropic.Anthropic, or a test double
+        self.model, self.name = model, name
 
     @classmethod
     def from_key(cls, api_key: str) -> "AnthropicProvider":
         import anthropic
-        return cls(anthropic.Anthropic(api_key=api_key))
+        return cls(anthropic.Anthropic(api_key=api_key, max_retries=1, timeout=60))
+
+    @classmethod
+    def on_bedrock(cls, region: str, model: str, endpoint_url: str = "", access_key_id: str = "",
+                   secret_access_key: str = "") -> "AnthropicProvider":
+        """The SDK's Bedrock client: SigV4-signed invoke calls to the region's bedrock-runtime (boto3
+        and botocore, which the app pins, are all its `bedrock` extra adds)."""
+        import anthropic
+        return cls(anthropic.AnthropicBedrock(aws_region=region, base_url=endpoint_url or None,
+                                              aws_access_key=access_key_id or None,
+                                              aws_secret_key=secret_access_key or None,
+                                              max_retries=1, timeout=60), model, "bedrock")
 
     def _ask(self, request: dict, instruction: str) -> dict:
-        message = self.client.messages.create(model=self.MODEL, max_tokens=400, messages=[{"role": "user", "content": [
+        message = self.client.messages.create(model=self.model, max_tokens=400, messages=[{"role": "user", "content": [
             {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
                                          "data": base64.b64encode(request["image"]).decode()}},
             {"type": "text", "text": instruction + "\nBenefit categories: " + ", ".join(request["categories"])
@@ -168,8 +180,26 @@ class AnthropicProvider:
         return checked(d.get("decision"), d.get("confidence"), d.get("reasoning"), d.get("category"))
 
 
+PROVIDERS = ("local", "bedrock", "anthropic")
+
+
+class NotConfigured(ValueError):
+    """The settings name an AI provider that cannot be built (one line naming the setting)."""
+
+
 def provider():
-    """Anthropic when a key is configured, else the local provider."""
+    """The provider the settings choose (BENEFITS_AI_PROVIDER): Bedrock in the EU, Anthropic's
+    API only when chosen by name (a key alone no longer sends anything out of the EU), else local."""
     from django.conf import settings
-    key = getattr(settings, "ANTHROPIC_API_KEY", "")
-    return AnthropicProvider.from_key(key) if key else LocalProvider()
+    choice = getattr(settings, "AI_PROVIDER", "local")
+    if choice == "bedrock":
+        return AnthropicProvider.on_bedrock(settings.BEDROCK_REGION, settings.BEDROCK_MODEL,
+                                            settings.BEDROCK_ENDPOINT_URL, settings.BEDROCK_ACCESS_KEY_ID,
+                                            settings.BEDROCK_SECRET_ACCESS_KEY)
+    if choice == "anthropic":
+        if not settings.ANTHROPIC_API_KEY:
+            raise NotConfigured("BENEFITS_AI_PROVIDER=anthropic needs BENEFITS_ANTHROPIC_API_KEY")
+        return AnthropicProvider.from_key(settings.ANTHROPIC_API_KEY)
+    if choice != "local":
+        raise NotConfigured(f"BENEFITS_AI_PROVIDER={choice!r}: one of {', '.join(PROVIDERS)}")
+    return LocalProvider()

@@ -151,13 +151,16 @@ def privacy(request):
 
 
 def subprocessors(request):
-    return render(request, "core/subprocessors.html", {"rows": json.loads(SUBPROCESSORS)})
+    """The register; the AI row is what this deployment's settings actually use (HOST-03)."""
+    from core.subprocessors import register_ai_row
+
+    rows = json.loads(SUBPROCESSORS)
+    return render(request, "core/subprocessors.html", {"rows": rows[:2] + [register_ai_row(settings)] + rows[2:]})
 
 
 SUBPROCESSORS = json.dumps([
     ["Amazon Web Services", "File storage and database backups", "EU (Frankfurt)"],
     ["Microsoft (Azure, Entra ID)", "Hosting and staff identity", "EU"],
-    ["Anthropic", "Optional AI receipt scanning and expense evaluation (receipt image, category names and the company's expense policy only)", "US"],
     ["PostHog", "Product analytics and error reporting (pseudonymous id, no personal data)", "EU"],
     ["Close", "CRM", "US"],
 ])
