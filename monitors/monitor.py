@@ -31,6 +31,11 @@ PENDING_WAIT = 1.0  # seconds a password failure waits for its DETAIL line once 
 SAVE_EVERY = 1.0   # seconds between checkpoint writes at most (and one at a clean stop)
 
 
+# A daemon pass reads at most this long before it expires state, resolves alerts and saves (a
+# backlog is then read on at once, without waiting for the poll); reads are small, and the alerts
+# they detect are posted after each read, so an alert does not wait for a flood's backlog.
+PASS_BUDGET = 0.25
+READ_BYTES = 1 << 20
 class ConfigError(ValueError):
     pass
 
@@ -225,7 +230,7 @@ class Pipeline:
         self.keep_detections = True
         self.by_source: dict[str, dict[str, int]] | None = None  # attacks: kind -> source -> count, on demand
         self._fed: dict[str, float] = {}  # input -> when it last gave lines
-        self.on_raw = None  # the daemon takes the C engine's raw detections itself (no texts built for a flood)
+        self.on_raw = None  # the daemon takes the C engine's raw detections of a read itself (no texts for a flood)
 
     def process(self, name: str, raw_lines: list[bytes], final: bool = False) -> list[Detection]:
         """The lines of one read. Where reads split the stream does not matter: a password
@@ -240,8 +245,8 @@ class Pipeline:
             raw, invalid, failed = scanner.feed(raw_lines, self.events, self.by_source, final)
             found = []
             if self.on_raw is not None:
-                for r in raw:
-                    self.on_raw(r)
+                if raw:
+                    self.on_raw(raw)
             else:
                 for r in raw:
                     self._report(self.engine.detection(r), found)
@@ -484,28 +489,44 @@ class Monitor:
             return d
         return detection_for(rule, d.group, n, d.first_ts, d.last_ts)
 
+        self.behind = False  # the last pass stopped at its budget with lines left to read
     def _detected(self, d: Detection) -> None:
         self._detections[d.rule] = self._detections.get(d.rule, 0) + 1  # exported once a step
         self.alerts.detected(d)
 
-    def _detected_raw(self, raw: tuple) -> None:
-        """A detection from the C engine: texts are built only when it gets an alert of its own."""
-        index, key, count, first, last = raw
-        rule = self.engine.rules[index]
-        self.engine.detections_total[rule.name] += 1
-        self._detections[rule.name] = self._detections.get(rule.name, 0) + 1
-        if self.alerts.overflows(rule.name, key):
-            self.alerts.aggregate(rule.name, rule.severity, rule.mitre, key, count, first)
-        else:
-            self.alerts.detected(detection_for(rule, key, count, first, last))
+    def _detected_raw(self, raws: list) -> None:
+        """A read's detections from the C engine. Texts are built only for a detection that gets
+        an alert of its own; past its rule's bound a detection is only counted into the rule's
+        aggregate, in bulk (a flood brings a million of them: per-detection Python work there was
+        most of the daemon's time, and a real attack's lines wait behind it)."""
+        rules, alerts = self.engine.rules, self.alerts
+        folded: dict[int, int] = {}  # rule index -> detections folded into its aggregate after the first
+        per_rule: dict[int, int] = {}
+        for index, key, count, first, last in raws:
+            per_rule[index] = per_rule.get(index, 0) + 1
+            rule = rules[index]
+            if not alerts.overflows(rule.name, key):
+                alerts.detected(detection_for(rule, key, count, first, last))
+            elif index in folded:
+                folded[index] += 1
+            else:  # the first makes the aggregate alert now: it takes its place among the bounds
+                alerts.aggregate(rule.name, rule.severity, rule.mitre, key, count, first)
+                folded[index] = 0
+        for index, n in folded.items():
+            if n:
+                alerts.aggregated_more(rules[index].name, n)
+        for index, n in per_rule.items():
+            name = rules[index].name
+            self.engine.detections_total[name] += n
+            self._detections[name] = self._detections.get(name, 0) + n
 
     def step(self) -> int:
         """One pass: read every input, process, alert, save the checkpoint. Returns lines read."""
         total = 0
         now = time.time()
         for name, tail in self.tails.items():
-            for _ in range(64):  # a backlog is read in bounded batches, up to ~512 MiB a pass
-                lines = tail.read()
+            while True:  # a backlog is read in small batches, for at most PASS_BUDGET a pass
+                lines = tail.read(READ_BYTES) if isinstance(tail, FileTail) else tail.read()
                 if not lines:
                     self.pipeline.finish(name, idle=PENDING_WAIT)
                     break
@@ -513,6 +534,8 @@ class Monitor:
                 total += count_lines(lines)
                 self.metrics.last_read.labels(name).set(now)
             if isinstance(tail, FileTail):
+        started = time.monotonic()
+        self.behind = False
                 st = tail.stats
                 for kind, n in (("rename", st.rotations), ("truncate", st.truncations)):
                     self._bump(self.metrics.rotations.labels(name, kind), ("rot", name + kind), n)
@@ -520,8 +543,12 @@ class Monitor:
             lag = tail.lag_bytes()
             self.metrics.lag_bytes.labels(name).set(lag)
             if lag > 0:
+                self.alerts.flush()
                 since = self._lag_since[name] = self._lag_since[name] or now
                 self.metrics.lag_seconds.labels(name).set(now - since)
+                if time.monotonic() - started > PASS_BUDGET:
+                    self.behind = True
+                    break
             else:
                 self._lag_since[name] = None
                 self.metrics.lag_seconds.labels(name).set(0)
@@ -602,7 +629,9 @@ class Monitor:
             while not self.stop.is_set():
                 self.wake.clear()  # cleared before the pass, so a change during it wakes the next
                 self.step()
-                self.wake.wait(self.cfg.poll_interval)
+                if not self.behind:
+                    self.wake.wait(self.cfg.poll_interval)
+            self.alerts.stop_sender()
             self.step()
             self.save()
         finally:
@@ -610,3 +639,6 @@ class Monitor:
                 self._observer.stop()
             for t in self.tails.values():
                 t.close()
+        self.alerts.on_sent = self.wake.set  # settle a post as soon as it is done
+        self.alerts.start_sender()
+            self.alerts.stop_sender()

@@ -1,5 +1,7 @@
 """Writes host facts as Prometheus textfile metrics: whether UFW is active, and when each given
-certificate expires. Usage: trustops-host-metrics OUT.prom [CERT ...]"""
+certificate expires. Usage: trustops-host-metrics OUT.prom [CERT ...]
+`trustops-host-metrics updates OUT.prom ...` writes pending updates instead (trustops.pending_updates:
+its own hourly timer, since it may refresh apt's lists)."""
 import datetime as dt
 import os
 import subprocess
@@ -8,8 +10,12 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["updates"]:
+        from trustops import pending_updates
+
+        return pending_updates.main(args[1:])
     if not args:
-        print("usage: trustops-host-metrics OUT.prom [CERT ...]", file=sys.stderr)
+        print("usage: trustops-host-metrics OUT.prom [CERT ...] | updates OUT.prom [--help]", file=sys.stderr)
         return 2
     out, certs = args[0], args[1:]
     ufw = subprocess.run(["ufw", "status"], capture_output=True, text=True)
