@@ -233,6 +233,35 @@ def cmd_prune(cfg: BackupConfig) -> int:
     return 0
 
 
+def restore(s3, bucket: str, key: str, manifest: dict, dbname: str, *extra: str) -> list[str]:
+    """Streams the backup object into pg_restore (`dbname`: a database name or a connection string);
+    the problems found: a checksum that is not the manifest's, pg_restore's failure. The drill and
+    the staging build (trustops/staging.py) restore through here."""
+    problems = []
+    stream = Hashing(s3.get_object(Bucket=bucket, Key=key)["Body"])
+    proc = subprocess.Popen(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", *extra,
+                             "--dbname", dbname], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    broken = False
+    while chunk := stream.read(CHUNK):
+        if not broken:
+            try:
+                proc.stdin.write(chunk)
+            except BrokenPipeError:
+                broken = True   # keep reading: the checksum is still worth reporting
+    try:
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    err = proc.stderr.read().decode(errors="replace")
+    if stream.sha256.hexdigest() != manifest["sha256"] or stream.size != manifest["size"]:
+        problems.append(f"checksum mismatch: object has {stream.size} bytes sha256 "
+                        f"{stream.sha256.hexdigest()[:16]}, manifest says {manifest['size']} bytes "
+                        f"sha256 {manifest['sha256'][:16]}")
+    if proc.wait() != 0:
+        problems.append(f"pg_restore failed (exit {proc.returncode}): {err.strip()[-300:]}")
+    return problems
+
+
 def cmd_drill(cfg: BackupConfig, key: str | None, database: str | None, keep: bool) -> int:
     import psycopg
 
@@ -249,28 +278,7 @@ def cmd_drill(cfg: BackupConfig, key: str | None, database: str | None, keep: bo
     with psycopg.connect(dbname="postgres", autocommit=True) as admin:
         admin.execute(f'create database "{scratch}"')
         try:
-            body = s3.get_object(Bucket=cfg.bucket, Key=key)["Body"]
-            stream = Hashing(body)
-            proc = subprocess.Popen(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error",
-                                     "--dbname", scratch], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-            broken = False
-            while chunk := stream.read(CHUNK):
-                if not broken:
-                    try:
-                        proc.stdin.write(chunk)
-                    except BrokenPipeError:
-                        broken = True   # keep reading: the checksum is still worth reporting
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            err = proc.stderr.read().decode(errors="replace")
-            if stream.sha256.hexdigest() != manifest["sha256"] or stream.size != manifest["size"]:
-                problems.append(f"checksum mismatch: object has {stream.size} bytes sha256 "
-                                f"{stream.sha256.hexdigest()[:16]}, manifest says {manifest['size']} bytes "
-                                f"sha256 {manifest['sha256'][:16]}")
-            if proc.wait() != 0:
-                problems.append(f"pg_restore failed (exit {proc.returncode}): {err.strip()[-300:]}")
+            problems += restore(s3, cfg.bucket, key, manifest, scratch)
             if not problems:
                 with psycopg.connect(dbname=scratch) as conn, conn.cursor() as cur:
                     restored = _counts(cur)

@@ -147,6 +147,33 @@ def cmd_credentials(args: argparse.Namespace) -> int:
     return 1 if any(c.status == "overdue" for c in creds) else 0
 
 
+def cmd_staging(args: argparse.Namespace) -> int:
+    from trustops import staging
+    from trustops.anonymise import RuleError
+
+    try:
+        cfg = staging.load_config(Path(args.config))
+        if args.action == "build":
+            done = staging.build(cfg)
+            print(f"staging: {done['database']} rebuilt from {done['backup']}: none of {done['originals']} production "
+                  f"values in {done['cells']} cells; {done['receipts']} placeholder receipts"
+                  + (f"; {done['undecryptable']} encrypted values did not decrypt and were replaced"
+                     if done["undecryptable"] else ""))
+            return 0
+        problems, searched, cells = staging.check(cfg)
+    except (staging.StagingError, RuleError) as exc:
+        print(f"trustops staging: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - S3, Postgres or a key vault failing: one line, non-zero
+        print(f"trustops staging: error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        return 1
+    for p in problems:
+        print(f"  {p}")
+    print(f"staging check: {len(problems)} production values found among {cells} cells "
+          f"({searched} values of the newest production backup searched)")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trustops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -165,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("--max-age-days", type=int, default=90)
     cr.add_argument("--json", action="store_true")
     cr.set_defaults(func=cmd_credentials)
+    stg = sub.add_parser("staging", help="staging's data from production's newest backup, anonymised (PROD-04)")
+    stg.add_argument("action", choices=["build", "check"],
+                     help="build: restore, anonymise, verify, load and swap in; check: staging holds no value of "
+                          "production's newest backup")
+    stg.add_argument("--config", default="/etc/trustops/staging.json", help="the staging build's config (JSON)")
+    stg.set_defaults(func=cmd_staging)
     ctl = sub.add_parser("controls", help="the security page's controls: run their checks, show status, "
                                           "render the trust page")
     ctl.add_argument("action", choices=["check", "status", "report", "verify"],
