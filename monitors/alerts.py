@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections import deque
 from datetime import datetime, timezone
@@ -63,6 +64,11 @@ class AlertBook:
         self._last_resend = 0.0
         self._failing_since: float | None = None
         self._last_log = 0.0
+        self._sender: threading.Thread | None = None  # posts in the background (start_sender)
+        self._inflight: tuple | None = None  # (now, due keys, resolved, batch, error: None while posting)
+        self._wake = threading.Event()
+        self._stopping = False
+        self.on_sent = None  # called on the sender thread after each post (the daemon wakes its loop)
 
     @staticmethod
     def key(rule: str, group: str) -> str:
@@ -124,11 +130,19 @@ class AlertBook:
             if group in top or len(top) < _TOP_KEPT:
                 top[group] = max(top.get(group, 0), count)
 
+    def aggregated_more(self, rule: str, n: int, now: float | None = None) -> None:
+        """n more detections folded into the rule's aggregate alert (made by `aggregate`), counted
+        in bulk; the top offenders come from the engine (`top`)."""
+        entry = self.firing[self.key(rule, "*")]
+        entry["last"] = time.time() if now is None else now
+        entry["aggregate"]["sources"] += n
+        self.aggregated[rule] = self.aggregated.get(rule, 0) + n
+
     def overflows(self, rule: str, group: str) -> bool:
         """Whether a detection for (rule, group) would be aggregated (the caller can then skip
         building its texts: a flood brings a million of them)."""
-        return (self.key(rule, group) not in self.firing
-                and (self.per_rule.get(rule, 0) >= self.max_per_rule or len(self.firing) >= self.max_firing))
+        return ((self.per_rule.get(rule, 0) >= self.max_per_rule or len(self.firing) >= self.max_firing)
+                and self.key(rule, group) not in self.firing)
 
     def detected(self, d: Detection, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -168,31 +182,50 @@ class AlertBook:
         return len(done)
 
     def flush(self, now: float | None = None) -> bool:
-        """Post what is due, built now; on failure keep it and back off (0.5 s doubling to 30 s)."""
+        """Post what is due, built now; on failure keep it and back off (0.5 s doubling to 30 s).
+        With a sender thread (`start_sender`) the post goes out on that thread and this call
+        returns at once: Alertmanager being slow or away never holds up reading the logs, and
+        an alert detected during a flood goes out while the backlog is still being read. All
+        state changes stay on the caller's thread (the engine is not thread-safe): the thread
+        only performs the HTTP request, and the next call settles its outcome."""
+        if self._sender is not None:
+            self._settle_sent()
+            if self._inflight is not None:
+                return False
         if (not self.due and not self.resolved) or self.url is None:
             return True
         now = time.time() if now is None else now
         if now < self._next_try:
             return False
-        import urllib.error  # only the daemon posts; replay does not pay for the import
-        import urllib.request
-
         ends = now + 4 * self.resend_every
         due = list(self.due)
         resolved = list(self.resolved)
         batch = [self._post(self.firing[k], now, ends) for k in due] + resolved
+        if self._sender is not None:
+            self._inflight = (now, due, resolved, batch, None)
+            self._wake.set()
+            return False
+        return self._settle(now, due, resolved, batch, self._deliver(batch))
+
+    def _deliver(self, batch: list) -> str | None:
+        """POST a batch; the error as text, or None when Alertmanager took it."""
+        import urllib.error  # only the daemon posts; replay does not pay for the import
+        import urllib.request
+
         req = urllib.request.Request(self.url, data=json.dumps(batch).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
-        error = None
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 if not 200 <= resp.status < 300:
-                    error = f"HTTP {resp.status}"
+                    return f"HTTP {resp.status}"
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            error = str(getattr(exc, "reason", exc))
+            return str(getattr(exc, "reason", exc)) or exc.__class__.__name__
+        return None
+
+    def _settle(self, now: float, due: list, resolved: list, batch: list, error: str | None) -> bool:
         if error is not None:
             self.failures += 1
-            self._next_try = now + self._backoff
+            self._next_try = time.time() + self._backoff if self._sender is not None else now + self._backoff
             self._backoff = min(self._backoff * 2, 30.0)
             if self._failing_since is None:
                 self._failing_since = now
@@ -203,7 +236,8 @@ class AlertBook:
             return False
         for k in due:
             self.due.pop(k, None)
-        for _ in resolved:
+        sent = {id(r) for r in resolved}  # the sent ones; the deque may have dropped some meanwhile
+        while self.resolved and id(self.resolved[0]) in sent:
             self.resolved.popleft()
         self.sent += len(batch)
         if self._failing_since is not None:
@@ -213,6 +247,44 @@ class AlertBook:
         self._backoff = 0.5
         self._next_try = 0.0
         return True
+
+    # -- the sender thread -------------------------------------------------------------------
+    def start_sender(self) -> None:
+        """Post from a thread of its own from now on (the daemon; replay and tests post inline)."""
+        if self._sender is None and self.url is not None:
+            self._stopping = False
+            self._sender = threading.Thread(target=self._send_loop, name="alert-sender", daemon=True)
+            self._sender.start()
+
+    def stop_sender(self, timeout: float = 5.0) -> None:
+        """Stop the thread after the post in flight (if any), settle it, and post inline again."""
+        if self._sender is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        self._sender.join(timeout)
+        self._settle_sent()
+        self._sender = None
+        self._inflight = None  # one still in flight past the timeout stays due: posted again
+
+    def _send_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            job = self._inflight
+            if job is not None and job[4] is None:
+                error = self._deliver(job[3])
+                self._inflight = (*job[:4], error or "")  # "" when delivered: settled by the owner thread
+                if self.on_sent is not None:
+                    self.on_sent()
+            if self._stopping:
+                return
+
+    def _settle_sent(self) -> None:
+        job = self._inflight
+        if job is not None and job[4] is not None:
+            self._inflight = None
+            self._settle(job[0], job[1], job[2], job[3], job[4] or None)
 
     def _failures_logged(self, now: float) -> bool:
         if now - self._last_log >= LOG_EVERY or self._failing_since == now:

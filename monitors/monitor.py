@@ -29,13 +29,13 @@ from trustops.monitors.ufw import UfwParser
 DEFAULT_RUNBOOKS = "https://github.com/trustops/trustops/blob/main/runbooks"
 PENDING_WAIT = 1.0  # seconds a password failure waits for its DETAIL line once its input is idle
 SAVE_EVERY = 1.0   # seconds between checkpoint writes at most (and one at a clean stop)
-
-
 # A daemon pass reads at most this long before it expires state, resolves alerts and saves (a
 # backlog is then read on at once, without waiting for the poll); reads are small, and the alerts
 # they detect are posted after each read, so an alert does not wait for a flood's backlog.
 PASS_BUDGET = 0.25
 READ_BYTES = 1 << 20
+
+
 class ConfigError(ValueError):
     pass
 
@@ -479,6 +479,7 @@ class Monitor:
         self._lag_since: dict[str, float | None] = {n: None for n in self.tails}
         self._reported: dict[tuple[str, str], int] = {}
         self._observer = None
+        self.behind = False  # the last pass stopped at its budget with lines left to read
 
     def _refresh(self, d: Detection) -> Detection:
         """d with the real count at send time: the events its rule has matched for the source so
@@ -489,7 +490,6 @@ class Monitor:
             return d
         return detection_for(rule, d.group, n, d.first_ts, d.last_ts)
 
-        self.behind = False  # the last pass stopped at its budget with lines left to read
     def _detected(self, d: Detection) -> None:
         self._detections[d.rule] = self._detections.get(d.rule, 0) + 1  # exported once a step
         self.alerts.detected(d)
@@ -524,6 +524,8 @@ class Monitor:
         """One pass: read every input, process, alert, save the checkpoint. Returns lines read."""
         total = 0
         now = time.time()
+        started = time.monotonic()
+        self.behind = False
         for name, tail in self.tails.items():
             while True:  # a backlog is read in small batches, for at most PASS_BUDGET a pass
                 lines = tail.read(READ_BYTES) if isinstance(tail, FileTail) else tail.read()
@@ -531,11 +533,13 @@ class Monitor:
                     self.pipeline.finish(name, idle=PENDING_WAIT)
                     break
                 self.pipeline.process(name, lines)
+                self.alerts.flush()
                 total += count_lines(lines)
                 self.metrics.last_read.labels(name).set(now)
+                if time.monotonic() - started > PASS_BUDGET:
+                    self.behind = True
+                    break
             if isinstance(tail, FileTail):
-        started = time.monotonic()
-        self.behind = False
                 st = tail.stats
                 for kind, n in (("rename", st.rotations), ("truncate", st.truncations)):
                     self._bump(self.metrics.rotations.labels(name, kind), ("rot", name + kind), n)
@@ -543,12 +547,8 @@ class Monitor:
             lag = tail.lag_bytes()
             self.metrics.lag_bytes.labels(name).set(lag)
             if lag > 0:
-                self.alerts.flush()
                 since = self._lag_since[name] = self._lag_since[name] or now
                 self.metrics.lag_seconds.labels(name).set(now - since)
-                if time.monotonic() - started > PASS_BUDGET:
-                    self.behind = True
-                    break
             else:
                 self._lag_since[name] = None
                 self.metrics.lag_seconds.labels(name).set(0)
@@ -625,6 +625,8 @@ class Monitor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: (self.stop.set(), self.wake.set()))
         self._watch()
+        self.alerts.on_sent = self.wake.set  # settle a post as soon as it is done
+        self.alerts.start_sender()
         try:
             while not self.stop.is_set():
                 self.wake.clear()  # cleared before the pass, so a change during it wakes the next
@@ -635,10 +637,8 @@ class Monitor:
             self.step()
             self.save()
         finally:
+            self.alerts.stop_sender()
             if self._observer is not None:
                 self._observer.stop()
             for t in self.tails.values():
                 t.close()
-        self.alerts.on_sent = self.wake.set  # settle a post as soon as it is done
-        self.alerts.start_sender()
-            self.alerts.stop_sender()

@@ -241,7 +241,8 @@ def flood(workdir: Path, sources: int, attacks: int) -> None:
                 time.sleep(0.005)
             waits.append(time.perf_counter() - t0)
             if waits[-1] > 1:
-                print(f"  scan {i} waited {waits[-1]:.1f} s for its alert", flush=True)
+                print(f"  scan {i} ({src}, written at {time.time() - waits[-1]:.3f}) waited {waits[-1]:.1f} s for its "
+                      f"alert", flush=True)
             i += 1
             if done.is_set() and i >= attacks:
                 break
