@@ -189,3 +189,27 @@ def test_each_bad_config_is_one_line_naming_file_and_key(tmp_path, capsys, bad, 
     lines = (out.out + out.err).strip().splitlines()
     assert len(lines) == 1, lines
     assert re.search(f"^trustops-monitor: error: {re.escape(str(cfg))}: {where}", lines[0]), lines[0]
+
+
+def test_slow_brute_force_is_seen_over_hours_with_bounded_state():
+    """Ten failures from one source 30 minutes apart stay under PostgresBruteForce (10 in 60 s) and
+    fire PostgresSlowBruteForce (10 in 6 h); nine do not, nor ten spread over more than 6 hours."""
+    dets, _ = run([fail(i * 1800.0) for i in range(10)])  # 4.5 h
+    assert names(dets) == ["PostgresSlowBruteForce"]
+    [d] = dets
+    assert d.count == 10 and d.severity == "warning" and "runbook PostgresSlowBruteForce" in d.description
+    dets, _ = run([fail(i * 1800.0) for i in range(9)])
+    assert names(dets) == []
+    dets, _ = run([fail(i * 2500.0) for i in range(10)])  # 6.25 h
+    assert names(dets) == []
+    # bounded: a flood of one failure each from many sources keeps max_groups, counts the evictions
+    _, eng = run([fail(float(i), src=f"198.18.{i >> 8}.{i & 255}") for i in range(3000)],
+                 overrides={"PostgresSlowBruteForce": {"max_groups": 1000}})
+    assert eng.evicted["PostgresSlowBruteForce"] == 2000  # 3000 sources, 1000 held
+    # its groups outlive a fast rule's window: still held after an hour, gone after 6 h idle
+    _, eng = run([fail(i * 1800.0) for i in range(3)])
+    before = eng.groups()
+    eng.expire(3 * 1800.0 + 3600)
+    assert eng.groups() == 1  # only the slow rule still holds the source
+    eng.expire(3 * 1800.0 + 7 * 3600)
+    assert eng.groups() == 0 < before
