@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 
-from core import expenses, metrics, mfa, passwords, privacy, views
+from core import company_files, expenses, metrics, mfa, passwords, privacy, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -26,6 +26,9 @@ urlpatterns = [
     path("hr/expenses/", login_required(expenses.hr_expenses), name="hr-expenses"),
     path("hr/expenses/<int:pk>/decide", login_required(expenses.hr_decide), name="hr-decide"),
     path("settings/ai/", login_required(expenses.ai_settings), name="ai-settings"),
+    path("settings/files/", login_required(company_files.files_page), name="company-files"),
+    path("settings/files/<int:pk>/", login_required(company_files.file_text), name="company-file"),
+    path("settings/files/<int:pk>/delete", login_required(company_files.delete_file), name="company-file-delete"),
     path("me/requests/", login_required(privacy.my_requests), name="my-requests"),
     path("hr/requests/", login_required(privacy.hr_requests), name="hr-requests"),
     path("hr/requests/<int:pk>/close", login_required(privacy.hr_close), name="hr-close-request"),

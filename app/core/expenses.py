@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from core import ai, receipts
+from core import ai, company_files, receipts
 from core.models import Employee, ExpenseReport, Notification, audit
 from core.views import _employee, _staff, too_many
 
@@ -109,7 +109,7 @@ def evaluate(request, report: ExpenseReport, image: bytes) -> None:
         found = scan(request, report, image, needed=company.ai_expense_evaluation)
         if not company.ai_expense_evaluation:
             return
-        raw = ai.provider().evaluate(ai.minimised_request(image, CATEGORY_NAMES, company.ai_policy))
+        raw = ai.provider().evaluate(ai.minimised_request(image, CATEGORY_NAMES, company_files.policy_text(company)))
         result = ai.checked(raw.decision, raw.confidence, raw.reasoning, raw.category)
     except Exception as exc:  # noqa: BLE001 - any provider failure or odd answer: a human decides
         if not company.ai_expense_evaluation:

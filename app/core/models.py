@@ -57,6 +57,23 @@ class Employee(models.Model):
         return self.full_name
 
 
+class CompanyFile(models.Model):
+    """A company policy document (PDF or DOCX) the AI evaluation may read (AI-02): the file in S3
+    (SSE-S3), its text extracted at upload. Company data, like ai_policy: who uploaded it is in the
+    audit trail, not here."""
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=200)        # the admin's file name, shown back to admins
+    kind = models.CharField(max_length=4)          # pdf | docx, found from the bytes
+    size = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    s3_key = models.CharField(max_length=200)
+    text = models.TextField()                      # what the AI reads, capped (core/company_files.py)
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["company", "sha256"], name="company_file_once")]
+
+
 class AuditEvent(models.Model):
     """Security-relevant actions: logins, MFA changes, decisions, exports, deletions."""
     at = models.DateTimeField(auto_now_add=True)

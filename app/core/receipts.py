@@ -31,8 +31,8 @@ def _client():
     return boto3.client("s3", region_name=settings.S3_REGION, endpoint_url=settings.S3_ENDPOINT_URL or None)
 
 
-def put(company_id: int, content: bytes, kind: str) -> str:
-    key = f"receipts/{company_id}/{uuid.uuid4().hex}"
+def put(company_id: int, content: bytes, kind: str, prefix: str = "receipts") -> str:
+    key = f"{prefix}/{company_id}/{uuid.uuid4().hex}"
     _client().put_object(Bucket=settings.RECEIPTS_BUCKET, Key=key, Body=content, ContentType=kind,
                          ServerSideEncryption="AES256")
     return key
