@@ -8,6 +8,7 @@ import pulumi_aws as aws
 from pulumi_azure_native import Provider as AzureProvider
 from pulumi_azure_native import resources
 
+from trustops.infra.bedrock import PURPOSE as BEDROCK, BedrockInvoker, BedrockInvokerArgs
 from trustops.infra.compute import POSTGRES_DATA_DEVICE, POSTGRES_DATA_MOUNT, Vm, VmArgs
 from trustops.infra.config import StackConfig
 from trustops.infra.network import Network, NetworkArgs
@@ -36,6 +37,9 @@ def main() -> dict[str, pulumi.Output]:
         HOSTS[role]: (vms[role].vm.identity.principal_id,
                       {access_key_secret(purpose): buckets.credentials_json(purpose)})
         for role, purpose in HOST_AWS_WRITER.items()}
+    # The app's identity for Claude on Bedrock in the EU (HOST-03): its key for the app host only.
+    bedrock = BedrockInvoker("trustops", BedrockInvokerArgs(cfg, aws_eu))
+    host_secrets[HOSTS["app"]][1][access_key_secret(BEDROCK)] = bedrock.credentials_json()
     vault = Vault("trustops", VaultArgs(cfg, rg.name, [net.subnets[r].id for r in ("app", "db", "ops")],
                                         host_secrets=host_secrets, field_key_host=HOSTS["app"]), opts)
 

@@ -116,10 +116,13 @@ class Buckets(pulumi.ComponentResource):
         self.register_outputs({})
 
     def credentials_json(self, purpose: str) -> pulumi.Output[str]:
-        """The access key as the roles read it ({aws_access_key_id, aws_secret_access_key}), secret."""
-        key = self.access_keys[purpose]
-        return pulumi.Output.secret(pulumi.Output.all(key.id, key.secret).apply(
-            lambda a: json.dumps({"aws_access_key_id": a[0], "aws_secret_access_key": a[1]})))
+        return credentials_json(self.access_keys[purpose])
+
+
+def credentials_json(key: aws.iam.AccessKey) -> pulumi.Output[str]:
+    """The access key as the roles read it ({aws_access_key_id, aws_secret_access_key}), secret."""
+    return pulumi.Output.secret(pulumi.Output.all(key.id, key.secret).apply(
+        lambda a: json.dumps({"aws_access_key_id": a[0], "aws_secret_access_key": a[1]})))
 
 
 def _after(opts: pulumi.ResourceOptions, bucket: aws.s3.Bucket) -> pulumi.ResourceOptions:

@@ -69,7 +69,7 @@ def test_inventory_says_where_ssh_comes_from_on_each_host(dev):
 def test_one_writer_per_purpose_on_its_own_bucket_only(dev):
     resources, outputs = dev
     users = {r.name for r in _of(resources, "aws:iam/user:User")}
-    assert users == {"trustops-backups-writer", "trustops-files-writer"}
+    assert users == {"trustops-backups-writer", "trustops-files-writer", "trustops-bedrock-invoker"}
     buckets = {"backups": outputs["backupsBucket"], "files": outputs["filesBucket"]}
     for purpose, bucket in buckets.items():
         policy = _one(resources, "aws:iam/userPolicy:UserPolicy", f"trustops-{purpose}-writer-policy")
@@ -86,7 +86,8 @@ def test_one_writer_per_purpose_on_its_own_bucket_only(dev):
 def test_each_host_reads_exactly_its_own_key_from_key_vault(dev):
     resources, outputs = dev
     secrets = {r.inputs["secretName"]: r for r in _of(resources, "azure-native:keyvault:Secret")}
-    assert set(secrets) == {"field-key-1", "files-writer-access-key", "backups-writer-access-key"}
+    assert set(secrets) == {"field-key-1", "files-writer-access-key", "backups-writer-access-key",
+                            "bedrock-writer-access-key"}
     props = secrets["backups-writer-access-key"].inputs["properties"]
     assert props.get(SECRET_SIG) == SECRET_VALUE_SIG, "the access key reaches the engine as a secret"
     key = json.loads(props["value"]["value"])
@@ -99,10 +100,12 @@ def test_each_host_reads_exactly_its_own_key_from_key_vault(dev):
         grants.setdefault(ra.inputs["scope"], set()).add(ra.inputs["principalId"])
     expected = {"trustops-backups-writer-access-key_id": {"principal-trustops-db-vm"},
                 "trustops-files-writer-access-key_id": {"principal-trustops-app-vm"},
+                "trustops-bedrock-writer-access-key_id": {"principal-trustops-app-vm"},
                 "trustops-field-key-1_id": {"principal-trustops-app-vm"}}
     assert grants == expected
     assert outputs["inventory"]["all"]["vars"]["trustops_key_vault_secrets"] == {
-        "app-1": ["field-key-1", "files-writer-access-key"], "db-1": ["backups-writer-access-key"]}
+        "app-1": ["bedrock-writer-access-key", "field-key-1", "files-writer-access-key"],
+        "db-1": ["backups-writer-access-key"]}
 
 
 # 5 -------------------------------------------------------------------------------- secrets
