@@ -51,18 +51,6 @@ class Rule:
 
 # --- format-preserving identifiers ---------------------------------------------------------------
 
-def iban_check_digits(country: str, bban: str) -> str:
-    digits = "".join(str(int(c, 36)) for c in (bban + country + "00").upper())
-    return f"{98 - int(digits) % 97:02d}"
-
-
-def iban_valid(value: str) -> bool:
-    v = value.replace(" ", "").upper()
-    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{1,30}", v):
-        return False
-    return int("".join(str(int(c, 36)) for c in v[4:] + v[:4])) % 97 == 1
-
-
 def _same_classes(rng, value: str) -> str:
     """Digits stay digits, letters letters (same case), everything else as it was."""
     out = []
@@ -77,12 +65,20 @@ def _same_classes(rng, value: str) -> str:
 
 
 def fake_iban(rng, original: str) -> str:
-    """Same country, length and character classes; valid check digits. Spacing is kept."""
-    compact = original.replace(" ", "")
-    if not iban_valid(compact):
+    """Same country, length and character classes, valid check digits, and valid national check
+    digits inside the BBAN where the country has them (Spain, France, Italy, Belgium, ...: python-
+    stdnum's country checks, met by drawing again). Spacing is kept; an invalid original keeps its shape."""
+    from stdnum import iban
+
+    compact = original.replace(" ", "").upper()
+    if not iban.is_valid(compact, check_country=False):
         return _same_classes(rng, original)
-    country, bban = compact[:2].upper(), _same_classes(rng, compact[4:])
-    out = country + iban_check_digits(country, bban.upper()) + bban
+    strict = iban.is_valid(compact)
+    for _ in range(ATTEMPTS * 100):     # a two-digit national check passes one draw in a hundred
+        bban = _same_classes(rng, compact[4:])
+        out = compact[:2] + iban.calc_check_digits(compact[:2] + "00" + bban) + bban
+        if not strict or iban.is_valid(out):
+            break
     if " " in original:   # printed form, groups of four
         out = " ".join(out[i:i + 4] for i in range(0, len(out), 4))
     return out
@@ -99,19 +95,23 @@ def luhn_digit(digits: str) -> str:
 HETU_CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 
 
+def _date_ok(day: str, month: str) -> bool:
+    return 1 <= int(day) <= 31 and 1 <= int(month) <= 12
+
+
 def _hetu_ok(v: str) -> bool:
     m = re.fullmatch(r"(\d{6})[-+A-FU-Y](\d{3})([0-9A-Y])", v)
-    return bool(m) and HETU_CHECK[int(m[1] + m[2]) % 31] == m[3]
+    return bool(m) and _date_ok(m[1][:2], m[1][2:4]) and HETU_CHECK[int(m[1] + m[2]) % 31] == m[3]
 
 
 def _bsn_ok(v: str) -> bool:
-    return bool(re.fullmatch(r"\d{9}", v)) and v[0] != "0" and \
+    return bool(re.fullmatch(r"\d{9}", v)) and v != "000000000" and \
         (sum(int(d) * w for d, w in zip(v, range(9, 1, -1))) - int(v[8])) % 11 == 0
 
 
 def _personnummer_ok(v: str) -> bool:
     m = re.fullmatch(r"(\d{2})?(\d{6})([-+]?)(\d{4})", v)
-    return bool(m) and luhn_digit(m[2] + m[4][:3]) == m[4][3]
+    return bool(m) and _date_ok(m[2][4:6], m[2][2:4]) and luhn_digit(m[2] + m[4][:3]) == m[4][3]
 
 
 def fake_national_id(rng, original: str) -> str:
@@ -129,16 +129,11 @@ def fake_national_id(rng, original: str) -> str:
         return (m[1] or "") + date + m[3] + serial + luhn_digit(date + serial)
     if _bsn_ok(original):
         while True:
-            head = str(rng.randint(1, 9)) + "".join(rng.choice(string.digits) for _ in range(7))
+            head = "".join(rng.choice(string.digits) for _ in range(8))
             rest = sum(int(d) * w for d, w in zip(head, range(9, 1, -1))) % 11
             if rest < 10:
                 return head + str(rest)
     return _same_classes(rng, original)
-
-
-def national_id_valid(value: str) -> bool:
-    """Whether the value is one of the identifiers fake_national_id keeps valid."""
-    return _hetu_ok(value) or _personnummer_ok(value) or _bsn_ok(value)
 
 
 # --- generators: (faker seeded for this value, original) -> fake ---------------------------------

@@ -174,6 +174,20 @@ def cmd_staging(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_seed(args: argparse.Namespace) -> int:
+    from trustops import seed
+    from trustops.staging import StagingError
+
+    try:
+        made = seed.seed(args.companies, args.employees, args.expenses)
+    except StagingError as exc:
+        print(f"trustops seed: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"seeded {made['companies']} companies, {made['employees']} people, {made['expenses']} expenses "
+          "(generated; accounts have no password until `manage.py changepassword <username>`)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trustops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -198,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "production's newest backup")
     stg.add_argument("--config", default="/etc/trustops/staging.json", help="the staging build's config (JSON)")
     stg.set_defaults(func=cmd_staging)
+    sd = sub.add_parser("seed", help="generated data for dev, never a copy of production (the app's BENEFITS_* "
+                                     "environment, as for manage.py; an empty database only)")
+    sd.add_argument("--companies", type=int, default=2)
+    sd.add_argument("--employees", type=int, default=6, help="per company (the first is HR)")
+    sd.add_argument("--expenses", type=int, default=3, help="per employee (needs BENEFITS_RECEIPTS_BUCKET)")
+    sd.set_defaults(func=cmd_seed)
     ctl = sub.add_parser("controls", help="the security page's controls: run their checks, show status, "
                                           "render the trust page")
     ctl.add_argument("action", choices=["check", "status", "report", "verify"],

@@ -217,12 +217,12 @@ def test_receipts_are_placeholders_in_staging_bucket_and_duplicates_survive(worl
         assert scan["total"] == "42.00" and "Virtanen" not in scan["vendor"]
 
 
-def test_the_check_finds_no_production_value_in_staging(world, built):
+def test_the_check_finds_no_production_value_in_staging(world, built, capsys):
     problems, searched, cells = staging.check(world["cfg"], quiet())
     assert problems == [] and searched == built["originals"] and cells > 100
-    proc = subprocess.run([sys.executable, "-m", "trustops.cli", "staging", "check", "--config", str(world["file"])],
-                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
-    assert proc.returncode == 0 and "0 production values found" in proc.stdout, proc.stdout + proc.stderr
+    from trustops import cli
+    assert cli.main(["staging", "check", "--config", str(world["file"])]) == 0
+    assert "staging check: 0 production values found" in capsys.readouterr().out
 
 
 def _fingerprint() -> list[tuple]:
@@ -273,7 +273,8 @@ def test_a_corrupt_or_truncated_backup_is_refused_and_staging_is_unchanged(world
     assert _fingerprint() == before and databases(staging.SCRATCH_PREFIX) == []
 
 
-def test_missing_keys_and_bad_config_are_one_line_before_any_work(world, tmp_path):
+def test_missing_keys_and_bad_config_are_one_line_before_any_work(world, tmp_path, capsys):
+    from trustops import cli
     cfg = json.loads(world["file"].read_text())
     cases = [({"target_keys": {"dir": str(tmp_path / "none")}}, "staging (target_keys) keys: no current key version"),
              ({"source_keys": {"dir": str(tmp_path / "none")}}, "production (source_keys) keys: no current key"),
@@ -283,10 +284,9 @@ def test_missing_keys_and_bad_config_are_one_line_before_any_work(world, tmp_pat
     for change, says in cases:
         path = tmp_path / "staging.json"
         path.write_text(json.dumps({**cfg, **change}))
-        proc = subprocess.run([sys.executable, "-m", "trustops.cli", "staging", "build", "--config", str(path)],
-                              cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
-        assert proc.returncode == 1 and says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
-            proc.stderr
+        assert cli.main(["staging", "build", "--config", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
     assert databases(staging.SCRATCH_PREFIX) == []
 
 
@@ -313,3 +313,52 @@ def test_a_run_killed_midway_leaves_staging_as_it_was_and_the_next_run_cleans_up
     assert all(f"removing {name}" in proc.stderr for name in left)
     assert databases(staging.SCRATCH_PREFIX) == [] and databases(STAGING_DB + "__") == []
     assert _fingerprint() != before                          # a new run: new fakes, as the run key is new
+
+
+def test_dev_gets_generated_seed_data_only(world, capsys):
+    """`trustops seed` fills an empty dev database through the app's models: valid, generated, and
+    holding none of production's values; it refuses a database that already has people in it."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
+    from stdnum.fi import hetu as fi
+    from stdnum.nl import bsn
+    from stdnum.se import personnummer
+
+    from benefits.crypto import FieldCipher, FileKeyProvider
+    from trustops import cli, seed
+    with psycopg.connect(dbname="postgres", autocommit=True) as c:
+        c.execute("create database dev_seed owner benefits_app")
+    with psycopg.connect(dbname="dev_seed", autocommit=True) as c:
+        c.execute("create schema benefits authorization benefits_app")
+    world["s3"].create_bucket(Bucket="dev-receipts", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    conn = connections["default"]
+    saved = conn.settings_dict["NAME"], settings.RECEIPTS_BUCKET, settings.S3_ENDPOINT_URL
+    conn.close()
+    conn.settings_dict["NAME"], settings.RECEIPTS_BUCKET, settings.S3_ENDPOINT_URL = "dev_seed", "dev-receipts", \
+        world["moto"]
+    try:
+        call_command("migrate", verbosity=0)
+        made = seed.seed(companies=2, employees=3, expenses=2, progress=quiet())
+        from core.models import Employee, ExpenseReport
+        people = list(Employee.objects.select_related("user"))
+        assert made == {"companies": 2, "employees": 6, "expenses": 8} and len(people) == 6
+        for p in people:
+            assert stdnum_iban.is_valid(p.bank_account)
+            assert fi.is_valid(p.national_id) or personnummer.is_valid(p.national_id) or bsn.is_valid(p.national_id)
+            assert not p.user.has_usable_password() and p.user.email.endswith((".com", ".org", ".net"))
+        for r in ExpenseReport.objects.all():
+            assert world["s3"].get_object(Bucket="dev-receipts", Key=r.receipt_key)["Body"].read()[:4] == b"\x89PNG"
+        assert cli.main(["seed"]) == 1
+        err = capsys.readouterr().err
+        assert "already holds employees" in err and len(err.strip().splitlines()) == 1
+    finally:
+        conn.close()
+        conn.settings_dict["NAME"], settings.RECEIPTS_BUCKET, settings.S3_ENDPOINT_URL = saved
+    keys = FieldCipher(FileKeyProvider(settings.FIELD_KEYS["dir"]))
+    columns = staging.resolve(anonymise.load_rules())
+    with psycopg.connect(dbname="benefits", options="-c search_path=benefits") as prod:
+        originals, _ = staging.collect(prod, columns, keys)
+    with psycopg.connect(dbname="dev_seed", options="-c search_path=benefits") as dev:
+        problems, cells = staging.search(dev, originals.matcher(), columns, keys)
+    assert problems == [] and cells > 50
