@@ -3,25 +3,14 @@ bad config gets one line naming the file, the key path and what is allowed (neve
 never silently accepted: `threshold: 2.7`, `enabled: "no"`, a negative `max_line_bytes`)."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from trustops.monitors.events import TYPES_OF_INPUT
-from trustops.monitors.rules import SEVERITIES, RuleError, duration
-
-
-def _duration(v) -> float:
-    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-        raise ValueError("a duration such as 30s, 5m, 1h")
-    try:
-        return duration(v)
-    except RuleError as exc:
-        raise ValueError("a duration such as 30s, 5m, 1h") from exc
-
+from trustops.monitors.rules import SEVERITIES, Duration, first_problem
 
 INPUT_TYPES = tuple(TYPES_OF_INPUT)  # postgres, ufw, app (the benefits app's sign-in log, monitors/app.py)
-Duration = Annotated[StrictStr | StrictInt | float, AfterValidator(_duration)]
 
 
 class _Strict(BaseModel):
@@ -77,16 +66,6 @@ class ConfigModel(_Strict):
     max_tracked_groups: StrictInt = Field(default=300_000, ge=1, le=100_000_000)
     max_alerts_per_rule: StrictInt = Field(default=100, ge=1, le=100_000)
     max_alerts: StrictInt = Field(default=1_000, ge=1, le=1_000_000)
-
-
-def first_problem(exc: ValidationError) -> str:
-    """'key.path: what is allowed (got value)' for the first error pydantic found."""
-    err = exc.errors()[0]
-    loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[") or "(top)"
-    msg = err["msg"].removeprefix("Value error, ")
-    got = err.get("input")
-    shown = "" if err["type"] == "missing" else f" (got {got!r})"[:120]
-    return f"{loc}: {msg}{shown}"
 
 
 def check(data) -> None:

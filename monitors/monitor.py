@@ -166,8 +166,10 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
     )
     try:
         rules = load_rules(cfg.rules_file, cfg.allowlist, cfg.rules)
-    except (RuleError, OSError) as exc:
-        raise ConfigError(f"{cfg.rules_file}: {exc}") from exc
+    except OverrideError as exc:  # the config's `rules:` made a rule invalid
+        raise ConfigError(f"{where}: {exc}") from None
+    except RuleError as exc:  # its line names the rules file
+        raise ConfigError(str(exc)) from None
     for r in rules:  # resolving while the source is quiet in its cooldown would flap the alert
         if cfg.resolve_after < r.cooldown:
             raise ConfigError(f"{where}: resolve_after: {cfg.resolve_after:g}s is shorter than the cooldown of "
@@ -397,8 +399,8 @@ class JournalTail:
 
     def __init__(self, command: list[str], cursor: str | None, wake: threading.Event) -> None:
         args = list(command)
-        if cursor:
-            args += [f"--after-cursor={cursor}"]
+        if cursor:  # journalctl --lines=0 --after-cursor=C prints nothing from C on: what came meanwhile was lost
+            args = [a for a in args if not a.startswith("--lines=")] + [f"--after-cursor={cursor}"]
         self.cursor = cursor
         self.q: queue.Queue[bytes] = queue.Queue()
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

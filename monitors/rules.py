@@ -9,16 +9,21 @@ source (a login that succeeds after failures). State is bounded: each rule keeps
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import re
+import string
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError,
+                      field_validator, model_validator)
 
-from trustops.monitors.events import Event, remember
+from trustops.monitors.events import TYPES_OF_INPUT, Event, remember
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 SEVERITIES = ("critical", "warning", "info")
@@ -28,6 +33,10 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 class RuleError(ValueError):
     pass
+
+
+class OverrideError(RuleError):
+    """A rule override from the monitor's config (`rules:`) that makes a rule invalid."""
 
 
 def duration(v) -> float:
@@ -118,55 +127,189 @@ def _fmt_window(sec: float) -> str:
         f"{int(sec // 60)}m" if sec >= 60 and sec % 60 == 0 else f"{sec:g}s")
 
 
+# ------------------------------------------------------------------ the rules file's shape
+
+def _duration(v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise ValueError("a duration such as 30s, 5m, 1h")
+    try:
+        return duration(v)
+    except RuleError as exc:
+        raise ValueError("a duration such as 30s, 5m, 1h") from exc
+
+
+def _cidr(v: str) -> str:
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"a CIDR such as 10.10.1.0/24 ({exc})") from exc
+    return v
+
+
+Duration = Annotated[StrictStr | StrictInt | float, AfterValidator(_duration)]
+Cidr = Annotated[StrictStr, AfterValidator(_cidr)]
+EVENT_TYPES = tuple(sorted(set().union(*TYPES_OF_INPUT.values())))   # what the parsers make (events.py)
+EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(Event) if f.name not in ("type", "ts"))
+PLACEHOLDERS = ("group", "source", "count", "window", "threshold", "user")  # detection_for's texts
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+EventField = Literal[EVENT_FIELDS]  # type: ignore[valid-type]
+_STRS = Annotated[StrictStr, Field(max_length=200)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class MatchModel(_Strict):
+    """Which events a rule looks at: a type (or several) and wanted values of event fields, each
+    of the field's own type (`dport: "5432"` would never match a port)."""
+    type: EventType | list[EventType] = Field(min_length=1)
+    source: _STRS | list[_STRS] | None = None
+    user: _STRS | list[_STRS] | None = None
+    database: _STRS | list[_STRS] | None = None
+    reason: _STRS | list[_STRS] | None = None
+    tls: StrictBool | list[StrictBool] | None = None
+    action: _STRS | list[_STRS] | None = None
+    dport: Annotated[StrictInt, Field(ge=0, le=65535)] | list[Annotated[StrictInt, Field(ge=0, le=65535)]] | None = None
+    proto: _STRS | list[_STRS] | None = None
+    dest: _STRS | list[_STRS] | None = None
+
+
+class AfterModel(_Strict):
+    match: MatchModel
+    count: StrictInt = Field(default=1, ge=1, le=10_000)
+    within: Duration = "10m"
+
+
+class RuleModel(_Strict):
+    """One detection of rules.yaml (after `defaults` are merged in)."""
+    name: StrictStr
+    match: MatchModel
+    severity: Literal[SEVERITIES]  # type: ignore[valid-type]
+    summary: StrictStr | None = None
+    description: StrictStr = ""
+    threshold: StrictInt = Field(default=1, ge=1, le=10_000_000)
+    window: Duration = "60s"
+    cooldown: Duration = "5m"
+    group_by: EventField = "source"
+    distinct: EventField | None = None
+    after: AfterModel | None = None
+    outside_allowed: StrictBool = False
+    allowlist: list[Cidr] | None = None
+    mitre: StrictStr | None = Field(default=None, pattern=r"^T\d{4}(\.\d{3})?$")
+    max_groups: StrictInt = Field(default=100_000, ge=1, le=10_000_000)
+    enabled: StrictBool = True
+
+    @field_validator("name")
+    @classmethod
+    def _camel(cls, v: str) -> str:
+        if not re.match(r"^[A-Z][A-Za-z0-9]+$", v):
+            raise ValueError("CamelCase, led by the component (e.g. PostgresBruteForce)")
+        return v
+
+    @field_validator("summary", "description")
+    @classmethod
+    def _placeholders(cls, v: str | None) -> str | None:
+        try:
+            used = [f for _, f, _, _ in string.Formatter().parse(v or "") if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"a text with {{placeholders}} ({exc})") from exc
+        bad = [f for f in used if f not in PLACEHOLDERS]
+        if bad:
+            raise ValueError(f"placeholder {{{bad[0]}}} is not one of " + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RuleModel":
+        if self.window <= 0:
+            raise ValueError("window: must be more than 0")
+        if self.after is not None and self.distinct is not None:
+            raise ValueError("distinct: a sequence rule (after) counts events, not distinct values: drop one")
+        return self
+
+
+class RulesFileModel(_Strict):
+    defaults: dict | None = None
+    rules: list[dict] = Field(min_length=1)
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _keys(loc: tuple) -> list:
+    """The keys of an error's location, without the member tags pydantic adds inside a union
+    ('literal[...]', 'constrained-int', 'str'): the path as the file spells it."""
+    return [p for p in loc if isinstance(p, int) or (re.fullmatch(r"[A-Za-z_]\w*", p) and p not in _TYPE_TAGS)]
+
+
+def first_problem(exc: ValidationError) -> str:
+    """'key.path: what is allowed (got value)' for the first error pydantic found."""
+    err = exc.errors()[0]
+    loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in _keys(err["loc"])).replace(".[", "[") or "(top)"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if err["type"] == "missing" else f" (got {got!r})"[:120]
+    return f"{loc}: {msg}{shown}"
+
+
+def _problem(exc: ValidationError, where: str, spec: dict, defaults: dict) -> str:
+    """first_problem's line with its path led by `where` (rules[3] (Name)), or by `defaults` when
+    the bad key came from there."""
+    text = first_problem(exc)
+    keys = _keys(exc.errors()[0]["loc"])
+    key = keys[0] if keys else None
+    lead = "defaults" if key in defaults and key not in spec else where
+    return f"{lead}.{text}" if key is not None else f"{lead}: {text.split(': ', 1)[-1]}"
+
+
 def load_rules(path: Path | str = DEFAULT_RULES, allowlist=None,
                overrides: dict | None = None) -> list[Rule]:
-    """Rules from YAML; `overrides` {rule: {threshold:.., window:.., enabled: false}} from config."""
-    doc = yaml.safe_load(Path(path).read_text())
-    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
-        raise RuleError(f"{path}: expected a mapping with a `rules:` list")
-    defaults = doc.get("defaults", {})
+    """Rules from YAML, checked by RuleModel; `overrides` {rule: {threshold:.., enabled: false}}
+    from the config. A bad file is one RuleError line naming the file, the key path and what is
+    allowed, e.g. `rules.yaml: rules[2].threshold: Input should be a valid integer (got 2.7)`."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise RuleError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuleError(f"{path}: cannot be read ({exc})") from None
+    if not isinstance(doc, dict):
+        raise RuleError(f"{path}: (top): expected a mapping with a `rules:` list")
+    try:
+        RulesFileModel.model_validate(doc)
+    except ValidationError as exc:
+        raise RuleError(f"{path}: {first_problem(exc)}") from None
+    defaults = doc.get("defaults") or {}
     overrides = overrides or {}
-    known = {r.get("name") for r in doc["rules"] if isinstance(r, dict)}
+    names = [r.get("name") for r in doc["rules"]]
     for name in overrides:
-        if name not in known:
-            raise RuleError(f"override for unknown rule {name!r} (known: {sorted(known)})")
+        if name not in names:
+            raise OverrideError(f"rules.{name}: no such rule in {path} (known: {', '.join(sorted(map(str, names)))})")
     global_allow = list(allowlist or [])
     rules = []
-    for raw in doc["rules"]:
-        spec = {**defaults, **raw, **overrides.get(raw.get("name"), {})}
-        name = spec.get("name")
-        if not name or not re.match(r"^[A-Z][A-Za-z0-9]+$", str(name)):
-            raise RuleError(f"rule name {name!r}: CamelCase, led by the component (e.g. PostgresBruteForce)")
-        if spec.pop("enabled", True) is False:
+    for i, raw in enumerate(doc["rules"]):
+        where = f"rules[{i}]" + (f" ({raw['name']})" if isinstance(raw.get("name"), str) else "")
+        if raw.get("name") in names[:i]:
+            raise RuleError(f"{path}: {where}.name: {raw['name']} is defined twice; names are unique")
+        try:
+            m = RuleModel.model_validate({**defaults, **raw})
+        except ValidationError as exc:
+            raise RuleError(f"{path}: {_problem(exc, where, raw, defaults)}") from None
+        if m.name in overrides:
+            try:
+                m = RuleModel.model_validate({**defaults, **raw, **overrides[m.name]})
+            except ValidationError as exc:
+                raise OverrideError(_problem(exc, f"rules.{m.name}", overrides[m.name], {})) from None
+        if not m.enabled:
             continue
-        unknown = set(spec) - {"name", "match", "severity", "summary", "description", "threshold", "window",
-                               "cooldown", "group_by", "distinct", "after", "outside_allowed", "allowlist",
-                               "mitre", "max_groups"}
-        if unknown:
-            raise RuleError(f"rule {name}: unknown keys {sorted(unknown)}")
-        if spec.get("severity") not in SEVERITIES:
-            raise RuleError(f"rule {name}: severity must be one of {SEVERITIES}")
-        if not isinstance(spec.get("match"), dict) or "type" not in spec["match"]:
-            raise RuleError(f"rule {name}: `match` needs at least a `type`")
-        after = spec.get("after")
-        if after is not None:
-            if not isinstance(after, dict) or "match" not in after:
-                raise RuleError(f"rule {name}: `after` needs a `match`")
-            after = {"match": after["match"], "count": int(after.get("count", 1)),
-                     "within": duration(after.get("within", "10m"))}
-        threshold = int(spec.get("threshold", 1))
-        if threshold < 1:
-            raise RuleError(f"rule {name}: threshold must be >= 1")
-        if int(spec.get("max_groups", 100_000)) < 1:
-            raise RuleError(f"rule {name}: max_groups must be >= 1")
+        after = m.after and {"match": m.after.match.model_dump(exclude_unset=True), "count": m.after.count,
+                             "within": m.after.within}
         rules.append(Rule(
-            name=name, match=spec["match"], severity=spec["severity"],
-            summary=spec.get("summary", name), description=spec.get("description", ""),
-            threshold=threshold, window=duration(spec.get("window", "60s")),
-            cooldown=duration(spec.get("cooldown", "5m")), group_by=spec.get("group_by", "source"),
-            distinct=spec.get("distinct"), after=after, outside_allowed=bool(spec.get("outside_allowed")),
-            allowlist=Networks(global_allow + list(spec.get("allowlist") or [])), mitre=spec.get("mitre"),
-            max_groups=int(spec.get("max_groups", 100_000)),
+            name=m.name, match=m.match.model_dump(exclude_unset=True), severity=m.severity,
+            summary=m.name if m.summary is None else m.summary, description=m.description,
+            threshold=m.threshold, window=m.window, cooldown=m.cooldown, group_by=m.group_by, distinct=m.distinct,
+            after=after, outside_allowed=m.outside_allowed, allowlist=Networks(global_allow + list(m.allowlist or [])),
+            mitre=m.mitre, max_groups=m.max_groups,
         ))
     return rules
 

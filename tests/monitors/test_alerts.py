@@ -90,7 +90,8 @@ def test_the_text_gives_the_real_count_at_send_time(tmp_path, capture):
     mon.step()
     mon.alerts._last_resend = 0  # the next resend is due
     mon.step()
-    summaries = [a["annotations"]["summary"] for batch in capture.received for a in batch]
+    summaries = [a["annotations"]["summary"] for batch in capture.received for a in batch
+                 if a["labels"]["alertname"] == "PostgresBruteForce"]
     assert summaries[0].endswith(": 10 failed logins so far"), summaries
     assert summaries[-1].endswith(": 37 failed logins so far"), summaries
     for tail in mon.tails.values():

@@ -102,7 +102,7 @@ def test_overrides_and_rule_errors(tmp_path):
     assert "PostgresBruteForce" in names(dets)
     dets, _ = run([fail(i) for i in range(30)], overrides={"PostgresBruteForce": {"enabled": False}})
     assert "PostgresBruteForce" not in names(dets)
-    with pytest.raises(RuleError, match="unknown rule"):
+    with pytest.raises(RuleError, match="no such rule"):
         load_rules(overrides={"Nope": {}})
     bad = tmp_path / "r.yaml"
     bad.write_text("rules:\n  - {name: X1, match: {type: ufw}, severity: loud}\n")
@@ -137,7 +137,7 @@ def test_state_is_bounded_under_a_million_sources():
 def test_idle_groups_expire():
     _, eng = run([fail(i, src=f"198.51.100.{i}") for i in range(50)])
     assert eng.groups() > 0
-    assert eng.expire(now=10_000) > 0 and eng.groups() == 0
+    assert eng.expire(now=30_000) > 0 and eng.groups() == 0  # past the longest window (6 h)
 
 
 def test_config_errors_are_one_clear_line(tmp_path):
