@@ -20,8 +20,8 @@ from trustops.monitors.alerts import AlertBook
 from trustops.monitors.app import AppParser
 from trustops.monitors.config_model import INPUT_TYPES
 from trustops.monitors.pg import DEBIAN_PREFIX, PostgresParser, compile_prefix
-from trustops.monitors.rules import (DEFAULT_RULES, Detection, RuleError, as_list, detection_for, duration,
-                                     load_rules)
+from trustops.monitors.rules import (DEFAULT_RULES, Detection, OverrideError, RuleError, as_list, detection_for,
+                                     duration, load_rules)
 from trustops.monitors.speedups import FastEngine, make_engine, scanner_for
 from trustops.monitors.tail import Checkpoint, FileTail, count_lines, expand
 from trustops.monitors.ufw import UfwParser
