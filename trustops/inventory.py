@@ -30,20 +30,24 @@ Every host belongs to exactly one role group; `private_ip` is the address other 
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, IPvAnyNetwork, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 ROLES = ("app", "db", "ops")
 CLOUDS = ("lab", "azure")
 
 
 class InventoryError(ValueError):
-    """An inventory that breaks the contract."""
+    """An inventory that breaks the contract; the message is one line naming the key."""
 
 
 @dataclass(frozen=True)
 class Host:
+    """One host as the lab or the stack knows it; build() checks it through the contract's model."""
     name: str
     role: str
     ansible_host: str
@@ -51,20 +55,6 @@ class Host:
     ansible_port: int = 22
     ssh_common_args: str | None = None   # per host, e.g. a ProxyJump through the app VM
     ssh_sources: tuple[str, ...] = ()    # networks SSH to this host comes from (the firewall allows these)
-
-    def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise InventoryError(f"host {self.name!r}: role {self.role!r} is not one of {ROLES}")
-        ipaddress.ip_address(self.private_ip)
-        if isinstance(self.ssh_sources, str):
-            raise InventoryError(f"host {self.name!r}: ssh_sources is a list of CIDRs, not a string")
-        for cidr in self.ssh_sources:
-            try:
-                ipaddress.ip_network(str(cidr))
-            except ValueError as exc:
-                raise InventoryError(f"host {self.name!r}: ssh source {cidr!r}: {exc}") from None
-        if not 0 < self.ansible_port < 65536:
-            raise InventoryError(f"host {self.name!r}: port {self.ansible_port} out of range")
 
 
 @dataclass(frozen=True)
@@ -86,37 +76,116 @@ class Site:
     ssh_common_args: str = ""
     extra_vars: dict[str, object] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.cloud not in CLOUDS:
-            raise InventoryError(f"cloud {self.cloud!r} is not one of {CLOUDS}")
+
+# The contract as pydantic models. Variables beyond the contract (the lab's own, per-host extras)
+# are allowed where Ansible reads variables; the S3 and network records are closed.
+Network = IPvAnyNetwork
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _HostVars(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    ansible_host: str = Field(min_length=1)
+    ansible_port: int = Field(gt=0, lt=65536)
+    private_ip: IPvAnyAddress
+    trustops_role: Literal["app", "db", "ops"]
+    trustops_ssh_sources: list[Network]
+    ansible_ssh_common_args: str | None = None
+
+    @field_validator("trustops_ssh_sources")
+    @classmethod
+    def _someone_reaches_it(cls, value: list) -> list:
+        if not value:
+            raise PydanticCustomError("no_ssh_sources", "empty: the firewall would lock Ansible out")
+        return value
+
+
+class _Group(_Closed):
+    hosts: dict[str, _HostVars] | None = None
+
+
+class _Children(_Closed):
+    app: _Group
+    db: _Group
+    ops: _Group
+
+
+class _Networks(_Closed):
+    app: Network
+    db: Network
+    ops: Network
+    admin: list[Network] = []
+
+
+class _S3(_Closed):
+    region: str = Field(min_length=1)
+    endpoint_url: str | None
+    backups_bucket: str = Field(min_length=1)
+    files_bucket: str = Field(min_length=1)
+
+
+class _AllVars(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    trustops_environment: str = Field(min_length=1)
+    trustops_cloud: Literal["lab", "azure"]
+    ansible_user: str = Field(min_length=1)
+    trustops_networks: _Networks
+    trustops_s3: _S3
+    trustops_managed_database: bool = False
+
+
+class _All(_Closed):
+    vars: _AllVars
+    children: _Children
+
+    @model_validator(mode="after")
+    def _every_role_once(self) -> "_All":
+        names: list[str] = []
         for role in ROLES:
-            if role not in self.networks:
-                raise InventoryError(f"networks lacks the {role!r} subnet")
-            ipaddress.ip_network(str(self.networks[role]))
-        for cidr in self.networks.get("admin", []):  # type: ignore[union-attr]
-            ipaddress.ip_network(str(cidr))
+            hosts = getattr(self.children, role).hosts or {}
+            names += hosts
+            wrong = [n for n, hv in hosts.items() if hv.trustops_role != role]
+            if wrong:
+                raise PydanticCustomError("role", "host(s) {wrong} in the {role} group say another trustops_role",
+                                          {"wrong": wrong, "role": role})
+        missing = [r for r in ROLES if not getattr(self.children, r).hosts
+                   and not (r == "db" and self.vars.trustops_managed_database)]
+        if missing:
+            raise PydanticCustomError("roles", "no host for role(s) {missing}", {"missing": missing})
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise PydanticCustomError("names", "host(s) {twice} in more than one group", {"twice": twice})
+        return self
+
+
+class _Inventory(_Closed):
+    all: _All
+
+
+def _one_line(exc: ValidationError) -> str:
+    """pydantic's errors as one line, each led by the key path (all.children.db.hosts.db-1.private_ip)."""
+    def one(e) -> str:
+        got = f" (got {e['input']!r})" if isinstance(e["input"], str | int | float) and e["type"] != "missing" else ""
+        return f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}{got}"
+    return "inventory breaks the contract: " + "; ".join(one(e) for e in exc.errors())
 
 
 def build(site: Site, hosts: list[Host]) -> dict:
-    """The YAML-format inventory for `site` and `hosts` (see the module docstring)."""
+    """The YAML-format inventory for `site` and `hosts` (see the module docstring), validated."""
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
         raise InventoryError(f"duplicate host names: {names}")
-    managed_db = bool(site.extra_vars.get("trustops_managed_database"))
-    missing = [r for r in ROLES if not any(h.role == r for h in hosts) and not (r == "db" and managed_db)]
-    if missing:
-        raise InventoryError(f"no host for role(s) {missing}")
-    blind = [h.name for h in hosts if not h.ssh_sources]
-    if blind:
-        raise InventoryError(f"host(s) {blind} name no ssh_sources: the firewall would lock Ansible out")
     all_vars: dict[str, object] = {
         "trustops_environment": site.environment,
         "trustops_cloud": site.cloud,
         "ansible_user": site.ansible_user,
         "trustops_networks": {
-            "app": str(site.networks["app"]),
-            "db": str(site.networks["db"]),
-            "ops": str(site.networks["ops"]),
+            **{role: str(site.networks[role]) for role in ROLES if role in site.networks},
             "admin": [str(c) for c in site.networks.get("admin", [])],  # type: ignore[union-attr]
         },
         "trustops_s3": {
@@ -133,42 +202,26 @@ def build(site: Site, hosts: list[Host]) -> dict:
     all_vars.update(site.extra_vars)
     children: dict[str, dict] = {role: {"hosts": {}} for role in ROLES}
     for h in sorted(hosts, key=lambda h: h.name):
-        hv = children[h.role]["hosts"][h.name] = {
+        hv = children.setdefault(h.role, {"hosts": {}})["hosts"][h.name] = {
             "ansible_host": h.ansible_host,
             "ansible_port": h.ansible_port,
             "private_ip": h.private_ip,
             "trustops_role": h.role,
-            "trustops_ssh_sources": [str(c) for c in h.ssh_sources],
+            # a string stays one, so the contract refuses it (a list of its characters would be no better)
+            "trustops_ssh_sources": h.ssh_sources if isinstance(h.ssh_sources, str) else [str(c) for c in h.ssh_sources],
         }
         if h.ssh_common_args:
             hv["ansible_ssh_common_args"] = h.ssh_common_args
-    return {"all": {"vars": all_vars, "children": children}}
+    return validate({"all": {"vars": all_vars, "children": children}})
 
 
-def validate(inventory: dict) -> dict:
-    """Check that an inventory read from anywhere (file, stack output) keeps the contract."""
+def validate(inventory: object) -> dict:
+    """Check that an inventory read from anywhere (file, stack output) keeps the contract; returns it."""
     try:
-        top = inventory["all"]
-        all_vars, children = top["vars"], top["children"]
-        site = Site(
-            environment=all_vars["trustops_environment"],
-            cloud=all_vars["trustops_cloud"],
-            networks=all_vars["trustops_networks"],
-            s3=S3(**all_vars["trustops_s3"]),
-            ansible_user=all_vars["ansible_user"],
-            extra_vars={"trustops_managed_database": all_vars.get("trustops_managed_database", False)},
-        )
-        hosts = [
-            Host(name=name, role=role, ansible_host=hv["ansible_host"], private_ip=hv["private_ip"],
-                 ansible_port=int(hv["ansible_port"]), ssh_common_args=hv.get("ansible_ssh_common_args"),
-                 ssh_sources=tuple(hv["trustops_ssh_sources"]))
-            for role in ROLES
-            for name, hv in (children[role]["hosts"] or {}).items()
-        ]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InventoryError(f"inventory breaks the contract: {exc!r}") from exc
-    build(site, hosts)  # raises on missing roles / duplicates
-    return inventory
+        _Inventory.model_validate(inventory)
+    except ValidationError as exc:
+        raise InventoryError(_one_line(exc)) from None
+    return inventory  # type: ignore[return-value]
 
 
 def to_ansible_json(inventory: dict) -> dict:
