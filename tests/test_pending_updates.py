@@ -8,7 +8,6 @@ import fcntl
 import functools
 import hashlib
 import http.server
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -16,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from trustops import host_metrics, pending_updates as pu
+from trustops.lab import system
+from trustops.lab.system import Progress
 
 ARCH = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip()
 # suite -> (label, archive, {package: version}) on the mirror
@@ -151,6 +152,22 @@ def test_a_held_lists_lock_fails_the_refresh_not_the_run(env):
     assert run(env, 1060.0)['trustops_updates_check_success{scope="host"}'] == 1
 
 
+def test_main_keeps_lists_of_its_own_so_a_held_system_lock_does_not_matter(env, tmp_path):
+    """The command line's run: its apt lists beside its state, never the system's (whose lock
+    unattended-upgrades or a converge may hold for minutes)."""
+    opts = [o for o in env["apt"].options if not o.startswith(("Dir::State::lists=", "Dir::Cache="))]
+    state, out = tmp_path / "st" / "state.json", tmp_path / "out.prom"
+    with open(env["root"] / "lists" / "lock", "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        args = ["updates", str(out), "--state", str(state), "--no-images", "--no-postgres"]
+        assert host_metrics.main(args + [a for o in opts for a in ("--apt-option", o)]) == 0
+    text = out.read_text()
+    assert 'trustops_updates_check_success{scope="host"} 1' in text, text
+    assert 'trustops_pending_updates{scope="host",origin="security"} 1' in text
+    assert list((state.parent / "lists").glob("*_Packages*")), "lists not kept beside the state"
+    assert not list((env["root"] / "lists").glob("*_Packages*")), "the system's lists were written"
+
+
 @pytest.mark.parametrize("text", ["", "Package: x\nVersion: \x00garbage\nStatus: install ok installed\n\n" * 3,
                                   status_text({"libfoo": "1.0-1"}),
                                   status_text(INSTALLED).replace("Package: dpkg\nStatus: install ok installed",
@@ -217,8 +234,8 @@ def _image(tmp_path: Path, name: str, files: dict[str, str]) -> str:
 
 @pytest.fixture
 def docker():
-    if not shutil.which("docker") or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        pytest.fail("dockerd is not running (make test starts it)")
+    """Docker as the lab uses it (started when it is not running); the images made are removed."""
+    system.ensure_docker(Progress(quiet=True))
     made: list[str] = []
     yield made
     if made:
@@ -246,3 +263,14 @@ def test_images_measured_from_their_dpkg_status_without_running_them(env, tmp_pa
     assert not any(f'image="{trixie}",origin' in k or f'image="{empty}",origin' in k for k in got)
     assert subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout == before, \
         "a measuring container was left behind"
+
+
+def test_the_alert_rules_and_live_checks_use_the_policys_grace_period():
+    """The 3 days of the policy are GRACE_SECONDS; the PromQL in patch-rules.yml says the same."""
+    import yaml
+
+    rules_file = Path(__file__).resolve().parents[1] / "ansible" / "roles" / "alerting" / "files" / "patch-rules.yml"
+    rules = {r["alert"]: r["expr"] for g in yaml.safe_load(rules_file.read_text())["groups"] for r in g["rules"]}
+    for name in ("SecurityUpdatesPending", "PostgresMinorBehind"):
+        assert rules[name].endswith(f"> {pu.GRACE_SECONDS // 86400} * 86400"), (name, rules[name])
+    assert f"> {pu.RUN_EVERY_MAX // 3600} * 3600" in rules["PendingUpdatesNotMeasured"]

@@ -12,11 +12,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOKS = ROOT / "runbooks"
 RULE_FILES = [ROOT / "monitors" / "prometheus" / "monitor-rules.yml", ROOT / "ansible" / "roles" / "alerting" / "files" /
-              "platform-rules.yml"]
+              "platform-rules.yml", ROOT / "ansible" / "roles" / "alerting" / "files" / "patch-rules.yml"]
 RUNNABLE = re.compile(r"^[ \t]*```sh on=(\w+)\n(.*?)^[ \t]*```", re.S | re.M)
 SECTIONS = ["## Meaning", "## Impact", "## Diagnosis", "## Mitigation", "## Escalation", "## Verification"]
 HOST_TOOLS = {"sudo", "psql", "journalctl", "systemctl", "ufw", "ss", "curl", "grep", "az", "nmap", "top", "tail",
-              "ANSIBLE_CONFIG=ansible/ansible.cfg", "pulumi", "ansible-playbook", "ansible-inventory", "openssl", "head", "date", "rm", "docker", "cat"}
+              "ANSIBLE_CONFIG=ansible/ansible.cfg", "pulumi", "ansible-playbook", "ansible-inventory", "openssl", "head", "date", "rm", "docker", "cat",
+              "apt-get", "apt-cache", "unattended-upgrade", "trustops-host-metrics"}
 def _subcommands(parser) -> set[str]:
     import argparse
     return {n for a in parser._actions if isinstance(a, argparse._SubParsersAction) for n in a.choices}

@@ -6,7 +6,8 @@ is measured against the same lists with its own dpkg status (read out of the ima
 `docker create`/`cp`, never run). The lists are refreshed at most every REFRESH_SECONDS, so a
 scrape or a run costs no download. A view that cannot be had (apt failing or locked, the mirror
 down for longer than LISTS_MAX_AGE, an unreadable image) exports check_success 0 and no count:
-unknown is never reported as 0 pending.
+unknown is never reported as 0 pending. apt's lists are kept apart from the system's (beside the
+state), so this never takes the lock unattended-upgrades or a converge needs.
 
     trustops-host-metrics updates OUT.prom [--state FILE] [--no-images] [--apt-option K=V ...]
 """
@@ -29,6 +30,10 @@ STATE_FILE = "/var/lib/trustops/pending-updates.json"
 DPKG_STATUS = "/var/lib/dpkg/status"
 REFRESH_SECONDS = 6 * 3600          # apt-get update at most this often (apt-daily refreshes daily too)
 LISTS_MAX_AGE = 24 * 3600           # a view older than this is stale: unknown, not a count
+# The policy: a security update may stay pending this long (unattended-upgrades runs daily on the
+# hosts; images wait for the rolling patch). The alert rules (patch-rules.yml) say the same number.
+GRACE_SECONDS = 3 * 86400
+RUN_EVERY_MAX = 2 * 3600            # a measurement older than this is not current
 APT_TIMEOUT = 600                   # one apt-get (update against a slow mirror) may take this long
 DOCKER_TIMEOUT = 120
 STATUS_MAX_BYTES = 64 * 1024 * 1024  # an image's dpkg status larger than this is refused as hostile
@@ -120,6 +125,15 @@ def check_status(path: Path) -> None:
         raise MeasureError("status-invalid", f"{path}: {exc.strerror}") from exc
     if not re.search(r"^Package: dpkg\n(?:[^\n]+\n)*?Status: install ok installed$", text, re.M):
         raise MeasureError("status-invalid", f"{path} does not list dpkg as installed: not a dpkg database")
+
+
+def private_lists(directory: Path) -> list[str]:
+    """apt options for lists and cache of our own beside the state (the configured sources, the
+    host's dpkg status): our apt-get update never holds the system's lists lock, so it cannot
+    block unattended-upgrades or a converge, nor be blocked by them."""
+    for sub in ("lists/partial", "cache/archives/partial"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    return [f"Dir::State::lists={directory / 'lists'}", f"Dir::Cache={directory / 'cache'}"]
 
 
 def _last_error(p: subprocess.CompletedProcess) -> str:
@@ -433,7 +447,8 @@ def main(argv: list[str]) -> int:
         ap.error(f"--apt-option {bad[0]!r} is not KEY=VALUE")
     state_path, now = Path(args.state), time.time()
     state = load_state(state_path)
-    lines = measure(Apt(args.apt_option), state, now, images=not args.no_images, postgres=not args.no_postgres)
+    apt = Apt(private_lists(state_path.parent) + args.apt_option)
+    lines = measure(apt, state, now, images=not args.no_images, postgres=not args.no_postgres)
     _atomic_write(Path(args.out), "\n".join(lines) + "\n", 0o644)
     save_state(state_path, state)
     return 0

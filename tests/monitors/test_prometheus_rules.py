@@ -11,7 +11,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 # Each rule file with its promtool test beside it.
 RULE_PATHS = {"monitor-rules.yml": ROOT / "monitors" / "prometheus" / "monitor-rules.yml",
-              "platform-rules.yml": ROOT / "ansible" / "roles" / "alerting" / "files" / "platform-rules.yml"}
+              "platform-rules.yml": ROOT / "ansible" / "roles" / "alerting" / "files" / "platform-rules.yml",
+              "patch-rules.yml": ROOT / "ansible" / "roles" / "alerting" / "files" / "patch-rules.yml"}
 
 
 @pytest.fixture(scope="module")
