@@ -10,6 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
+def append(directory: Path, receiver: str, payload: object) -> None:
+    """One notification, with the time it arrived, as a line of <directory>/alerts-<receiver>.jsonl
+    (also how the heartbeat receiver pages when no pager URL is set)."""
+    record = {"received_at": time.time(), "receiver": receiver, "payload": payload}
+    with open(directory / f"alerts-{receiver}.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 class Sink(BaseHTTPRequestHandler):
     directory = Path(".")
 
@@ -24,9 +32,7 @@ class Sink(BaseHTTPRequestHandler):
         except ValueError:
             self.send_error(400, "not JSON")
             return
-        record = {"received_at": time.time(), "receiver": receiver, "payload": payload}
-        with open(self.directory / f"alerts-{receiver}.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append(self.directory, receiver, payload)
         self.send_response(200)
         self.end_headers()
 
