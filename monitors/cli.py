@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_check)
     rp = sub.add_parser("replay", help="scan existing logs and print detections")
     rp.add_argument("files", nargs="+", type=Path, help="log files, or - for standard input (with --type)")
-    rp.add_argument("--type", choices=["postgres", "postgres-json", "ufw", "app"], help="default: sniffed per file")
+    rp.add_argument("--type", choices=["postgres", "postgres-json", "ufw", "app", "hostauth"],
+                    help="default: sniffed per file (hostauth: journalctl -o json of sshd, sudo, user and group tools)")
     rp.add_argument("--log-line-prefix", default=DEBIAN_PREFIX)
     rp.add_argument("--rules", default=str(DEFAULT_RULES))
     rp.add_argument("--allowed-network", action="append", default=[], help="CIDR allowed to reach Postgres")

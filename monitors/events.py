@@ -22,13 +22,20 @@ APP_SIGNIN_FAILED = "app_signin_failed"
 APP_SIGNIN_SUCCEEDED = "app_signin_succeeded"
 APP_SIGNIN_LOCKED = "app_signin_locked"    # django-axes locked the account or source out
 APP_TYPES = frozenset((APP_SIGNIN_FAILED, APP_SIGNIN_SUCCEEDED, APP_SIGNIN_LOCKED))
+# Host authentication events from the journal (monitors/hostauth.py): `source` the SSH client's
+# address, `user` the account, `reason` what failed or, for GROUP_ADD, the group joined.
+SSH_AUTH_FAILED = "ssh_auth_failed"        # reason: publickey | password | ... | invalid_user | no_attempt | max_tries
+SSH_LOGIN = "ssh_login"                    # reason: the method (publickey, password, ...)
+SUDO_FAILED = "sudo_failed"                # reason: bad_password | not_in_sudoers | not_allowed | password_required
+GROUP_ADD = "host_group_add"               # reason: the group (useradd -G, usermod -aG, gpasswd -a/-M)
+HOST_TYPES = frozenset((SSH_AUTH_FAILED, SSH_LOGIN, SUDO_FAILED, GROUP_ADD))
 PG_TYPES = frozenset((PG_CONNECTION, PG_AUTHORIZED, PG_AUTH_FAILED, PG_HBA_REJECT, PG_UNKNOWN_DB, PG_TOO_MANY,
                       PG_BAD_STARTUP, PG_DISCONNECTION))
 # The monitor's input types and the event types each can produce (a rule for none of a monitor's
 # inputs is not run there: an app rule on the database host would only take a share of the bounds).
-TYPES_OF_INPUT = {"postgres": PG_TYPES, "ufw": frozenset((UFW,)), "app": APP_TYPES}
+TYPES_OF_INPUT = {"postgres": PG_TYPES, "ufw": frozenset((UFW,)), "app": APP_TYPES, "hostauth": HOST_TYPES}
 # Types the C engine (_speedups.c) does not know: their rules run on the Python engine inside it.
-PYTHON_ONLY_TYPES = APP_TYPES
+PYTHON_ONLY_TYPES = APP_TYPES | HOST_TYPES
 
 
 @dataclass(slots=True)
@@ -52,6 +59,8 @@ class Event:
             return (self.action or "unknown").lower().replace(" ", "_")
         if self.type in APP_TYPES:
             return self.type.removeprefix("app_")
+        if self.type in HOST_TYPES:  # a group name is no bounded label
+            return self.type if self.type == GROUP_ADD or not self.reason else f"{self.type}:{self.reason}"
         return self.reason or self.type.removeprefix("pg_")
 
 

@@ -1,5 +1,5 @@
 """The monitor's Prometheus metrics (namespace `trustops_monitor`). Labels are bounded: input
-names, event outcomes, rule names; never an address."""
+names, event outcomes, rule names; an address only on ssh_failing_source_attempts (at most ten)."""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -44,5 +44,11 @@ class Metrics:
         self.alerts_firing = Gauge("alerts_firing", "Alerts firing now.", namespace=NS, registry=r)
         self.build_info = Gauge("build_info", "1, labelled with the hot path this daemon runs: c (the "
                                 "_speedups extension) or python.", ["hot_path"], namespace=NS, registry=r)
+        # The one metric labelled by an address, bounded to hostauth.CROSS_HOST_TOP sources: SSH reaches
+        # a host only from its admin networks or the jump host, and Prometheus must see one source
+        # failing on several hosts (SshFailuresAcrossHosts), which no single monitor sees.
+        self.ssh_failing_sources = Gauge("ssh_failing_source_attempts", "Failed SSH attempts from a source while "
+                                         "SshBruteForce tracks it (a failure in its window), top sources only.",
+                                         ["source"], namespace=NS, registry=r)
         self.groups = Gauge("tracked_groups", "Sources held in detection windows (bounded).", namespace=NS,
                             registry=r)

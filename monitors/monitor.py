@@ -19,6 +19,8 @@ from trustops.monitors import events as ev
 from trustops.monitors.alerts import AlertBook
 from trustops.monitors.app import AppParser
 from trustops.monitors.config_model import INPUT_TYPES
+from trustops.monitors import hostauth
+from trustops.monitors.hostauth import HostAuthParser
 from trustops.monitors.pg import DEBIAN_PREFIX, PostgresParser, compile_prefix
 from trustops.monitors.rules import (DEFAULT_RULES, Detection, OverrideError, RuleError, as_list, detection_for,
                                      duration, load_rules)
@@ -124,6 +126,8 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
             raise ConfigError(f"input {spec.name}: type must be one of {', '.join(INPUT_TYPES)}")
         if spec.type == "app" and not spec.path:
             raise ConfigError(f"input {spec.name}: an app input reads a file: give its path")
+        if spec.type == "hostauth" and not (spec.path or spec.journal_command):
+            spec.journal_command = hostauth.journal_command()  # the journal of exactly the programs it reads
         if bool(spec.path) == bool(spec.journal_command):
             raise ConfigError(f"input {spec.name}: give exactly one of path or journal_command")
         if spec.type == "postgres":
@@ -190,6 +194,7 @@ _PG_LOG_MESSAGES = (b"connection received", b"connection authorized", b"disconne
 
 _ATTACK_OUTCOMES = {"block", "limit_block", "pg_auth_failed:bad_password", "pg_auth_failed:unknown_role",
                     "signin_failed", "signin_locked"}
+_ATTACK_OUTCOMES |= hostauth.FAILURE_OUTCOMES
 _UFW_OUTCOME = {"BLOCK": "block", "LIMIT BLOCK": "limit_block", "ALLOW": "allow", "AUDIT": "audit"}
 
 
@@ -221,7 +226,8 @@ class Pipeline:
         self.scanners = {}  # the C hot path per input, when built (monitors/speedups.py)
         for spec in inputs:
             self.parsers[spec.name] = (PostgresParser(spec.log_line_prefix, spec.format) if spec.type == "postgres"
-                                       else AppParser() if spec.type == "app" else UfwParser(spec.only_dest))
+                                       else AppParser() if spec.type == "app"
+                                       else HostAuthParser() if spec.type == "hostauth" else UfwParser(spec.only_dest))
             scanner = scanner_for(self.parsers[spec.name], engine)
             if scanner is not None:
                 self.scanners[spec.name] = scanner
@@ -314,6 +320,8 @@ class Pipeline:
             k = ("ufw", _UFW_OUTCOME.get(e.action) or e.outcome)
         elif e.type in ev.APP_TYPES:
             k = ("app", e.outcome)
+        elif e.type in ev.HOST_TYPES:
+            k = ("hostauth", e.outcome)
         elif e.type in (ev.PG_AUTH_FAILED, ev.PG_HBA_REJECT):
             k = ("postgres", f"{e.type}:{e.reason}")
         else:
@@ -341,6 +349,8 @@ def sniff_type(path: Path) -> tuple[str, str]:
         return "ufw", "stderr"
     if head.lstrip().startswith(b"{") and b'"event":"signin.' in head:
         return "app", "stderr"
+    if head.lstrip().startswith(b"{") and b'"_COMM"' in head and b'"__REALTIME_TIMESTAMP"' in head:
+        return "hostauth", "stderr"   # journalctl -o json of sshd, sudo, useradd/usermod/gpasswd
     if head.lstrip().startswith(b"{") and b"error_severity" in head:
         return "postgres", "jsonlog"
     return "postgres", "stderr"
@@ -556,6 +566,10 @@ class Monitor:
                 self.metrics.lag_seconds.labels(name).set(0)
         self._export_counts()
         self.engine.expire(now)
+        if hostauth.CROSS_HOST_RULE in self.rules:  # for SshFailuresAcrossHosts in Prometheus (no host sees them all)
+            self.metrics.ssh_failing_sources.clear()
+            for hits, source in self.engine.top(hostauth.CROSS_HOST_RULE, hostauth.CROSS_HOST_TOP):
+                self.metrics.ssh_failing_sources.labels(source).set(hits)
         self.alerts.tick(now)
         self.alerts.flush(now)
         self.metrics.alerts_queued.set(len(self.alerts.queue))

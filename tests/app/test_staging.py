@@ -243,10 +243,14 @@ def test_a_value_left_unanonymised_fails_the_run_and_staging_is_unchanged(world,
 
 def test_the_check_fails_when_staging_holds_a_production_value(world, built):
     aino = world["people"][0]
+    sql = "update core_datasubjectrequest set resolution = %s where employee_id = %s"
     with psycopg.connect(dbname=STAGING_DB, options="-c search_path=benefits") as c:
-        c.execute("update core_dataSubjectRequest set resolution = %s where employee_id = %s",
-                  [f"sent to {aino.user.email}", aino.pk])
-    problems, _, _ = staging.check(world["cfg"], quiet())
+        c.execute(sql, [f"sent to {aino.user.email}", aino.pk])
+    try:
+        problems, _, _ = staging.check(world["cfg"], quiet())
+    finally:       # the other tests find staging as the build left it, in any order
+        with psycopg.connect(dbname=STAGING_DB, options="-c search_path=benefits") as c:
+            c.execute(sql, ["", aino.pk])
     assert problems == [f"benefits.core_datasubjectrequest.resolution (row {problems[0].split('row ')[1].split(')')[0]})"
                         " holds a production value of auth.User.email"]
     assert aino.user.email not in " ".join(problems)         # the report never repeats the value
@@ -359,6 +363,11 @@ def test_dev_gets_generated_seed_data_only(world, capsys):
     columns = staging.resolve(anonymise.load_rules())
     with psycopg.connect(dbname="benefits", options="-c search_path=benefits") as prod:
         originals, _ = staging.collect(prod, columns, keys)
+    # a given name or surname alone recurs in any generated data (Faker's Aino is production's Aino
+    # by chance); every other production value must be absent
+    for value, ref in list(originals.source.items()):
+        if ref in ("auth.User.first_name", "auth.User.last_name"):
+            del originals.source[value]
     with psycopg.connect(dbname="dev_seed", options="-c search_path=benefits") as dev:
         problems, cells = staging.search(dev, originals.matcher(), columns, keys)
     assert problems == [] and cells > 50

@@ -146,3 +146,14 @@ def ufw_lines(n: int, seed: int) -> list[bytes]:
             line = b"MESSAGE=" + _UFW.format(ts="", **fields).split("kernel: ", 1)[1].encode()
         out.append(_mangle(line, rng))
     return out
+
+
+def assert_counted_by_reason(parser, hostile: dict[str, list[str]], reasons) -> None:
+    """Each hostile line gives no event, and the parser counts it as unparsed under its reason (one
+    of `reasons`), never raising."""
+    for reason, lines in hostile.items():
+        for raw in lines:
+            assert parser.feed(raw) == [], (reason, raw[:80])
+    assert set(parser.reasons) <= set(reasons)
+    assert parser.reasons == {k: len(v) for k, v in hostile.items()}
+    assert parser.unparsed == sum(len(v) for v in hostile.values())

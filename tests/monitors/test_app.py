@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.monitors.hostile import assert_counted_by_reason
 from trustops.monitors import events as ev
 from trustops.monitors import speedups
 from trustops.monitors.app import REASONS, AppParser
@@ -71,12 +72,7 @@ HOSTILE = {
 
 def test_hostile_lines_are_counted_by_reason_and_never_raise():
     p = AppParser()
-    for reason, lines in HOSTILE.items():
-        for raw in lines:
-            assert p.feed(raw) == [], (reason, raw[:80])
-    assert set(p.reasons) <= set(REASONS)
-    assert p.reasons == {k: len(v) for k, v in HOSTILE.items()}
-    assert p.unparsed == sum(len(v) for v in HOSTILE.values())
+    assert_counted_by_reason(p, HOSTILE, REASONS)
     assert len(p.feed(line())) == 1  # and the stream goes on
 
 
@@ -325,7 +321,8 @@ def _render_monitor_yml(tmp_path, **hostvars) -> dict:
         inventory_hostname="h-1", private_ip="10.10.1.4", monitors_postgres_log="/var/log/postgresql/x.log",
         monitors_ufw_from_shared_kernel_log=False, monitors_allowed_networks=["10.10.1.4/32"],
         monitors_alertmanager_url="http://10.10.3.4:9093", monitors_metrics_port=9469,
-        monitors_state_dir=str(tmp_path / "state"), monitors_app_auth_log=auth_log, **hostvars)
+        monitors_state_dir=str(tmp_path / "state"), monitors_app_auth_log=auth_log,
+        **{"monitors_admin_networks": ["192.88.99.1/32"], **hostvars})
     path = tmp_path / "monitor.yml"
     path.write_text(text)
     load_config(path)  # the daemon accepts what the role writes
@@ -336,7 +333,7 @@ def test_the_role_adds_the_app_input_on_app_hosts_only(tmp_path):
     app = _render_monitor_yml(tmp_path, trustops_role="app", group_names=["app"])
     assert {"name": "app", "type": "app", "path": "/var/log/benefits/auth.log"} in app["inputs"]
     db = _render_monitor_yml(tmp_path, trustops_role="db", group_names=["db"])
-    assert [i["type"] for i in db["inputs"]] == ["postgres", "ufw"]
+    assert [i["type"] for i in db["inputs"]] == ["postgres", "hostauth", "ufw"]
 
 
 def test_a_log_that_exists_but_cannot_be_opened_is_reported_not_a_crash(tmp_path, capsys):

@@ -146,7 +146,7 @@ def test_config_errors_are_one_clear_line(tmp_path):
     cases = [
         ({"inputs": []}, r"inputs: List should have at least 1 item"),
         ({**good, "bogus": 1}, r"bogus: Extra inputs are not permitted"),
-        ({"inputs": [{"name": "x", "type": "nginx", "path": "/x"}]}, r"inputs\[0\]\.type: Input should be 'postgres', 'ufw' or 'app'"),
+        ({"inputs": [{"name": "x", "type": "nginx", "path": "/x"}]}, r"inputs\[0\]\.type: Input should be 'postgres', 'ufw', 'app' or 'hostauth'"),
         ({"inputs": [{"name": "x", "type": "ufw"}]}, "exactly one of path"),
         ({**good, "allowed_networks": ["10.0.0.0/33"]}, "not a CIDR"),
         ({**good, "alertmanager": {"url": "localhost:9093"}}, r"alertmanager\.url: .*http"),
