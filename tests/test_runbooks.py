@@ -13,11 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNBOOKS = ROOT / "runbooks"
 RULE_FILES = [ROOT / "monitors" / "prometheus" / "monitor-rules.yml", ROOT / "ansible" / "roles" / "alerting" / "files" /
               "platform-rules.yml", ROOT / "ansible" / "roles" / "alerting" / "files" / "patch-rules.yml"]
+RULE_FILES.append(ROOT / "ansible" / "roles" / "alerting" / "files" / "meta-rules.yml")
 RUNNABLE = re.compile(r"^[ \t]*```sh on=(\w+)\n(.*?)^[ \t]*```", re.S | re.M)
 SECTIONS = ["## Meaning", "## Impact", "## Diagnosis", "## Mitigation", "## Escalation", "## Verification"]
 HOST_TOOLS = {"sudo", "psql", "journalctl", "systemctl", "ufw", "ss", "curl", "grep", "az", "nmap", "top", "tail",
               "ANSIBLE_CONFIG=ansible/ansible.cfg", "pulumi", "ansible-playbook", "ansible-inventory", "openssl", "head", "date", "rm", "docker", "cat",
               "apt-get", "apt-cache", "unattended-upgrade", "trustops-host-metrics"}
+HOST_TOOLS |= {"pg_lsclusters", "df", "promtool", "amtool"}   # meta-monitoring runbooks
 def _subcommands(parser) -> set[str]:
     import argparse
     return {n for a in parser._actions if isinstance(a, argparse._SubParsersAction) for n in a.choices}
@@ -40,7 +42,8 @@ def alerts() -> list[str]:
     names = [r["name"] for r in yaml.safe_load((ROOT / "monitors" / "rules.yaml").read_text())["rules"]]
     for f in RULE_FILES:
         names += [r["alert"] for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"]]
-    return names
+    from trustops.heartbeat import PAGE_ALERT   # paged by the dead man's switch itself, not by a rule
+    return names + [PAGE_ALERT]
 
 
 @pytest.mark.parametrize("name", alerts())
