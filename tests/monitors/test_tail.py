@@ -16,6 +16,14 @@ def read_all(t):
     return [x.decode() for x in t.read()]
 
 
+def tailing(tmp_path, content: bytes, **kw):
+    """A file a.log holding `content`, a FileTail on it (keyword arguments passed on), and what it read."""
+    f = tmp_path / "a.log"
+    f.write_bytes(content)
+    t = FileTail(f, **kw)
+    return f, t, read_all(t)
+
+
 def read_and_stop(f):
     """What a daemon reads of `f` before it stops, and the checkpoint it leaves."""
     t = FileTail(f)
@@ -37,10 +45,7 @@ def test_partial_line_waits_for_its_newline(tmp_path):
 
 
 def test_rename_rotation_drains_the_old_file_first(tmp_path):
-    f = tmp_path / "a.log"
-    f.write_bytes(lines(5))
-    t = FileTail(f)
-    got = read_all(t)
+    f, t, got = tailing(tmp_path, lines(5))
     with open(f, "ab") as fh:
         fh.write(lines(3, 5))          # written before rotation, not yet read
     os.rename(f, tmp_path / "a.log.1")
@@ -54,10 +59,7 @@ def test_rename_rotation_drains_the_old_file_first(tmp_path):
 
 
 def test_copytruncate_starts_over(tmp_path):
-    f = tmp_path / "a.log"
-    f.write_bytes(lines(6))
-    t = FileTail(f)
-    got = read_all(t)
+    f, t, got = tailing(tmp_path, lines(6))
     with open(f, "r+b") as fh:          # logrotate copytruncate
         fh.truncate(0)
     with open(f, "ab") as fh:
@@ -311,10 +313,7 @@ def test_copytruncate_while_stopped_loses_and_doubles_nothing(tmp_path):
 def test_late_writes_to_a_renamed_file_are_read_during_rotate_wait(tmp_path):
     """Before: at the switch the old file was drained once and closed: a writer still appending to
     it lost everything after, and its half-written last line was handed out cut."""
-    f = tmp_path / "a.log"
-    f.write_bytes(lines(5))
-    t = FileTail(f, rotate_wait=0.3)
-    got = read_all(t)
+    f, t, got = tailing(tmp_path, lines(5), rotate_wait=0.3)
     with open(f, "ab") as fh:
         fh.write(b"hal")                       # a line being written when logrotate renames
     os.rename(f, tmp_path / "a.log.1")
@@ -337,10 +336,7 @@ def test_late_writes_to_a_renamed_file_are_read_during_rotate_wait(tmp_path):
 
 
 def test_a_restart_during_rotate_wait_reads_on_from_both_offsets(tmp_path):
-    f = tmp_path / "a.log"
-    f.write_bytes(lines(5))
-    t = FileTail(f, rotate_wait=60)
-    got = read_all(t)
+    f, t, got = tailing(tmp_path, lines(5), rotate_wait=60)
     os.rename(f, tmp_path / "a.log.1")
     f.write_bytes(lines(3, 100))
     got += read_all(t)
