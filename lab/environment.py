@@ -22,6 +22,7 @@ import yaml
 from trustops.lab import images
 from trustops.lab.system import LabError, Progress, docker_ready, ensure_docker, is_root, port_free, run, wait_tcp
 from trustops import inventory
+from trustops.converge import role_default
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 APP_DIR = PROJECT_DIR / "app"
@@ -29,11 +30,14 @@ ROLES = inventory.ROLES
 S3_REGION = "eu-central-1"
 MOTO_VERSION = "5.2.5"
 
+# Prometheus and Alertmanager, as the alerting role runs them (the ops host publishes both).
+PROMETHEUS_PORT = role_default("alerting", "alerting_prometheus_port")
+ALERTMANAGER_PORT = role_default("alerting", "alerting_alertmanager_port")
 # Container ports each role publishes on 127.0.0.1 (host port = base + offset below).
 SERVICE_PORTS = {
     "app": {22: 1, 443: 43, 80: 80},
     "db": {22: 2},
-    "ops": {22: 3, 9090: 90, 9093: 93},
+    "ops": {22: 3, PROMETHEUS_PORT: 90, ALERTMANAGER_PORT: 93},
 }
 S3_PORT_OFFSET = 66
 MAIL_ROLE = "mail"

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from trustops.converge import role_default
 from trustops.lab import mailsink
 from trustops.wait import until
 
@@ -104,11 +105,12 @@ def test_rotating_the_sign_in_log_loses_no_event(lab, lab_config, converged):
     file the monitor also reads, and the rotated file stays readable to it."""
     app = lab_config.container("app")
     host_ip = next(iter(lab["all"]["children"]["app"]["hosts"].values()))["private_ip"]
+    metrics = f"http://{host_ip}:{role_default('monitors', 'monitors_metrics_port')}/metrics"
 
     def app_lines_read() -> float:
         out = subprocess.run(["docker", "exec", app, "python3", "-c",
                               "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
-                              f"'http://{host_ip}:9469/metrics', timeout=5).read().decode())"],
+                              f"'{metrics}', timeout=5).read().decode())"],
                              capture_output=True, text=True, timeout=30).stdout
         m = re.search(r'^trustops_monitor_lines_read_total\{input="app"\} (\S+)$', out, re.M)
         return float(m.group(1)) if m else 0.0

@@ -43,7 +43,8 @@ def _print_reach(cfg: environment.LabConfig) -> None:
     print(f"  app  https://127.0.0.1:{cfg.ports('app')[443]}/login/  (trust {cfg.state_dir / 'pki' / 'ca.crt'}; "
           f"http://127.0.0.1:{cfg.ports('app')[80]} redirects)")
     ops = cfg.ports("ops")
-    print(f"  prometheus   http://127.0.0.1:{ops[9090]}   alertmanager http://127.0.0.1:{ops[9093]}"
+    print(f"  prometheus   http://127.0.0.1:{ops[environment.PROMETHEUS_PORT]}   "
+          f"alertmanager http://127.0.0.1:{ops[environment.ALERTMANAGER_PORT]}"
           "   (after the converge; test the paging path: .venv/bin/trustops drill attack)")
     print(f"  ansible: ANSIBLE_CONFIG=ansible/ansible.cfg ansible -i {cfg.inventory_file} all -m ping")
 
@@ -129,7 +130,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
           "event is older)")
     if result.missing:
         print("  missing alerts: check the monitors (runbooks/TrustopsMonitorDown.md) and Alertmanager "
-              f"(http://127.0.0.1:{cfg.ports('ops')[9093]})")
+              f"(http://127.0.0.1:{cfg.ports('ops')[environment.ALERTMANAGER_PORT]})")
         return 1
     return 0
 

@@ -19,6 +19,14 @@ def tool(name: str) -> str:
     return str(here) if here.exists() else name
 
 
+def role_default(role: str, key: str):
+    """A role's default, as ansible/roles/<role>/defaults/main.yml defines it (the one place a port
+    or path of a role is written down; Python reads it from there)."""
+    import yaml
+
+    return yaml.safe_load((ANSIBLE_DIR / "roles" / role / "defaults" / "main.yml").read_text())[key]
+
+
 def ansible_env() -> dict[str, str]:
     return dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"))
 

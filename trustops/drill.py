@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import requests
 import yaml
 
-from trustops.lab.environment import LabConfig
+from trustops.converge import role_default
+from trustops.lab.environment import ALERTMANAGER_PORT, LabConfig
 from trustops.lab.system import LabError, Progress
 from trustops.wait import NotSettled, until
 
@@ -71,18 +72,19 @@ def stage(cfg: LabConfig, progress: Progress) -> DrillResult:
     password_file = cfg.state_dir / "db-benefits_app-password"
     if not password_file.exists():
         raise LabError(f"{password_file} is missing: converge the lab first (`trustops up`)")
-    dsn = (f"host={ip['db']} dbname=benefits user=benefits_app sslmode=verify-full "
-           f"sslrootcert=/etc/trustops/postgres-ca.crt connect_timeout=5")
+    pg = role_default("postgres", "postgres_port")
+    dsn = (f"host={ip['db']} port={pg} dbname=benefits user=benefits_app sslmode=verify-full "
+           f"sslrootcert={role_default('app', 'app_ca_path')} connect_timeout=5")
     result = DrillResult(time.time())
-    progress.step(f"attack 1: 12 wrong passwords, then the right one, app ({ip['app']}) -> db ({ip['db']}):5432")
+    progress.step(f"attack 1: 12 wrong passwords, then the right one, app ({ip['app']}) -> db ({ip['db']}):{pg}")
     script = (f"for i in $(seq 12); do PGPASSWORD=wrong-$RANDOM psql {shlex.quote(dsn)} -c 'select 1' "
               f">/dev/null 2>&1; done; PGPASSWORD=$DRILL_PASSWORD psql {shlex.quote(dsn)} -Atc 'select 1'")
     proc = _exec(cfg, "app", script, {"DRILL_PASSWORD": password_file.read_text().strip()})
     if proc.stdout.strip() != "1":
         raise LabError(f"the drill's final login failed (is Postgres up on the db host?): {proc.stderr.strip()[-200:]}")
     result.ended["postgres"] = time.time()
-    progress.step(f"attack 2: 20 closed ports then 5432, ops ({ip['ops']}) -> db ({ip['db']})")
-    ports = " ".join(str(p) for p in range(7001, 7021)) + " 5432"
+    progress.step(f"attack 2: 20 closed ports then {pg}, ops ({ip['ops']}) -> db ({ip['db']})")
+    ports = " ".join(str(p) for p in range(7001, 7021)) + f" {pg}"
     _exec(cfg, "ops", f"for p in {ports}; do timeout 0.3 bash -c \"</dev/tcp/{ip['db']}/$p\" 2>/dev/null; done; true")
     result.ended["scan"] = time.time()
     return result
@@ -97,7 +99,7 @@ def _epoch(iso: str) -> float:
 def follow(cfg: LabConfig, result: DrillResult, progress: Progress, timeout: float = 120) -> DrillResult:
     """Watches Alertmanager and the ops host's sink until every expected alert is delivered."""
     started = result.started
-    am = f"http://127.0.0.1:{cfg.ports('ops')[9093]}/api/v2/alerts"
+    am = f"http://127.0.0.1:{cfg.ports('ops')[ALERTMANAGER_PORT]}/api/v2/alerts"
     active: dict[str, str] = {}        # alertname -> fingerprint of the alert firing at Alertmanager
 
     def look() -> bool:

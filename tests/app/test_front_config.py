@@ -8,6 +8,8 @@ from pathlib import Path
 
 import jinja2
 
+from trustops.converge import role_default
+
 TEMPLATE = Path(__file__).resolve().parents[2] / "ansible" / "roles" / "web_front" / "templates" / "benefits.conf.j2"
 
 
@@ -16,7 +18,8 @@ def rendered() -> str:
     return env.from_string(TEMPLATE.read_text()).render(
         web_front_server_names=["benefits.example"], web_front_upstream="http://benefits_app",
         web_front_upstream_file="/etc/trustops/app-upstream.conf", private_ip="10.0.0.5",
-        web_front_metrics_port=9470, trustops_ops_addresses=["10.0.0.9"], ansible_all_ipv6_addresses=[])
+        web_front_metrics_port=role_default("web_front", "web_front_metrics_port"), trustops_ops_addresses=["10.0.0.9"],
+        ansible_all_ipv6_addresses=[])
 
 
 def test_only_the_front_sets_the_forwarded_address():
