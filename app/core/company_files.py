@@ -135,11 +135,15 @@ def _admin(request):
 
 def _store(request, company, upload) -> str:
     """Checks, extracts and stores one upload; the error shown to the admin, or ""."""
+    from django.db import IntegrityError, transaction
+
     from core import receipts
     from core.models import CompanyFile, audit
 
-    content = upload.read(MAX_BYTES + 1) if upload is not None else b""
     try:
+        if upload is None:     # none sent, or over FILE_UPLOAD_MAX_MEMORY_SIZE (only the memory handler runs)
+            raise BadDocument(f"no file arrived; upload {ACCEPTED}")
+        content = upload.read(MAX_BYTES + 1)
         if company.files.count() >= MAX_FILES:
             raise BadDocument(f"the company already has {MAX_FILES} files; delete one first")
         found, text = extract(content)
@@ -150,8 +154,13 @@ def _store(request, company, upload) -> str:
         audit(request, "company_file.refused", target=f"company:{company.pk}", reason=str(exc)[:200])
         return f"Not uploaded: {exc}."
     key = receipts.put(company.pk, content, CONTENT_TYPES[found], prefix="company-files")
-    f = CompanyFile.objects.create(company=company, name=_file_name(upload.name), kind=found, size=len(content),
-                                   sha256=digest, s3_key=key, text=text)
+    try:
+        with transaction.atomic():     # the same document uploaded twice at once: one wins
+            f = CompanyFile.objects.create(company=company, name=_file_name(upload.name), kind=found,
+                                           size=len(content), sha256=digest, s3_key=key, text=text)
+    except IntegrityError:
+        receipts.delete(key)
+        return "Not uploaded: this document is already uploaded."
     audit(request, "company_file.uploaded", target=f"company_file:{f.pk}", kind=found, chars=len(text))
     return ""
 

@@ -210,11 +210,37 @@ def test_admins_upload_pdf_and_docx_to_s3_with_sse(s3):
     assert again.status_code == 400 and "already uploaded" in again.content.decode()
     bomb = upload(c, HOSTILE["zip bomb DOCX"], "bomb.docx")
     assert bomb.status_code == 400 and "zip bomb" in bomb.content.decode()
-    assert AuditEvent.objects.filter(action="company_file.refused", actor=admin.user).count() == 2
+    over = upload(c, b"%PDF-1.4\n" + b"0" * (11 * 1024 * 1024), "huge.pdf")     # past the upload limit itself
+    assert over.status_code == 400 and "no file arrived" in over.content.decode()
+    assert AuditEvent.objects.filter(action="company_file.refused", actor=admin.user).count() == 3
     assert c.post(f"/settings/files/{files['pdf'].pk}/delete", secure=True).status_code == 302
     with pytest.raises(s3.exceptions.ClientError):
         s3.head_object(Bucket="benefits-receipts", Key=files["pdf"].s3_key)
     assert not CompanyFile.objects.filter(pk=files["pdf"].pk).exists()
+
+
+def test_the_same_document_twice_at_once_stores_one(s3, monkeypatch):
+    """Two uploads of one document racing past the duplicate check: the database keeps one row and
+    the loser's S3 object is removed (no orphan)."""
+    from core import receipts
+    from core.models import CompanyFile
+    admin, c = admin_client("Race AS")
+    document = pdf("Race policy")
+    real_put, raced = receipts.put, []
+
+    def lose_the_race_then_put(*args, **kwargs):     # after this request's duplicate check
+        if not raced:
+            raced.append(True)
+            upload(other, document, "first.pdf")     # the other request lands first
+        return real_put(*args, **kwargs)
+    other = admin_client("Race AS")[1]
+    monkeypatch.setattr(receipts, "put", lose_the_race_then_put)
+    response = upload(c, document, "second.pdf")
+    assert response.status_code == 400 and "already uploaded" in response.content.decode()
+    (kept,) = CompanyFile.objects.filter(company=admin.company)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="benefits-receipts",
+                                                 Prefix=f"company-files/{admin.company.pk}/").get("Contents", [])]
+    assert keys == [kept.s3_key]
 
 
 def test_only_admins_and_only_their_own_company(s3):
