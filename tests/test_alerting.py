@@ -24,13 +24,13 @@ def query(lab_config, expr: str) -> list[dict]:
 
 
 def test_host_metrics_and_the_monitors_hot_path_reach_prometheus(lab, lab_config, converged):
-    """The UFW state of all three hosts arrives, and the monitors role gave app and db the C hot path
+    """The UFW state of all three hosts arrives, and the monitors role gave every host the C hot path
     built here, which loads on Debian's python3."""
     until(lambda: len(query(lab_config, "trustops_ufw_active == 1")) == 3, 90, "trustops_ufw_active == 1 on 3 hosts",
           interval=2)
     hot = until(lambda: query(lab_config, "trustops_monitor_build_info == 1"), 90, "trustops_monitor_build_info",
                 interval=2)
-    assert {(m["metric"]["host"], m["metric"]["hot_path"]) for m in hot} == {("app", "c"), ("db", "c")}, hot
+    assert {(m["metric"]["host"], m["metric"]["hot_path"]) for m in hot} == {("app", "c"), ("db", "c"), ("ops", "c")}, hot
 
 
 def test_backup_and_certificate_metrics_reach_prometheus(lab, lab_config, converged):

@@ -1,0 +1,54 @@
+"""Host authentication on the converged test lab, for real: failed SSH logins against the app and db
+hosts' sshd (keys only, hardened) and a sudo failure on db reach Alertmanager on the ops host, from
+each host's own monitor (SshBruteForce, SudoFailure) and from Prometheus, which sees the same
+source fail on two hosts (SshFailuresAcrossHosts)."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import requests
+
+from trustops.wait import until
+
+USER = "trustops-drill"   # no such user on the hosts: each connection is one failed attempt
+
+
+def _fail_ssh(port: int, key, times: int) -> None:
+    for _ in range(times):
+        proc = subprocess.run(["ssh", "-p", str(port), "-i", str(key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                               "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no",
+                               "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", f"{USER}@127.0.0.1", "true"],
+                              capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 255 and "Permission denied" in proc.stderr, proc.stderr
+
+
+def test_ssh_and_sudo_failures_reach_alertmanager(lab, lab_config, converged, tmp_path):
+    key = tmp_path / "not-a-deploy-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    started = time.time()
+    _fail_ssh(lab_config.ports("app")[22], key, 10)      # SshBruteForce on app (10 in 10 m)
+    _fail_ssh(lab_config.ports("db")[22], key, 3)        # with app's: 3+ on two hosts
+    # a password typed (sudo -n would log nothing for a user not in sudoers: it stops before the policy)
+    sudo = subprocess.run(["docker", "exec", lab_config.container("db"), "su", "-s", "/bin/bash", "nobody", "-c",
+                           "echo wrong | sudo -S -p '' true"], capture_output=True, text=True, timeout=60)
+    assert sudo.returncode != 0, sudo.stdout
+
+    am = f"http://127.0.0.1:{lab_config.ports('ops')[9093]}/api/v2/alerts"
+    wanted = {("SshBruteForce", "app"), ("SudoFailure", "db"), ("SshFailuresAcrossHosts", None)}
+
+    def arrived():
+        seen = {}
+        for a in requests.get(am, timeout=5).json():
+            labels = a["labels"]
+            name = labels.get("alertname")
+            if name in {w[0] for w in wanted} and a["status"]["state"] == "active":
+                seen[(name, labels.get("instance") if name != "SshFailuresAcrossHosts" else None)] = a
+        return seen if wanted <= set(seen) else None
+
+    seen = until(arrived, 120, f"{sorted(n for n, _ in wanted)} at Alertmanager", interval=2)
+    assert seen[("SudoFailure", "db")]["labels"]["source"] == "nobody"
+    assert seen[("SshFailuresAcrossHosts", None)]["labels"]["source"] == seen[("SshBruteForce", "app")]["labels"]["source"]
+    assert {a["annotations"]["runbook_url"].rsplit("/", 1)[-1] for a in seen.values()} == {
+        "SshBruteForce.md", "SudoFailure.md", "SshFailuresAcrossHosts.md"}
+    print(f"\n  host auth alerts at Alertmanager {time.time() - started:.1f}s after the first attempt")
