@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
 from benefits.entra import oidc_settings
 from core.ai import PROVIDERS as AI_PROVIDERS
+from core.subprocessors import POSTHOG_EU_HOSTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -207,3 +209,6 @@ if AI_PROVIDER not in AI_PROVIDERS:
 # Error reporting (OPS-04): PostHog only when a project key is set; pseudonymous, no personal data.
 POSTHOG_API_KEY = env("BENEFITS_POSTHOG_API_KEY", "")
 POSTHOG_HOST = env("BENEFITS_POSTHOG_HOST", "https://eu.i.posthog.com")
+if POSTHOG_API_KEY and urlsplit(POSTHOG_HOST).hostname not in POSTHOG_EU_HOSTS:   # HOST-03
+    raise ImproperlyConfigured(f"BENEFITS_POSTHOG_HOST={POSTHOG_HOST!r}: only PostHog's EU host "
+                               f"(https://{sorted(POSTHOG_EU_HOSTS)[0]}) keeps the data in the EU")

@@ -173,12 +173,19 @@ def test_the_register_reports_the_direct_api_as_a_qualification(django_app):
     assert "Amazon Bedrock" in page and "qualification" not in page
 
 
-def test_an_unknown_provider_stops_the_start():
+@pytest.mark.parametrize("setting, says", [
+    ({"BENEFITS_AI_PROVIDER": "openai"}, "BENEFITS_AI_PROVIDER='openai': one of local, bedrock, anthropic"),
+    ({"BENEFITS_POSTHOG_API_KEY": "phc_test", "BENEFITS_POSTHOG_HOST": "https://us.i.posthog.com"},
+     "BENEFITS_POSTHOG_HOST='https://us.i.posthog.com': only PostHog's EU host"),
+])
+def test_a_setting_that_breaks_the_promise_stops_the_start(setting, says):
     env = dict(os.environ, BENEFITS_SECRET_KEY="x", BENEFITS_DB_HOST="127.0.0.1", BENEFITS_DB_PASSWORD="x",
-               BENEFITS_AI_PROVIDER="openai", PYTHONPATH=str(APP), DJANGO_SETTINGS_MODULE="benefits.settings")
+               PYTHONPATH=str(APP), DJANGO_SETTINGS_MODULE="benefits.settings", **setting)
     proc = subprocess.run([sys.executable, "-c", "import benefits.settings"], env=env, capture_output=True, text=True)
     assert proc.returncode != 0
-    assert "BENEFITS_AI_PROVIDER='openai': one of local, bedrock, anthropic" in proc.stderr.splitlines()[-1]
+    assert says in proc.stderr.splitlines()[-1]
+    env.update(BENEFITS_AI_PROVIDER="local", BENEFITS_POSTHOG_HOST="https://eu.i.posthog.com")
+    assert subprocess.run([sys.executable, "-c", "import benefits.settings"], env=env).returncode == 0
 
 
 def test_the_app_knows_the_same_eu_regions_as_the_stack():
