@@ -331,13 +331,15 @@ class Fakes:
         self._taken[(generator, out)] = original
         return out
 
-    def json(self, rule: Rule, value):
-        """Keys the rule names get fakes (their originals collected by `collect_json`), at any depth."""
+    def json(self, rule: Rule, value, generator: str | None = None):
+        """Every string under a key the rule names (a list of them too) gets a fake of that key's
+        generator, at any depth; the rest is kept. `collect_json` collects the same strings."""
         if isinstance(value, dict):
-            return {k: (self.fake(rule.keys[k], v) if k in rule.keys and isinstance(v, str) else self.json(rule, v))
-                    for k, v in value.items()}
+            return {k: self.json(rule, v, rule.keys.get(k, generator)) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.json(rule, v) for v in value]
+            return [self.json(rule, v, generator) for v in value]
+        if isinstance(value, str) and generator:
+            return self.fake(generator, value)
         return value
 
     def placeholder(self, original_sha256: str) -> bytes:
@@ -346,16 +348,15 @@ class Fakes:
         return placeholder_png(seed)
 
 
-def collect_json(rule: Rule, value, originals: Originals) -> None:
+def collect_json(rule: Rule, value, originals: Originals, named: bool = False) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
-            if k in rule.keys and isinstance(v, str):
-                originals.add(v, rule.ref)
-            else:
-                collect_json(rule, v, originals)
+            collect_json(rule, v, originals, named or k in rule.keys)
     elif isinstance(value, list):
         for v in value:
-            collect_json(rule, v, originals)
+            collect_json(rule, v, originals, named)
+    elif isinstance(value, str) and named:
+        originals.add(value, rule.ref)
 
 
 def placeholder_png(seed: bytes, width: int = 240, height: int = 320) -> bytes:

@@ -29,6 +29,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trustops.anonymise import JSON, RECEIPT, ROPA, Fakes, Matcher, Originals, Rule, RuleError, collect_json, \
@@ -40,6 +41,7 @@ SCRATCH_PREFIX = "trustops_scratch_"
 BUILD_SUFFIX, OLD_SUFFIX = "__build_", "__old_"
 EMPTIED = ("django_session",)     # not in the RoPA's models, yet it holds who is signed in: never copied
 BATCH = 500
+
 MAX_PROBLEMS = 20
 
 
@@ -204,11 +206,20 @@ def _dsn_for(dsn: str, dbname: str) -> str:
     return psycopg.conninfo.make_conninfo(dsn, dbname=dbname)
 
 
+def lock_key(database: str) -> int:
+    """The advisory lock one build of this staging database holds on staging's server."""
+    return int.from_bytes(hashlib.sha256(f"trustops staging build {database}".encode()).digest()[:7], "big")
+
+
+def _drop(admin, name: str) -> None:
+    admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
 def _drop_leftovers(admin, pattern: str, progress: Progress) -> None:
     rows = admin.execute("select datname from pg_database where datname like %s", [pattern]).fetchall()
     for (name,) in rows:
         progress.step(f"removing {name}, left by a run that did not finish")
-        admin.execute(f'drop database if exists "{name}" with (force)')
+        _drop(admin, name)
 
 
 def _stamp() -> str:
@@ -232,7 +243,7 @@ def restore_latest(cfg: StagingConfig, admin, dbname: str, progress: Progress) -
     manifest = json.loads(s3.get_object(Bucket=bcfg.bucket, Key=key + ".manifest.json")["Body"].read())
     progress.step(f"restoring s3://{bcfg.bucket}/{key} ({complete[0]['size']} bytes, "
                   f"{complete[0]['when']:%Y-%m-%d %H:%M}Z) into scratch database {dbname}")
-    admin.execute(f'create database "{dbname}"')
+    admin.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
     problems = pgbackup.restore(s3, bcfg.bucket, key, manifest, _dsn_for(cfg.scratch_dsn, dbname))
     if problems:
         raise StagingError(f"backup {key} cannot be used: {problems[0]}")
@@ -253,8 +264,8 @@ def _rows(conn, table: str, cols: list[Column]):
     order = sorted(names)
     with conn.cursor(name=f"read_{table}") as cur:
         cur.itersize = BATCH
-        cur.execute(f'select {", ".join(f"{chr(34)}{n}{chr(34)}" for n in order)} from "{table}" '
-                    f'order by "{cols[0].pk}"')
+        cur.execute(sql.SQL("select {} from {} order by {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, order)), sql.Identifier(table), sql.Identifier(cols[0].pk)))
         for row in cur:
             yield dict(zip(order, row))
 
@@ -326,12 +337,13 @@ def replace(conn, columns: list[Column], fakes: Fakes, source, target, put_recei
         for names in {tuple(sorted(n)) for n, _ in updates}:
             batch = [[n[k] for k in names] + [pk] for n, pk in updates if tuple(sorted(n)) == names]
             with conn.cursor() as cur:
-                cur.executemany(f'update "{table}" set ' + ", ".join(f'"{k}" = %s' for k in names)
-                                + f' where "{cols[0].pk}" = %s', batch)
+                cur.executemany(sql.SQL("update {} set {} where {} = %s").format(
+                    sql.Identifier(table), sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in names),
+                    sql.Identifier(cols[0].pk)), batch)
         progress.step(f"anonymised {table}: {len(updates)} rows ({', '.join(c.column for c in cols)})")
     for table in EMPTIED:
         if conn.execute("select to_regclass(%s)", [table]).fetchone()[0]:
-            conn.execute(f'truncate "{table}"')
+            conn.execute(sql.SQL("truncate {}").format(sql.Identifier(table)))
 
 
 def _cell(value) -> str:
@@ -354,7 +366,7 @@ def search(conn, matcher: Matcher, columns: list[Column], target) -> tuple[list[
     for schema, table in tables:
         with conn.cursor(name=f"search_{table}") as cur:
             cur.itersize = BATCH
-            cur.execute(f'select * from "{schema}"."{table}"')
+            cur.execute(sql.SQL("select * from {}").format(sql.Identifier(schema, table)))
             for row in cur:
                 names = [d.name for d in cur.description]
                 record = dict(zip(names, row))
@@ -390,6 +402,10 @@ def build(cfg: StagingConfig, progress: Progress | None = None, ropa: Path = ROP
     with _connect(cfg.scratch_dsn, autocommit=True) as admin, \
             _connect(cfg.staging_dsn, autocommit=True) as staging_admin:
         _owner_role_exists(staging_admin, cfg.staging_owner)
+        # one build at a time (the next would drop this one's databases as leftovers); held by this
+        # session, so a killed run lets go of it
+        if not staging_admin.execute("select pg_try_advisory_lock(%s)", [lock_key(cfg.staging_database)]).fetchone()[0]:
+            raise StagingError(f"another staging build of {cfg.staging_database} is running on staging's server")
         _drop_leftovers(admin, SCRATCH_PREFIX + "%", progress)
         _drop_leftovers(staging_admin, cfg.staging_database + BUILD_SUFFIX + "%", progress)
         _drop_leftovers(staging_admin, cfg.staging_database + OLD_SUFFIX + "%", progress)
@@ -419,7 +435,7 @@ def build(cfg: StagingConfig, progress: Progress | None = None, ropa: Path = ROP
             progress.step(f"verified: none of {len(originals)} production values in {cells} cells")
             load(cfg, staging_admin, scratch, progress)
         finally:
-            admin.execute(f'drop database if exists "{scratch}" with (force)')
+            _drop(admin, scratch)
     return {"backup": key, "originals": len(originals), "cells": cells, "receipts": len(placed),
             "undecryptable": undecryptable, "database": cfg.staging_database}
 
@@ -429,7 +445,7 @@ def load(cfg: StagingConfig, admin, scratch: str, progress: Progress) -> None:
     new = cfg.staging_database + BUILD_SUFFIX + _stamp()
     old = cfg.staging_database + OLD_SUFFIX + _stamp()
     progress.step(f"loading into {new} on staging's server (owner {cfg.staging_owner})")
-    admin.execute(f'create database "{new}" owner "{cfg.staging_owner}"')
+    admin.execute(sql.SQL("create database {} owner {}").format(sql.Identifier(new), sql.Identifier(cfg.staging_owner)))
     dump = subprocess.Popen(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", "--dbname",
                              _dsn_for(cfg.scratch_dsn, scratch)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     restore = subprocess.run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error",
@@ -438,24 +454,25 @@ def load(cfg: StagingConfig, admin, scratch: str, progress: Progress) -> None:
     dump.stdout.close()
     dump_err = dump.stderr.read().decode(errors="replace")
     if dump.wait() != 0 or restore.returncode != 0:
-        admin.execute(f'drop database if exists "{new}" with (force)')
+        _drop(admin, new)
         raise StagingError(f"loading failed: {(dump_err or restore.stderr).strip()[-300:]} (staging is unchanged)")
     progress.step(f"swapping {new} in as {cfg.staging_database}")
     exists = admin.execute("select 1 from pg_database where datname = %s", [cfg.staging_database]).fetchone()
+    rename = sql.SQL("alter database {} rename to {}")
     for attempt in range(5):
         admin.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s "
                       "and pid <> pg_backend_pid()", [cfg.staging_database])
         try:
             with admin.transaction():
                 if exists:
-                    admin.execute(f'alter database "{cfg.staging_database}" rename to "{old}"')
-                admin.execute(f'alter database "{new}" rename to "{cfg.staging_database}"')
+                    admin.execute(rename.format(sql.Identifier(cfg.staging_database), sql.Identifier(old)))
+                admin.execute(rename.format(sql.Identifier(new), sql.Identifier(cfg.staging_database)))
             break
         except Exception as exc:  # noqa: BLE001 - the app reconnected in between: try again
             if attempt == 4:
                 raise StagingError(f"could not swap in the new staging database: {exc}") from None
     if exists:
-        admin.execute(f'drop database if exists "{old}" with (force)')
+        _drop(admin, old)
 
 
 def check(cfg: StagingConfig, progress: Progress | None = None, ropa: Path = ROPA) -> tuple[list[str], int, int]:
@@ -470,7 +487,7 @@ def check(cfg: StagingConfig, progress: Progress | None = None, ropa: Path = ROP
             with _connect(cfg.scratch_dsn, scratch, cfg.app_schema) as conn:
                 originals, _ = collect(conn, columns, source)
         finally:
-            admin.execute(f'drop database if exists "{scratch}" with (force)')
+            _drop(admin, scratch)
     progress.step(f"searching staging's {cfg.staging_database} for {len(originals)} production values")
     with _connect(cfg.staging_dsn, cfg.staging_database, cfg.app_schema) as conn:
         problems, cells = search(conn, originals.matcher(), columns, target)

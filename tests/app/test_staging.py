@@ -75,6 +75,9 @@ def world(django_app, moto_server, tmp_path_factory):
     Notification.objects.create(employee=aino, message="Aino, your claim was declined")
     DataSubjectRequest.objects.create(employee=aino, kind="access", details="Please send all data on Aino Virtanen")
     AuditEvent.objects.create(action="login.failed", detail={"method": "password", "username": aino.user.username})
+    blocker = "the claim (42.00 EUR) is not the receipt's total (40.00 EUR)"    # the audit trail repeats it
+    ExpenseReport.objects.filter(employee=aino).update(review_reason=blocker)
+    AuditEvent.objects.create(action="expense.ai_evaluated", detail={"decision": "approve", "blockers": [blocker]})
     from axes.models import AccessAttempt
     AccessAttempt.objects.create(username=aino.user.username, ip_address="203.0.113.77", user_agent="Mozilla/5.0 Aino",
                                  http_accept="*/*", path_info="/login/", get_data="", post_data="username=aino",
@@ -200,6 +203,9 @@ def test_the_build_replaces_every_personal_value_and_keeps_relations(world, buil
     assert staging_rows("select username from axes_accessattempt where username = %s", [aino_username])
     assert staging_rows("select 1 from core_auditevent where detail->>'username' = %s", [aino_username])
     assert staging_rows("select count(*) from django_session") == [(0,)]
+    (detail,) = staging_rows("select detail from core_auditevent where action = 'expense.ai_evaluated' "
+                             "and detail->>'decision' = 'approve' and jsonb_array_length(detail->'blockers') = 1")[0]
+    assert "42.00" not in detail["blockers"][0]              # the list under a named key is faked, the rest kept
 
 
 def test_receipts_are_placeholders_in_staging_bucket_and_duplicates_survive(world, built):
@@ -292,6 +298,15 @@ def test_missing_keys_and_bad_config_are_one_line_before_any_work(world, tmp_pat
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1, err
     assert databases(staging.SCRATCH_PREFIX) == []
+
+
+def test_one_build_at_a_time(world, built):
+    before = _fingerprint()
+    with psycopg.connect(dbname="postgres", autocommit=True) as other:
+        other.execute("select pg_advisory_lock(%s)", [staging.lock_key(STAGING_DB)])
+        with pytest.raises(staging.StagingError, match=f"another staging build of {STAGING_DB} is running"):
+            staging.build(world["cfg"], quiet())
+    assert _fingerprint() == before and databases(staging.SCRATCH_PREFIX) == []
 
 
 def test_a_run_killed_midway_leaves_staging_as_it_was_and_the_next_run_cleans_up(world, built):
