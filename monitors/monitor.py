@@ -490,6 +490,7 @@ class Monitor:
                                                  rotate_wait=cfg.rotate_wait)
         self._lag_since: dict[str, float | None] = {n: None for n in self.tails}
         self._reported: dict[tuple[str, str], int] = {}
+        self._failing_exported: set[str] = set()  # sources on trustops_monitor_ssh_failing_source_attempts
         self._observer = None
         self.behind = False  # the last pass stopped at its budget with lines left to read
 
@@ -567,9 +568,7 @@ class Monitor:
         self._export_counts()
         self.engine.expire(now)
         if hostauth.CROSS_HOST_RULE in self.rules:  # for SshFailuresAcrossHosts in Prometheus (no host sees them all)
-            self.metrics.ssh_failing_sources.clear()
-            for hits, source in self.engine.top(hostauth.CROSS_HOST_RULE, hostauth.CROSS_HOST_TOP):
-                self.metrics.ssh_failing_sources.labels(source).set(hits)
+            self._export_failing_sources()
         self.alerts.tick(now)
         self.alerts.flush(now)
         self.metrics.alerts_queued.set(len(self.alerts.queue))
@@ -588,6 +587,17 @@ class Monitor:
         if now - self._saved_at >= SAVE_EVERY:  # a flood must not turn into a checkpoint write per read
             self.save()
         return total
+
+    def _export_failing_sources(self) -> None:
+        """The sources SshBruteForce tracks now, set in place: a scrape while this runs never sees
+        the series gone (a cleared gauge would resolve SshFailuresAcrossHosts for one evaluation)."""
+        gauge = self.metrics.ssh_failing_sources
+        now = {source: hits for hits, source in self.engine.top(hostauth.CROSS_HOST_RULE, hostauth.CROSS_HOST_TOP)}
+        for source in self._failing_exported - now.keys():
+            gauge.remove(source)
+        for source, hits in now.items():
+            gauge.labels(source).set(hits)
+        self._failing_exported = set(now)
 
     def _bump(self, counter, key, value: int) -> None:
         delta = value - self._reported.get(key, 0)

@@ -343,3 +343,35 @@ def test_a_restart_resumes_the_journal_after_its_cursor_not_at_its_end():
         assert tail.read() == [b"--output=json --follow --after-cursor=s=abc;i=7"]
     finally:
         tail.close()
+
+
+def test_failing_sources_leave_the_metric_when_their_window_ends_and_never_blink(tmp_path):
+    """A source SshBruteForce no longer tracks leaves the metric; one still tracked is never
+    removed, not even for a moment (a scrape then would resolve SshFailuresAcrossHosts)."""
+    cfg = load_config(data={"instance": "db-1", "state_dir": str(tmp_path / "state"), "metrics": {"listen": None},
+                            "inputs": [{"name": "hostauth", "type": "hostauth", "journal_command": ["true"]}]})
+    mon = Monitor(cfg)
+    gauge = mon.metrics.ssh_failing_sources
+    removed = []
+    real_remove = gauge.remove
+    gauge.remove = lambda *labels: (removed.append(labels), real_remove(*labels))
+    gauge.clear = lambda: removed.append("all")
+    reg = mon.metrics.registry
+
+    def exported():
+        return {s: reg.get_sample_value("trustops_monitor_ssh_failing_source_attempts", {"source": s})
+                for s in ("198.51.100.1", "198.51.100.2") if reg.get_sample_value(
+                    "trustops_monitor_ssh_failing_source_attempts", {"source": s}) is not None}
+    try:
+        now = time.time()
+        for e in (fail(0, source="198.51.100.1", ts=now - 590), fail(0, source="198.51.100.2", ts=now),
+                  fail(1, source="198.51.100.2", ts=now)):
+            mon.engine.process(e)
+        mon.step()
+        assert exported() == {"198.51.100.1": 1, "198.51.100.2": 2} and removed == []
+        mon.engine.expire(now + 20)   # .1 idle past SshBruteForce's 10 minutes
+        mon.step()
+        assert exported() == {"198.51.100.2": 2} and removed == [("198.51.100.1",)]
+    finally:
+        for t in mon.tails.values():
+            t.close()
