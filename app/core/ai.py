@@ -17,6 +17,10 @@ from decimal import Decimal, InvalidOperation
 
 CONFIDENCE_FLOOR = 0.85
 POLICY_MAX_CHARS = 20_000
+# One model call, at most, without retries: a submission makes two (scan, evaluate) inside one
+# request, which must end well within gunicorn's 60 s worker timeout (gunicorn.conf.py), or the
+# worker is killed and the submission rolled back. A slow provider means a human decides.
+CALL_TIMEOUT_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ class AnthropicProvider:
     @classmethod
     def from_key(cls, api_key: str) -> "AnthropicProvider":
         import anthropic
-        return cls(anthropic.Anthropic(api_key=api_key, max_retries=1, timeout=60))
+        return cls(anthropic.Anthropic(api_key=api_key, max_retries=0, timeout=CALL_TIMEOUT_SECONDS))
 
     @classmethod
     def on_bedrock(cls, region: str, model: str, endpoint_url: str = "", access_key_id: str = "",
@@ -143,7 +147,7 @@ class AnthropicProvider:
         return cls(anthropic.AnthropicBedrock(aws_region=region, base_url=endpoint_url or None,
                                               aws_access_key=access_key_id or None,
                                               aws_secret_key=secret_access_key or None,
-                                              max_retries=1, timeout=60), model, "bedrock")
+                                              max_retries=0, timeout=CALL_TIMEOUT_SECONDS), model, "bedrock")
 
     def _ask(self, request: dict, instruction: str) -> dict:
         message = self.client.messages.create(model=self.model, max_tokens=400, messages=[{"role": "user", "content": [

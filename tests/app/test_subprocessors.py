@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -23,9 +24,12 @@ class BedrockStandIn(ThreadingHTTPServer):
     """Bedrock runtime's InvokeModel for Anthropic models: POST /model/<id>/invoke with a Messages
     body (anthropic_version, no model key), answered with a Messages response. Records each call."""
 
+    daemon_threads, block_on_close = True, False     # a stalled answer does not hold the teardown
+
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.calls: list[dict] = []
+        self.stall = 0.0          # seconds to wait before answering (a slow provider)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -38,6 +42,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         request = json.loads(body)
         self.server.calls.append({"path": self.path, "headers": dict(self.headers), "body": request})
+        if self.server.stall:
+            time.sleep(self.server.stall)
         answer = SCAN if "Read this receipt" in json.dumps(request) else ANSWER
         reply = json.dumps({"id": "msg_standin", "type": "message", "role": "assistant", "model": "standin",
                             "content": [{"type": "text", "text": json.dumps(answer)}], "stop_reason": "end_turn",
@@ -93,6 +99,27 @@ def _signed_eu_and_impersonal(call: dict, me) -> None:
     text = json.dumps(call["body"])
     for personal in (me.full_name, me.user.email, me.user.username):
         assert personal not in text
+
+
+def test_a_slow_provider_means_a_human_decides_within_the_request(s3, bedrock, monkeypatch):
+    """Bedrock answering after the call timeout: no retry, the expense goes to HR, and the request
+    ends within the timeouts of its two calls at most, well inside gunicorn's worker timeout."""
+    from core import ai
+    from core.models import ExpenseReport
+    from tests.app.test_expenses import GOOD, company_with_ai, submit
+    from tests.app.test_security import client, make
+
+    monkeypatch.setattr(ai, "CALL_TIMEOUT_SECONDS", 1)
+    bedrock.stall = 30
+    company_with_ai("Slow Provider KG", True)
+    me, pw = make("Slow Provider KG")
+    c = client(me, pw)
+    started = time.monotonic()
+    assert submit(c, GOOD).status_code == 302
+    assert time.monotonic() - started < 2 * ai.CALL_TIMEOUT_SECONDS + 6      # not the 30 s stall, nor retries
+    report = ExpenseReport.objects.get(employee=me)
+    assert report.status == "needs_review" and "could not evaluate" in report.review_reason
+    assert len(bedrock.calls) == 1          # the scan timed out once, no retry, no evaluation after it
 
 
 def test_a_key_alone_sends_nothing_to_anthropic(django_app):
