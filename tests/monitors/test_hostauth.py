@@ -375,3 +375,19 @@ def test_failing_sources_leave_the_metric_when_their_window_ends_and_never_blink
     finally:
         for t in mon.tails.values():
             t.close()
+
+
+def test_hostile_names_from_a_real_sshd_and_sudo():
+    """Made on the hardened lab host: a user name with an escape sequence, UTF-8 and a right-to-left
+    mark (sshd escapes it in octal, twice over in its closing line), one of 5000 characters (sshd cuts
+    it), one containing 'from 10.9.9.9 port 1', and sudo with a 9000-character command (sudo splits
+    it into '(command continued)' records)."""
+    p = HostAuthParser()
+    evts = feed(p, (SAMPLES / "real-debian12-journal-hostauth-hostile.json").read_text().splitlines())
+    assert (p.unparsed, len(evts)) == (0, 4)
+    ssh = [e for e in evts if e.type == ev.SSH_AUTH_FAILED]
+    assert [e.source for e in ssh] == ["172.21.0.1"] * 3
+    assert ssh[0].user.startswith("ev\\\\033[31mil") and ssh[0].user.isprintable()
+    assert set(ssh[1].user) == {"u"} and len(ssh[1].user) < 5000
+    assert ssh[2].user == "x from 10.9.9.9 port 1"
+    assert [(e.user, e.reason) for e in evts if e.type == ev.SUDO_FAILED] == [("nobody", "not_in_sudoers")]
