@@ -39,6 +39,8 @@ from trustops.lab.system import Progress
 APP = Path(__file__).resolve().parent.parent / "app"
 SCRATCH_PREFIX = "trustops_scratch_"
 BUILD_SUFFIX, OLD_SUFFIX = "__build_", "__old_"
+# the `receipt` rule's columns (core.ExpenseReport's), replaced together by a placeholder image
+RECEIPT_KEY, RECEIPT_TYPE, RECEIPT_SHA256 = "receipt_key", "receipt_type", "receipt_sha256"
 EMPTIED = ("django_session",)     # not in the RoPA's models, yet it holds who is signed in: never copied
 BATCH = 500
 
@@ -187,6 +189,11 @@ def cipher(keys: Keys, which: str):
     return FieldCipher(provider)
 
 
+def ciphers(cfg: StagingConfig) -> tuple:
+    """(production's, staging's) field ciphers, both checked before any work."""
+    return cipher(cfg.source_keys, "production (source_keys)"), cipher(cfg.target_keys, "staging (target_keys)")
+
+
 # --- databases -----------------------------------------------------------------------------------
 
 def _connect(dsn: str, dbname: str | None = None, schema: str | None = None, autocommit: bool = False):
@@ -287,7 +294,7 @@ def collect(conn, columns: list[Column], source) -> tuple[Originals, int]:
                 if value is None or value == "":
                     continue
                 if c.rule.generator == RECEIPT:
-                    if c.column != "receipt_type":
+                    if c.column != RECEIPT_TYPE:      # three types: nothing about anyone
                         originals.add(value, c.rule.ref)
                 elif c.rule.generator == JSON:
                     collect_json(c.rule, value, originals)
@@ -313,13 +320,13 @@ def replace(conn, columns: list[Column], fakes: Fakes, source, target, put_recei
         updates = []
         for row in _rows(conn, table, cols):
             new = {}
-            receipt = next((c for c in cols if c.rule.generator == RECEIPT), None)
-            if receipt and row.get("receipt_key"):
-                original = row.get("receipt_sha256") or row["receipt_key"]
-                image = fakes.placeholder(original)
-                key = row["receipt_key"].rpartition("/")[0] + "/" + fakes.digest("receipt-key", row["receipt_key"]).hex()[:32]
+            if any(c.rule.generator == RECEIPT for c in cols) and row.get(RECEIPT_KEY):
+                image = fakes.placeholder(row.get(RECEIPT_SHA256) or row[RECEIPT_KEY])   # one image per receipt
+                folder = row[RECEIPT_KEY].rpartition("/")[0]                              # receipts/<company>
+                key = f"{folder}/{fakes.digest('receipt-key', row[RECEIPT_KEY]).hex()[:32]}"
                 put_receipt(key, image)
-                new.update(receipt_key=key, receipt_type="image/png", receipt_sha256=hashlib.sha256(image).hexdigest())
+                new.update({RECEIPT_KEY: key, RECEIPT_TYPE: "image/png",
+                            RECEIPT_SHA256: hashlib.sha256(image).hexdigest()})
             for c in cols:
                 value = row[c.column]
                 if c.rule.generator == RECEIPT or value is None or value == "":
@@ -337,9 +344,9 @@ def replace(conn, columns: list[Column], fakes: Fakes, source, target, put_recei
         for names in {tuple(sorted(n)) for n, _ in updates}:
             batch = [[n[k] for k in names] + [pk] for n, pk in updates if tuple(sorted(n)) == names]
             with conn.cursor() as cur:
+                assignments = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in names)
                 cur.executemany(sql.SQL("update {} set {} where {} = %s").format(
-                    sql.Identifier(table), sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in names),
-                    sql.Identifier(cols[0].pk)), batch)
+                    sql.Identifier(table), assignments, sql.Identifier(cols[0].pk)), batch)
         progress.step(f"anonymised {table}: {len(updates)} rows ({', '.join(c.column for c in cols)})")
     for table in EMPTIED:
         if conn.execute("select to_regclass(%s)", [table]).fetchone()[0]:
@@ -397,7 +404,7 @@ def build(cfg: StagingConfig, progress: Progress | None = None, ropa: Path = ROP
     progress = progress or Progress()
     rules = load_rules(ropa)
     columns = resolve(rules)
-    source, target = cipher(cfg.source_keys, "production (source_keys)"), cipher(cfg.target_keys, "staging (target_keys)")
+    source, target = ciphers(cfg)
     scratch = SCRATCH_PREFIX + _stamp()
     with _connect(cfg.scratch_dsn, autocommit=True) as admin, \
             _connect(cfg.staging_dsn, autocommit=True) as staging_admin:
@@ -479,7 +486,7 @@ def check(cfg: StagingConfig, progress: Progress | None = None, ropa: Path = ROP
     """The probe: (problems, production values searched, cells searched) of staging's database."""
     progress = progress or Progress()
     columns = resolve(load_rules(ropa))
-    source, target = cipher(cfg.source_keys, "production (source_keys)"), cipher(cfg.target_keys, "staging (target_keys)")
+    source, target = ciphers(cfg)
     scratch = SCRATCH_PREFIX + _stamp()
     with _connect(cfg.scratch_dsn, autocommit=True) as admin:
         try:

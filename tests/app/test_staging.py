@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import boto3
 import psycopg
@@ -172,7 +172,7 @@ def test_a_ropa_field_the_app_does_not_have_stops_the_build(world, tmp_path):
 
 def test_the_build_replaces_every_personal_value_and_keeps_relations(world, built):
     from core.models import Employee
-    assert built["originals"] > 30 and built["receipts"] == 3
+    assert built["originals"] > 30 and built["receipts"] >= 3       # with other tests' receipts in a whole run
     prod = {e.user_id: e for e in Employee.objects.filter(company=world["company"])}
     rows = staging_rows("select e.user_id, e.full_name, e.bank_account, e.national_id, e.entra_tid, u.username, "
                         "u.email, u.first_name, u.password from core_employee e join auth_user u on u.id = e.user_id "
@@ -257,8 +257,9 @@ def test_the_check_fails_when_staging_holds_a_production_value(world, built):
     finally:       # the other tests find staging as the build left it, in any order
         with psycopg.connect(dbname=STAGING_DB, options="-c search_path=benefits") as c:
             c.execute(sql, ["", aino.pk])
-    assert problems == [f"benefits.core_datasubjectrequest.resolution (row {problems[0].split('row ')[1].split(')')[0]})"
-                        " holds a production value of auth.User.email"]
+    (only,) = problems
+    assert re.fullmatch(r"benefits\.core_datasubjectrequest\.resolution \(row \d+\) holds a production value of "
+                        r"auth\.User\.email", only), only
     assert aino.user.email not in " ".join(problems)         # the report never repeats the value
 
 
