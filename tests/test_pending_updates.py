@@ -254,7 +254,9 @@ def test_images_measured_from_their_dpkg_status_without_running_them(env, tmp_pa
     docker += [stale, trixie, empty]
     images = {subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", t], capture_output=True, text=True)
               .stdout.strip(): t for t in (stale, trixie, empty)}
-    before = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout
+    leftover = subprocess.run(["docker", "create", "--label", pu.MEASURE_LABEL, stale, "/x"], capture_output=True,
+                              text=True, check=True).stdout.strip()   # as a run killed mid-way leaves it
+    before = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout.replace(leftover[:12] + "\n", "")
     got = run(env, 1000.0, images=images, host_codename="bookworm")
     assert got[f'trustops_pending_updates{{scope="image",image="{stale}",origin="security"}}'] == 1
     assert got[f'trustops_pending_updates{{scope="image",image="{stale}",origin="other"}}'] == 0
@@ -262,7 +264,7 @@ def test_images_measured_from_their_dpkg_status_without_running_them(env, tmp_pa
     assert got[f'trustops_updates_check_success{{scope="image",image="{empty}",reason="image-unreadable"}}'] == 0
     assert not any(f'image="{trixie}",origin' in k or f'image="{empty}",origin' in k for k in got)
     assert subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout == before, \
-        "a measuring container was left behind"
+        "a measuring container was left behind, or a killed run's leftover not removed"
 
 
 def test_the_alert_rules_and_live_checks_use_the_policys_grace_period():

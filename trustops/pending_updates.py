@@ -38,6 +38,7 @@ APT_TIMEOUT = 600                   # one apt-get (update against a slow mirror)
 DOCKER_TIMEOUT = 120
 STATUS_MAX_BYTES = 64 * 1024 * 1024  # an image's dpkg status larger than this is refused as hostile
 SECURITY_LABEL = "Debian-Security"
+MEASURE_LABEL = "trustops.measure=pending-updates"   # on the containers created to read an image
 POSTGRES_SERVER = re.compile(r"^postgresql-(\d+)$")
 # `Inst pkg [installed] (candidate Label:Version/Archive, ... [arch])` in apt-get -s output.
 INST = re.compile(r"^Inst (\S+) \[([^\]]+)\] \((\S+) (.*?)(?: \[[^\]]+\])?\)")
@@ -210,6 +211,13 @@ def _docker(args: list[str], binary: bool = False):
     return p.stdout
 
 
+def remove_leftovers(docker: str = "docker") -> None:
+    """Containers a killed run created and never removed (never started: only read from)."""
+    left = _docker([docker, "ps", "-aq", "--filter", f"label={MEASURE_LABEL}", "--filter", "status=created"]).split()
+    if left:
+        _docker([docker, "rm", "-f", *left])
+
+
 def _file_from(docker: str, container: str, path: str) -> bytes:
     """One regular file out of a created container (`docker cp` gives a tar); size-capped."""
     try:
@@ -231,7 +239,7 @@ def _file_from(docker: str, container: str, path: str) -> bytes:
 def image_files(image: str, docker: str = "docker") -> tuple[bytes, str]:
     """The image's dpkg status and its Debian codename, from a container that is created and
     removed, never started: nothing of the image runs."""
-    cid = _docker([docker, "create", "--network", "none", image, "/nonexistent"]).strip()
+    cid = _docker([docker, "create", "--network", "none", "--label", MEASURE_LABEL, image, "/nonexistent"]).strip()
     try:
         status = _file_from(docker, cid, "/var/lib/dpkg/status")
         os_release = _file_from(docker, cid, "/usr/lib/os-release").decode(errors="replace")
@@ -338,6 +346,7 @@ def _host_codename() -> str:
 
 def _image_scopes(apt: Apt, docker: str, host_codename: str, found: dict[str, str] | None) -> list[Scope]:
     try:
+        remove_leftovers(docker)
         found = running_images(docker) if found is None else found
     except MeasureError as exc:
         if exc.reason == "docker-failed" and "No such file" in str(exc):
