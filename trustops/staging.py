@@ -405,6 +405,12 @@ def build(cfg: StagingConfig, progress: Progress | None = None, ropa: Path = ROP
     rules = load_rules(ropa)
     columns = resolve(rules)
     source, target = ciphers(cfg)
+    s3 = _receipts(cfg)
+    try:
+        s3.head_bucket(Bucket=cfg.receipts_bucket)
+    except Exception as exc:  # noqa: BLE001 - missing, forbidden or unreachable: the same one line
+        raise StagingError(f"staging's receipts bucket {cfg.receipts_bucket} cannot be written: "
+                           f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
     scratch = SCRATCH_PREFIX + _stamp()
     with _connect(cfg.scratch_dsn, autocommit=True) as admin, \
             _connect(cfg.staging_dsn, autocommit=True) as staging_admin:
@@ -423,7 +429,6 @@ def build(cfg: StagingConfig, progress: Progress | None = None, ropa: Path = ROP
                 originals, undecryptable = collect(conn, columns, source)
                 matcher = originals.matcher()
                 fakes = Fakes(secrets.token_bytes(32), matcher)      # the run's key lives only in here
-                s3 = _receipts(cfg)
                 placed: set[str] = set()
 
                 def put_receipt(k: str, image: bytes) -> None:

@@ -20,6 +20,7 @@ from stdnum import iban as stdnum_iban
 from stdnum.fi import hetu
 
 from tests.app.conftest import APP
+from tests.services import free_port
 from trustops import anonymise, staging
 from trustops.lab.system import Progress
 
@@ -284,21 +285,26 @@ def test_a_corrupt_or_truncated_backup_is_refused_and_staging_is_unchanged(world
     assert _fingerprint() == before and databases(staging.SCRATCH_PREFIX) == []
 
 
-def test_missing_keys_and_bad_config_are_one_line_before_any_work(world, tmp_path, capsys):
+def test_bad_config_missing_keys_and_unreachable_services_are_one_line(world, built, tmp_path, capsys):
     from trustops import cli
     cfg = json.loads(world["file"].read_text())
     cases = [({"target_keys": {"dir": str(tmp_path / "none")}}, "staging (target_keys) keys: no current key version"),
              ({"source_keys": {"dir": str(tmp_path / "none")}}, "production (source_keys) keys: no current key"),
              ({"target_keys": cfg["source_keys"]}, "source_keys and target_keys are the same"),
              ({"staging_dsn": "host=x password=hunter2"}, "staging_dsn: Value error, holds a password"),
-             ({"receipts_bucket": ""}, "receipts_bucket: String should have at least 1 character")]
+             ({"receipts_bucket": ""}, "receipts_bucket: String should have at least 1 character"),
+             ({"staging_dsn": f"host=127.0.0.1 port={free_port()} user=postgres dbname=postgres"},
+              "cannot connect to the server"),
+             ({"receipts_bucket": "no-such-bucket"}, "staging's receipts bucket no-such-bucket cannot be written")]
+    before = _fingerprint()
     for change, says in cases:
         path = tmp_path / "staging.json"
         path.write_text(json.dumps({**cfg, **change}))
         assert cli.main(["staging", "build", "--config", str(path)]) == 1
         err = capsys.readouterr().err
-        assert says in err and len(err.strip().splitlines()) == 1, err
-    assert databases(staging.SCRATCH_PREFIX) == []
+        (line,) = [l for l in err.splitlines() if not l.startswith("[")]     # progress lines start with [time]
+        assert line.startswith("trustops staging: error: ") and says in line, err
+    assert databases(staging.SCRATCH_PREFIX) == [] and _fingerprint() == before
 
 
 def test_one_build_at_a_time(world, built):
