@@ -1,14 +1,20 @@
 """Company Files (AI-02): policy documents an admin uploads for the AI evaluation to read. Only PDF
 and DOCX, recognised by their bytes (never the name or the browser's type), at most MAX_BYTES,
-stored in S3 with SSE-S3 beside the receipts. Their text is extracted once, at upload, with caps on
-pages, archive size and characters; the AI request carries that text (with the policy typed on
-the AI settings page) and never the file. A document that cannot be read is refused with one line
+stored in S3 with SSE-S3 beside the receipts. Their text is extracted once, at upload, in a child
+process with CPU, memory and time limits, and with caps on pages, archive size and characters; the
+AI request carries that text (with the policy typed on the AI settings page) and never the file. A document that cannot be read is refused with one line
 saying so, whatever is wrong inside it."""
 from __future__ import annotations
 
 import io
 import itertools
+import json
+import logging
+import resource
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 from core import ai
 
@@ -21,6 +27,9 @@ MAX_DOCX_INFLATED = 30 * 1024 * 1024
 MAX_RATIO = 200
 MAX_DOCX_MEMBERS = 500
 PDF, DOCX = "pdf", "docx"
+EXTRACT_SECONDS = 10                # CPU seconds for reading one document (a child process)
+EXTRACT_MEMORY = 768 * 2**20        # its address space
+APP_DIR = Path(__file__).resolve().parent.parent    # where the child imports core from
 CONTENT_TYPES = {PDF: "application/pdf",
                  DOCX: "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
 ACCEPTED = f"a PDF or Word (.docx) file of at most {MAX_BYTES // (1024 * 1024)} MB"
@@ -85,8 +94,35 @@ def _docx_text(content: bytes, limit: int) -> str:
     return _capped(itertools.chain(paragraphs, cells), limit)
 
 
+def read_text(content: bytes, found: str, limit: int) -> str:
+    """The text of a document whose kind is known; BadDocument for anything wrong inside it."""
+    try:
+        return (_pdf_text if found == PDF else _docx_text)(content, limit)
+    except BadDocument:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a hostile or broken document: refused, never a crash
+        raise BadDocument(f"the {found.upper()} could not be read ({type(exc).__name__}); "
+                          f"save it again from its editor and upload it") from None
+
+
+def _child() -> None:
+    """The reader process: limits itself first, then the document on stdin, {"text"} or {"error"}
+    as JSON on stdout."""
+    found, limit, seconds, memory = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    logging.disable(logging.CRITICAL)      # pypdf warns per broken object; only the answer matters
+    try:
+        answer = {"text": read_text(sys.stdin.buffer.read(), found, limit)}
+    except BadDocument as exc:
+        answer = {"error": str(exc)}
+    sys.stdout.write(json.dumps(answer))
+
+
 def extract(content: bytes, limit: int = ai.POLICY_MAX_CHARS) -> tuple[str, str]:
-    """(kind, text) of an upload, or BadDocument naming what is wrong."""
+    """(kind, text) of an upload, or BadDocument naming what is wrong. The parsing runs in a child
+    process with CPU, memory and wall-clock limits: a small document can still ask for minutes of
+    work (one content stream drawn on every page), which must not hold a web worker."""
     if not content:
         raise BadDocument(f"the file is empty; upload {ACCEPTED}")
     if len(content) > MAX_BYTES:
@@ -94,13 +130,19 @@ def extract(content: bytes, limit: int = ai.POLICY_MAX_CHARS) -> tuple[str, str]
     found = kind(content)
     if found is None:
         raise BadDocument(f"the file is neither a PDF nor a Word (.docx) document; upload {ACCEPTED}")
+    argv = [sys.executable, "-c", "from core.company_files import _child; _child()", found, str(limit),
+            str(EXTRACT_SECONDS), str(EXTRACT_MEMORY)]
     try:
-        text = (_pdf_text if found == PDF else _docx_text)(content, limit)
-    except BadDocument:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a hostile or broken document: refused, never a crash
-        raise BadDocument(f"the {found.upper()} could not be read ({type(exc).__name__}); "
-                          f"save it again from its editor and upload it") from None
+        proc = subprocess.run(argv, input=content, capture_output=True, timeout=EXTRACT_SECONDS + 5, cwd=APP_DIR)
+        answer = json.loads(proc.stdout)
+    except (subprocess.TimeoutExpired, ValueError):    # out of time, or killed by its CPU limit: no answer
+        answer = {}
+    if "error" in answer:
+        raise BadDocument(answer["error"])
+    if "text" not in answer:
+        raise BadDocument(f"reading the {found.upper()} needed more than {EXTRACT_SECONDS} s of work or "
+                          f"{EXTRACT_MEMORY // 2**20} MB of memory; save it again from its editor and upload it")
+    text = answer["text"]
     if not text.strip():
         raise BadDocument(f"no text could be read from the {found.upper()} (a scan? upload a document with text)")
     return found, text[:limit]
