@@ -92,7 +92,7 @@ def luhn_digit(digits: str) -> str:
     return str((10 - total % 10) % 10)
 
 
-HETU_CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"
+HETU_CHECK = string.digits + "".join(c for c in string.ascii_uppercase if c not in "GIOQZ")   # 31 check characters
 
 
 def _date_ok(day: str, month: str) -> bool:

@@ -51,11 +51,15 @@ def world(django_app, moto_server, tmp_path_factory):
 
     from core.models import AuditEvent, Company, DataSubjectRequest, Employee, ExpenseReport, Notification
     pg, tmp = django_app["pg"], tmp_path_factory.mktemp("staging")
-    env = {"PGHOST": "127.0.0.1", "PGPORT": str(pg.port), "PGUSER": "postgres", "PGPASSWORD": pg.password,
-           "PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(pg.ca_file), "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    pgpass = tmp / "pgpass"            # libpq's password file, as the README asks of operators
+    pgpass.write_text(f"127.0.0.1:{pg.port}:*:postgres:{pg.password}\n")
+    pgpass.chmod(0o600)
+    env = pytest.MonkeyPatch()         # module-wide: libpq (psycopg, pg_dump, pg_restore) and boto3 read these
+    for name, value in {"PGHOST": "127.0.0.1", "PGPORT": str(pg.port), "PGUSER": "postgres",
+                        "PGPASSFILE": str(pgpass), "PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(pg.ca_file)}.items():
+        env.setenv(name, value)
+    env.setenv("AWS_ACCESS_KEY_ID", "testing")
+    env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     company = Company.objects.create(name="Prod Staging Oy")
     people = []
     for i, (first, last) in enumerate([("Aino", "Virtanen"), ("Bengt", "Lindqvist"), ("Carla", "Jansen")]):
@@ -105,8 +109,7 @@ def world(django_app, moto_server, tmp_path_factory):
     (tmp / "staging.json").write_text(json.dumps(cfg))
     yield {"cfg": staging.StagingConfig.model_validate(cfg), "file": tmp / "staging.json", "tmp": tmp, "s3": s3,
            "people": people, "company": company, "bcfg": bcfg, "moto": moto_server}
-    for k, v in saved.items():
-        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    env.undo()
 
 
 def quiet() -> Progress:
