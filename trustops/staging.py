@@ -77,7 +77,7 @@ class StagingConfig(_Strict):
     backup_config: Path = Path("/etc/trustops/backup.json")   # production's backups (trustops-pgbackup's config)
     database: str = "benefits"          # whose backup
     app_schema: str = "benefits"        # the app's schema in it
-    scratch_dsn: str = Field(min_length=1)      # an admin connection where scratch databases may be made
+    scratch_dsn: str = Field(min_length=1)      # an admin connection inside production: scratch databases hold its data
     staging_dsn: str = Field(min_length=1)      # an admin connection to staging's server
     staging_database: str = "benefits"
     staging_owner: str = "benefits_app"
@@ -251,6 +251,7 @@ def restore_latest(cfg: StagingConfig, admin, dbname: str, progress: Progress) -
     progress.step(f"restoring s3://{bcfg.bucket}/{key} ({complete[0]['size']} bytes, "
                   f"{complete[0]['when']:%Y-%m-%d %H:%M}Z) into scratch database {dbname}")
     admin.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+    admin.execute(sql.SQL("revoke all on database {} from public").format(sql.Identifier(dbname)))   # production's data
     problems = pgbackup.restore(s3, bcfg.bucket, key, manifest, _dsn_for(cfg.scratch_dsn, dbname))
     if problems:
         raise StagingError(f"backup {key} cannot be used: {problems[0]}")
@@ -395,6 +396,22 @@ def search(conn, matcher: Matcher, columns: list[Column], target) -> tuple[list[
 
 # --- the commands --------------------------------------------------------------------------------
 
+def _same_server(a, b) -> bool:
+    """Whether two admin connections reach one Postgres cluster: its system identifier where the role
+    may read it, else the address."""
+    import psycopg
+
+    def ident(conn):
+        try:
+            return conn.execute("select system_identifier from pg_control_system()").fetchone()[0]
+        except psycopg.Error:
+            return None
+    ids = ident(a), ident(b)
+    if None not in ids:
+        return ids[0] == ids[1]
+    return (a.info.host, a.info.port) == (b.info.host, b.info.port)
+
+
 def _owner_role_exists(admin, role: str) -> None:
     if not admin.execute("select 1 from pg_roles where rolname = %s", [role]).fetchone():
         raise StagingError(f"staging's server has no role {role} (staging_owner): converge staging first")
@@ -414,6 +431,9 @@ def build(cfg: StagingConfig, progress: Progress | None = None, ropa: Path = ROP
     scratch = SCRATCH_PREFIX + _stamp()
     with _connect(cfg.scratch_dsn, autocommit=True) as admin, \
             _connect(cfg.staging_dsn, autocommit=True) as staging_admin:
+        if _same_server(admin, staging_admin):
+            raise StagingError("scratch_dsn and staging_dsn reach the same Postgres: production's data would sit on "
+                               "staging's server during the run; make the scratch database inside production")
         _owner_role_exists(staging_admin, cfg.staging_owner)
         # one build at a time (the next would drop this one's databases as leftovers); held by this
         # session, so a killed run lets go of it

@@ -27,6 +27,7 @@ from trustops.lab.system import Progress
 ROOT = APP.parent
 BACKUPS, RECEIPTS = "prod-backups", "staging-receipts"
 STAGING_DB, STAGING_OWNER = "staging_benefits", "staging_app"
+SERVERS: dict[str, dict] = {}         # production (the app tests' Postgres, where scratch databases go) and staging
 IBAN = "FI2112345600000785"          # shared by two employees: a duplicate that must survive
 HETU = "131052-308T"
 
@@ -51,8 +52,12 @@ def world(django_app, moto_server, tmp_path_factory):
 
     from core.models import AuditEvent, Company, DataSubjectRequest, Employee, ExpenseReport, Notification
     pg, tmp = django_app["pg"], tmp_path_factory.mktemp("staging")
+    from tests.services import Postgres
+    staging_pg = Postgres(tls=True).start()          # staging's own server; the app tests' one is production
+    SERVERS.update(production={"port": pg.port}, staging={"port": staging_pg.port,
+                                                          "sslrootcert": str(staging_pg.ca_file)})
     pgpass = tmp / "pgpass"            # libpq's password file, as the README asks of operators
-    pgpass.write_text(f"127.0.0.1:{pg.port}:*:postgres:{pg.password}\n")
+    pgpass.write_text("".join(f"127.0.0.1:{p.port}:*:postgres:{p.password}\n" for p in (pg, staging_pg)))
     pgpass.chmod(0o600)
     env = pytest.MonkeyPatch()         # module-wide: libpq (psycopg, pg_dump, pg_restore) and boto3 read these
     for name, value in {"PGHOST": "127.0.0.1", "PGPORT": str(pg.port), "PGUSER": "postgres",
@@ -99,10 +104,11 @@ def world(django_app, moto_server, tmp_path_factory):
     pgbackup.backup_one(bcfg, s3, "benefits")
     from benefits.crypto import FileKeyProvider
     FileKeyProvider(tmp / "staging-keys").add_version("s1")
-    with psycopg.connect(dbname="postgres", autocommit=True) as c:
+    with psycopg.connect(**SERVERS["staging"], dbname="postgres", autocommit=True) as c:
         c.execute(f"create role {STAGING_OWNER} login")
-    dsn = "host=127.0.0.1 user=postgres dbname=postgres"
-    cfg = {"backup_config": str(tmp / "backup.json"), "scratch_dsn": dsn, "staging_dsn": dsn,
+    dsn = "host=127.0.0.1 user=postgres dbname=postgres port={}"
+    cfg = {"backup_config": str(tmp / "backup.json"), "scratch_dsn": dsn.format(pg.port),
+           "staging_dsn": dsn.format(staging_pg.port) + f" sslrootcert={staging_pg.ca_file}",
            "staging_database": STAGING_DB, "staging_owner": STAGING_OWNER,
            "source_keys": {"dir": str(django_app["keys"])}, "target_keys": {"dir": str(tmp / "staging-keys")},
            "receipts_bucket": RECEIPTS, "receipts_endpoint_url": moto_server}
@@ -110,19 +116,24 @@ def world(django_app, moto_server, tmp_path_factory):
     yield {"cfg": staging.StagingConfig.model_validate(cfg), "file": tmp / "staging.json", "tmp": tmp, "s3": s3,
            "people": people, "company": company, "bcfg": bcfg, "moto": moto_server}
     env.undo()
+    staging_pg.stop()
 
 
 def quiet() -> Progress:
     return Progress(quiet=True)
 
 
+def on_staging(dbname: str = STAGING_DB, **kw):
+    return psycopg.connect(**SERVERS["staging"], dbname=dbname, options="-c search_path=benefits", **kw)
+
+
 def staging_rows(sql: str, params=()) -> list[tuple]:
-    with psycopg.connect(dbname=STAGING_DB, options="-c search_path=benefits") as c:
+    with on_staging() as c:
         return c.execute(sql, params).fetchall()
 
 
-def databases(prefix: str) -> list[str]:
-    with psycopg.connect(dbname="postgres") as c:
+def databases(prefix: str, server: str = "production") -> list[str]:
+    with psycopg.connect(**SERVERS[server], dbname="postgres") as c:
         return [r[0] for r in c.execute("select datname from pg_database where datname like %s", [prefix + "%"])]
 
 
@@ -254,12 +265,12 @@ def test_a_value_left_unanonymised_fails_the_run_and_staging_is_unchanged(world,
 def test_the_check_fails_when_staging_holds_a_production_value(world, built):
     aino = world["people"][0]
     sql = "update core_datasubjectrequest set resolution = %s where employee_id = %s"
-    with psycopg.connect(dbname=STAGING_DB, options="-c search_path=benefits") as c:
+    with on_staging() as c:
         c.execute(sql, [f"sent to {aino.user.email}", aino.pk])
     try:
         problems, _, _ = staging.check(world["cfg"], quiet())
     finally:       # the other tests find staging as the build left it, in any order
-        with psycopg.connect(dbname=STAGING_DB, options="-c search_path=benefits") as c:
+        with on_staging() as c:
             c.execute(sql, ["", aino.pk])
     (only,) = problems
     assert re.fullmatch(r"benefits\.core_datasubjectrequest\.resolution \(row \d+\) holds a production value of "
@@ -298,7 +309,8 @@ def test_bad_config_missing_keys_and_unreachable_services_are_one_line(world, bu
              ({"receipts_bucket": ""}, "receipts_bucket: String should have at least 1 character"),
              ({"staging_dsn": f"host=127.0.0.1 port={free_port()} user=postgres dbname=postgres"},
               "cannot connect to the server"),
-             ({"receipts_bucket": "no-such-bucket"}, "staging's receipts bucket no-such-bucket cannot be written")]
+             ({"receipts_bucket": "no-such-bucket"}, "staging's receipts bucket no-such-bucket cannot be written"),
+             ({"staging_dsn": cfg["scratch_dsn"]}, "scratch_dsn and staging_dsn reach the same Postgres")]
     before = _fingerprint()
     for change, says in cases:
         path = tmp_path / "staging.json"
@@ -312,7 +324,7 @@ def test_bad_config_missing_keys_and_unreachable_services_are_one_line(world, bu
 
 def test_one_build_at_a_time(world, built):
     before = _fingerprint()
-    with psycopg.connect(dbname="postgres", autocommit=True) as other:
+    with on_staging("postgres", autocommit=True) as other:
         other.execute("select pg_advisory_lock(%s)", [staging.lock_key(STAGING_DB)])
         with pytest.raises(staging.StagingError, match=f"another staging build of {STAGING_DB} is running"):
             staging.build(world["cfg"], quiet())
@@ -334,13 +346,13 @@ def test_a_run_killed_midway_leaves_staging_as_it_was_and_the_next_run_cleans_up
         proc.wait(60)
         assert proc.returncode == -signal.SIGKILL, "".join(seen)
         assert _fingerprint() == before
-    left = databases(staging.SCRATCH_PREFIX) + databases(STAGING_DB + staging.BUILD_SUFFIX)
+    left = databases(staging.SCRATCH_PREFIX) + databases(STAGING_DB + staging.BUILD_SUFFIX, "staging")
     assert left, "the kills left nothing behind: they came too late to test anything"
     proc = subprocess.run([sys.executable, "-m", "trustops.cli", "staging", "build", "--config", str(world["file"])],
                           cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     assert all(f"removing {name}" in proc.stderr for name in left)
-    assert databases(staging.SCRATCH_PREFIX) == [] and databases(STAGING_DB + "__") == []
+    assert databases(staging.SCRATCH_PREFIX) == [] and databases(STAGING_DB + "__", "staging") == []
     assert _fingerprint() != before                          # a new run: new fakes, as the run key is new
 
 
