@@ -15,41 +15,49 @@
 
 /* ------------------------------------------------------------------ events */
 
-enum { F_SOURCE, F_USER, F_DATABASE, F_REASON, F_TLS, F_ACTION, F_DPORT, F_PROTO, F_DEST, NFIELDS };
-static const char *FIELD_NAMES[NFIELDS] = {"source", "user", "database", "reason", "tls", "action", "dport",
-                                           "proto", "dest"};
-enum { T_CONN, T_AUTHZ, T_FAIL, T_HBA, T_NODB, T_TOOMANY, T_BADSTART, T_DISC, T_UFW, NTYPES };
-static const char *TYPE_NAMES[NTYPES] = {"pg_connection_received", "pg_authorized", "pg_auth_failed",
-                                         "pg_hba_reject", "pg_unknown_database", "pg_too_many_connections",
-                                         "pg_bad_startup", "pg_disconnection", "ufw"};
-/* Pipeline.events keys: (source type, outcome) */
-enum { O_CONN, O_AUTHZ, O_FAIL_PW, O_FAIL_ROLE, O_HBA_NOENC, O_HBA, O_NODB, O_TOOMANY, O_BADSTART, O_DISC,
-       O_BLOCK, O_LIMIT, O_ALLOW, O_AUDIT, O_AUDIT_INV, O_BLOCK_INV, NOUTCOMES };
-static const char *OUTCOME_NAMES[NOUTCOMES] = {
-    "pg_connection_received", "pg_authorized", "pg_auth_failed:bad_password", "pg_auth_failed:unknown_role",
-    "pg_hba_reject:no_encryption", "pg_hba_reject:hba_reject", "pg_unknown_database",
-    "pg_too_many_connections", "pg_bad_startup", "pg_disconnection",
-    "block", "limit_block", "allow", "audit", "audit_invalid", "block_invalid"};
-static const char *UFW_ACTIONS[6] = {"BLOCK", "LIMIT BLOCK", "ALLOW", "AUDIT", "AUDIT INVALID", "BLOCK INVALID"};
+/* Event types, fields, outcomes, UFW actions, Postgres messages, levels and reasons are not written
+   here: they are Python data (monitors/events.py, monitors/pg.py), handed over once by setup()
+   (monitors/speedups.py calls it at import). C names only the fields and message roles its parsers
+   fill in, and looks up their positions and texts in what setup() gave. */
+#define MAX_FIELDS 16
+#define MAX_TYPES 64
+#define MAX_OUTCOMES 64
+#define MAX_ACTIONS 8
+static int nfields, ntypes, noutcomes, nactions, ready;
+static int F_SOURCE, F_USER, F_DATABASE, F_REASON, F_TLS, F_ACTION, F_DPORT, F_PROTO, F_DEST;
+static int T_CONN, T_AUTHZ, T_FAIL, T_HBA, T_NODB, T_TOOMANY, T_BADSTART, T_DISC, T_UFW; /* type codes */
+/* Pipeline.events keys: (source type, outcome), from events.OUTCOMES */
+typedef struct { int type, field, attack; PyObject *value, *key, *name; } Outcome;
+static Outcome OUTCOMES[MAX_OUTCOMES];
+static const char *UFW_ACTIONS[MAX_ACTIONS + 1];
+/* pg.MESSAGES, by role: NULL-terminated lists of texts */
+enum { M_RECEIVED, M_AUTHORIZED, M_DISCONNECTION, M_BAD_STARTUP, M_PREFIX_CHANGED, M_PASSWORD, M_HBA, M_NO_DATABASE,
+       M_TOO_MANY, M_ROLE_MISSING, NMSG };
+static const char *MSG_ROLES[NMSG] = {"received", "authorized", "disconnection", "bad_startup", "prefix_changed",
+                                      "password", "hba", "no_database", "too_many", "role_missing"};
+static const char **MSG[NMSG];
+static const char **PG_LOG_MESSAGES; /* the texts of the LOG-level messages: Pipeline.process's filter */
+static const char **LEVELS;           /* pg.LEVELS (and DEBUG1..5) */
 
-static PyObject *s_field[NFIELDS], *s_type, *s_ts, *s_type_codes, *s_outcome_keys[NOUTCOMES];
+static PyObject *s_field[MAX_FIELDS], *s_type, *s_ts, *s_type_codes;
 static PyObject *s_unknown_role, *s_bad_password, *s_no_encryption, *s_hba_reject, *s_no_tls, *s_unknown;
-static PyObject *s_actions[6], *s_popitem, *s_ordered_dict;
+static PyObject *s_actions[MAX_ACTIONS], *s_popitem, *s_ordered_dict;
+static int not_ready(void);
 
 typedef struct {
     int type;
     double ts;
-    PyObject *f[NFIELDS]; /* owned references; NULL is None */
+    PyObject *f[MAX_FIELDS]; /* owned references; NULL is None */
 } CEvent;
 
 static void ev_clear(CEvent *e) {
-    for (int i = 0; i < NFIELDS; i++) Py_CLEAR(e->f[i]);
+    for (int i = 0; i < MAX_FIELDS; i++) Py_CLEAR(e->f[i]);
 }
 
 static void ev_init(CEvent *e, int type, double ts) {
     e->type = type;
     e->ts = ts;
-    for (int i = 0; i < NFIELDS; i++) e->f[i] = NULL;
+    for (int i = 0; i < MAX_FIELDS; i++) e->f[i] = NULL;
 }
 
 static void ev_set(CEvent *e, int field, PyObject *v) { /* steals v (None becomes NULL) */
@@ -77,24 +85,14 @@ static int clean_obj_is_none(PyObject *v) { /* _clean() on a str object */
     return s == NULL || is_blank(s, n);
 }
 
-static int outcome_of(const CEvent *e) {
-    switch (e->type) {
-    case T_CONN: return O_CONN;
-    case T_AUTHZ: return O_AUTHZ;
-    case T_FAIL: return e->f[F_REASON] == s_unknown_role ||
-                        (e->f[F_REASON] && PyUnicode_Check(e->f[F_REASON]) &&
-                         PyUnicode_CompareWithASCIIString(e->f[F_REASON], "unknown_role") == 0) ? O_FAIL_ROLE : O_FAIL_PW;
-    case T_HBA: return e->f[F_REASON] && PyUnicode_Check(e->f[F_REASON]) &&
-                       PyUnicode_CompareWithASCIIString(e->f[F_REASON], "no_encryption") == 0 ? O_HBA_NOENC : O_HBA;
-    case T_NODB: return O_NODB;
-    case T_TOOMANY: return O_TOOMANY;
-    case T_BADSTART: return O_BADSTART;
-    case T_DISC: return O_DISC;
-    case T_UFW:
-        for (int i = 0; i < 6; i++)
-            if (e->f[F_ACTION] && PyUnicode_Check(e->f[F_ACTION]) &&
-                PyUnicode_CompareWithASCIIString(e->f[F_ACTION], UFW_ACTIONS[i]) == 0) return O_BLOCK + i;
-        return -1;
+static int outcome_of(const CEvent *e) { /* the first events.OUTCOMES row that fits, or -1 */
+    for (int i = 0; i < noutcomes; i++) {
+        const Outcome *o = &OUTCOMES[i];
+        if (o->type != e->type) continue;
+        if (o->field < 0) return i;
+        PyObject *v = e->f[o->field];
+        if (v == o->value || (v && PyUnicode_Check(v) && PyUnicode_Check(o->value) && PyUnicode_Compare(v, o->value) == 0))
+            return i;
     }
     return -1;
 }
@@ -166,7 +164,7 @@ static PyTypeObject GroupType = {
 typedef struct { int field; PyObject *want; int many; } Cond;
 
 typedef struct {
-    unsigned types, after_types;
+    unsigned long long types, after_types;
     Cond *conds, *aconds;
     int nconds, naconds;
     int group_by, distinct;
@@ -326,7 +324,7 @@ static int apply_rule(Py_ssize_t ri, CRule *r, PyObject *key, const CEvent *e, P
 }
 
 static int engine_run(Engine *en, const CEvent *e, PyObject *out) {
-    unsigned bit = 1u << e->type;
+    unsigned long long bit = 1ull << e->type;
     for (Py_ssize_t ri = 0; ri < en->nrules; ri++) {
         CRule *r = &en->rules[ri];
         for (int prior = 0; prior < 2; prior++) {
@@ -370,13 +368,13 @@ static int engine_run(Engine *en, const CEvent *e, PyObject *out) {
 }
 
 static int field_index(PyObject *name) {
-    for (int i = 0; i < NFIELDS; i++)
-        if (PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, FIELD_NAMES[i]) == 0) return i;
+    for (int i = 0; i < nfields; i++)
+        if (PyUnicode_Check(name) && PyUnicode_Compare(name, s_field[i]) == 0) return i;
     PyErr_Format(PyExc_NotImplementedError, "field %R is not handled by the C engine", name);
     return -1;
 }
 
-static int type_mask(PyObject *types, unsigned *mask) {
+static int type_mask(PyObject *types, unsigned long long *mask) {
     *mask = 0;
     PyObject *seq = PySequence_Fast(types, "types must be a sequence");
     if (seq == NULL) return -1;
@@ -388,7 +386,7 @@ static int type_mask(PyObject *types, unsigned *mask) {
             Py_DECREF(seq);
             return -1;
         }
-        *mask |= 1u << PyLong_AsLong(code);
+        *mask |= 1ull << PyLong_AsLong(code);
     }
     Py_DECREF(seq);
     return 0;
@@ -433,6 +431,7 @@ static void engine_free_rules(Engine *self) {
 /* Engine(rules, allowed): rules are tuples made by monitors/speedups.py from Rule objects. */
 static int engine_init(Engine *self, PyObject *args, PyObject *kw) {
     PyObject *rules, *allowed;
+    if (not_ready()) return -1;
     if (!PyArg_ParseTuple(args, "OO", &rules, &allowed)) return -1;
     engine_free_rules(self);
     Py_CLEAR(self->allowed);
@@ -488,7 +487,7 @@ static int event_from_object(PyObject *obj, CEvent *e) {
     Py_DECREF(ts);
     if (tsd == -1.0 && PyErr_Occurred()) return -1;
     ev_init(e, (int)PyLong_AsLong(code), tsd);
-    for (int i = 0; i < NFIELDS; i++) {
+    for (int i = 0; i < nfields; i++) {
         PyObject *v = PyObject_GetAttr(obj, s_field[i]);
         if (v == NULL) { ev_clear(e); return -1; }
         ev_set(e, i, v);
@@ -725,7 +724,7 @@ typedef struct {
     Engine *engine;
     PyObject *out;               /* detections of this batch */
     PyObject *by_source;         /* Pipeline.by_source or NULL */
-    long long counts[NOUTCOMES];
+    long long counts[MAX_OUTCOMES];
     long long failed;            /* lines whose handling raised: counted and skipped */
 } Sink;
 
@@ -733,12 +732,12 @@ static int emit(Sink *k, CEvent *e) {
     int o = outcome_of(e);
     if (o >= 0) {
         k->counts[o]++;
-        if (k->by_source && (o == O_FAIL_PW || o == O_FAIL_ROLE || o == O_BLOCK || o == O_LIMIT)) {
+        if (k->by_source && OUTCOMES[o].attack) {
             /* by_source[outcome][source] += 1 */
-            PyObject *per = PyDict_GetItemWithError(k->by_source, s_outcome_keys[o]);
+            PyObject *per = PyDict_GetItemWithError(k->by_source, OUTCOMES[o].name);
             if (per == NULL) {
                 if (PyErr_Occurred() || (per = PyDict_New()) == NULL) return -1;
-                int rc = PyDict_SetItem(k->by_source, s_outcome_keys[o], per);
+                int rc = PyDict_SetItem(k->by_source, OUTCOMES[o].name, per);
                 Py_DECREF(per);
                 if (rc < 0) return -1;
             }
@@ -772,16 +771,14 @@ static int emit_objects(Sink *k, PyObject *events) { /* Event objects from a Pyt
 
 /* counts -> Pipeline.events[(stype, outcome)] */
 static int flush_counts(Sink *k, PyObject *events) {
-    for (int o = 0; o < NOUTCOMES; o++) {
+    for (int o = 0; o < noutcomes; o++) {
         if (!k->counts[o]) continue;
-        PyObject *key = Py_BuildValue("(sO)", o >= O_BLOCK ? "ufw" : "postgres", s_outcome_keys[o]);
-        if (key == NULL) return -1;
+        PyObject *key = OUTCOMES[o].key;
         PyObject *old = PyDict_GetItemWithError(events, key);
         long long v = (old ? PyLong_AsLongLong(old) : 0) + k->counts[o];
         PyObject *nv = PyLong_FromLongLong(v);
         int rc = nv == NULL ? -1 : PyDict_SetItem(events, key, nv);
         Py_XDECREF(nv);
-        Py_DECREF(key);
         if (rc < 0) return -1;
         k->counts[o] = 0;
     }
@@ -848,8 +845,6 @@ static int class_test(int cls, const unsigned char *s) { /* s: the first byte of
 
 static Py_ssize_t char_len(unsigned char c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4; }
 
-static const char *LEVELS[] = {"LOG", "INFO", "NOTICE", "WARNING", "ERROR", "FATAL", "PANIC", "DETAIL", "HINT",
-                               "CONTEXT", "STATEMENT", "QUERY", "LOCATION", NULL};
 
 typedef struct { const char *s; Py_ssize_t n; Py_ssize_t level, level_len, msg; Caps caps; } Match;
 
@@ -1085,10 +1080,6 @@ fail:
 
 /* ------------------------------------------------------------------ Postgres stderr scanner */
 
-static const char *BAD_STARTUP[] = {"invalid length of startup packet", "could not accept SSL connection",
-                                    "incomplete startup packet", "unsupported frontend protocol",
-                                    "could not receive data from client", "invalid startup packet",
-                                    "received direct SSL connection request without ALPN", NULL};
 #define MAX_TRACKED_PIDS 65536
 
 typedef struct {
@@ -1111,9 +1102,16 @@ static int starts_any(const char *s, Py_ssize_t n, const char **list) {
     return 0;
 }
 
-static int role_missing(const char *s, Py_ssize_t n) { /* Role "(.*)" does not exist\. */
-    const char *p = FIND(s, n, "Role \"");
-    return p && FIND(p + 6, n - (p + 6 - s), "\" does not exist.") != NULL;
+static int starts(const char *s, Py_ssize_t n, const char *prefix) {
+    Py_ssize_t l = (Py_ssize_t)strlen(prefix);
+    return n >= l && memcmp(s, prefix, l) == 0;
+}
+
+static int role_missing(const char *s, Py_ssize_t n) { /* MESSAGES["role_missing"]: start (.*) end */
+    const char *a = MSG[M_ROLE_MISSING][0], *b = MSG[M_ROLE_MISSING][1];
+    Py_ssize_t al = (Py_ssize_t)strlen(a);
+    const char *p = find(s, n, a, al);
+    return p && find(p + al, n - (p + al - s), b, (Py_ssize_t)strlen(b)) != NULL;
 }
 
 static int hosts_pop(PgScanner *sc, PyObject *pid) {
@@ -1182,8 +1180,8 @@ static int pg_event(PgScanner *sc, Sink *k, PyObject *pid, const Match *m, doubl
     CEvent e;
     ev_init(&e, -1, ts);
     if (ln == 3 && memcmp(lvl, "LOG", 3) == 0) {
-        if (STARTS(msg, n, "connection received: ")) {
-            const char *h = msg + 21, *end = msg + n;
+        if (starts(msg, n, MSG[M_RECEIVED][0])) {
+            const char *h = msg + strlen(MSG[M_RECEIVED][0]), *end = msg + n;
             if (!STARTS(h, end - h, "host=")) return 0;
             h += 5;
             const char *q = h;
@@ -1204,9 +1202,9 @@ static int pg_event(PgScanner *sc, Sink *k, PyObject *pid, const Match *m, doubl
             ev_set(&e, F_SOURCE, hs);
             return emit(k, &e);
         }
-        if (STARTS(msg, n, "connection authorized: ")) {
+        if (starts(msg, n, MSG[M_AUTHORIZED][0])) {
             e.type = T_AUTHZ;
-            const char *u = msg + 23, *end = msg + n, *ue = NULL, *d = NULL, *de = NULL;
+            const char *u = msg + strlen(MSG[M_AUTHORIZED][0]), *end = msg + n, *ue = NULL, *d = NULL, *de = NULL;
             if (STARTS(u, end - u, "user=")) {
                 u += 5;
                 ue = u;
@@ -1239,9 +1237,9 @@ static int pg_event(PgScanner *sc, Sink *k, PyObject *pid, const Match *m, doubl
             else { Py_INCREF(s_no_tls); ev_set(&e, F_REASON, s_no_tls); }
             return emit(k, &e);
         }
-        if (STARTS(msg, n, "disconnection: ")) {
+        if (starts(msg, n, MSG[M_DISCONNECTION][0])) {
             e.type = T_DISC;
-            const char *p = msg + 15, *end = msg + n, *dh = NULL, *dhe = NULL;
+            const char *p = msg + strlen(MSG[M_DISCONNECTION][0]), *end = msg + n, *dh = NULL, *dhe = NULL;
             while ((p = FIND(p, end - p, " host=")) != NULL) {
                 p += 6;
                 if (p < end && !is_ws(*p)) {
@@ -1256,17 +1254,17 @@ static int pg_event(PgScanner *sc, Sink *k, PyObject *pid, const Match *m, doubl
             SET(&e, F_DATABASE, clean_str(db, dn));
             return emit(k, &e);
         }
-        if (starts_any(msg, n, BAD_STARTUP)) {
+        if (starts_any(msg, n, MSG[M_BAD_STARTUP])) {
             e.type = T_BADSTART;
             SET(&e, F_SOURCE, source_of(sc, pid, host, hn));
             SET(&e, F_REASON, bad_startup_reason(msg, n));
             return emit(k, &e);
         }
-        static const char PC[] = "parameter \"log_line_prefix\" changed to \"";
-        if (STARTS(msg, n, PC) && n >= (Py_ssize_t)sizeof(PC) && msg[n - 1] == '"') {
+        const char *pc = MSG[M_PREFIX_CHANGED][0];
+        Py_ssize_t pcl = (Py_ssize_t)strlen(pc);
+        if (starts(msg, n, pc) && n >= pcl + 1 && msg[n - 1] == '"') {
             /* the server changed its prefix on reload: follow it (an unknown one keeps the old) */
-            PyObject *ops = PyObject_CallMethod(sc->parser, "program_for", "s#", msg + sizeof(PC) - 1,
-                                                n - (Py_ssize_t)sizeof(PC));
+            PyObject *ops = PyObject_CallMethod(sc->parser, "program_for", "s#", msg + pcl, n - pcl - 1);
             if (ops == NULL) return -1;
             if (ops != Py_None) {
                 Prog p = {NULL, 0};
@@ -1283,11 +1281,11 @@ static int pg_event(PgScanner *sc, Sink *k, PyObject *pid, const Match *m, doubl
     if (src == NULL) return -1;
     ev_set(&e, F_SOURCE, src);
     if (hosts_pop(sc, pid) < 0) goto fail; /* a FATAL ends the backend */
-    static const char PW[] = "password authentication failed for user \"";
-    static const char HBA[] = "no pg_hba.conf entry for host \"";
-    if (STARTS(msg, n, PW) && n >= (Py_ssize_t)sizeof(PW) && msg[n - 1] == '"') {
+    const char *pw = MSG[M_PASSWORD][0], *hba = MSG[M_HBA][0];
+    Py_ssize_t pwl = (Py_ssize_t)strlen(pw);
+    if (starts(msg, n, pw) && n >= pwl + 1 && msg[n - 1] == '"') {
         e.type = T_FAIL;
-        SET(&e, F_USER, str_of(msg + sizeof(PW) - 1, n - (Py_ssize_t)sizeof(PW)));
+        SET(&e, F_USER, str_of(msg + pwl, n - pwl - 1));
         SET(&e, F_DATABASE, clean_str(db, dn));
         sc->has_pending = 1;
         Py_INCREF(pid);
@@ -1296,8 +1294,8 @@ static int pg_event(PgScanner *sc, Sink *k, PyObject *pid, const Match *m, doubl
         sc->pend = e;
         return 0;
     }
-    if (STARTS(msg, n, HBA)) {
-        const char *end = msg + n, *a = msg + sizeof(HBA) - 1, *ae, *b, *be, *c, *ce;
+    if (starts(msg, n, hba)) {
+        const char *end = msg + n, *a = msg + strlen(hba), *ae, *b, *be, *c, *ce;
         ae = memchr(a, '"', end - a);
         if (!ae || !STARTS(ae, end - ae, "\", user \"")) goto not_hba;
         b = ae + 9;
@@ -1322,20 +1320,21 @@ static int pg_event(PgScanner *sc, Sink *k, PyObject *pid, const Match *m, doubl
         return emit(k, &e);
     }
 not_hba:;
-    static const char DB[] = "database \"", DBE[] = "\" does not exist";
-    if (STARTS(msg, n, DB) && n >= (Py_ssize_t)(sizeof(DB) - 1 + sizeof(DBE) - 1) && ENDS(msg, n, DBE)) {
+    const char *db0 = MSG[M_NO_DATABASE][0], *db1 = MSG[M_NO_DATABASE][1];
+    Py_ssize_t l0 = (Py_ssize_t)strlen(db0), l1 = (Py_ssize_t)strlen(db1);
+    if (starts(msg, n, db0) && n >= l0 + l1 && memcmp(msg + n - l1, db1, l1) == 0) {
         e.type = T_NODB;
         SET(&e, F_USER, clean_str(user, un));
-        SET(&e, F_DATABASE, str_of(msg + sizeof(DB) - 1, n - (Py_ssize_t)(sizeof(DB) - 1 + sizeof(DBE) - 1)));
+        SET(&e, F_DATABASE, str_of(msg + l0, n - l0 - l1));
         return emit(k, &e);
     }
-    if (STARTS(msg, n, "sorry, too many clients already") || STARTS(msg, n, "remaining connection slots are reserved")) {
+    if (starts_any(msg, n, MSG[M_TOO_MANY])) {
         e.type = T_TOOMANY;
         SET(&e, F_USER, clean_str(user, un));
         SET(&e, F_DATABASE, clean_str(db, dn));
         return emit(k, &e);
     }
-    if (starts_any(msg, n, BAD_STARTUP)) {
+    if (starts_any(msg, n, MSG[M_BAD_STARTUP])) {
         e.type = T_BADSTART;
         SET(&e, F_REASON, bad_startup_reason(msg, n));
         return emit(k, &e);
@@ -1400,11 +1399,8 @@ static int pg_line(PgScanner *sc, Sink *k, const char *s, Py_ssize_t n) {
     return rc;
 }
 
-/* Pipeline.process's filter: which stderr lines can matter, decided on the raw bytes */
-static const char *PG_LOG_MESSAGES[] = {"connection received", "connection authorized", "disconnection",
-                                        "invalid length", "could not accept SSL", "incomplete startup",
-                                        "unsupported frontend", "could not receive data", "invalid startup",
-                                        "received direct SSL", "parameter \"log_line_prefix\"", NULL};
+/* Pipeline.process's filter: which stderr lines can matter, decided on the raw bytes (a LOG line
+   matters when it starts with a text of PG_LOG_MESSAGES, from pg.MESSAGES) */
 
 static const char *find_colon2(const char *s, Py_ssize_t n) { /* the first ":  " */
     for (const char *p = s, *end = s + n; (p = memchr(p, ':', end - p)) != NULL; p++)
@@ -1502,6 +1498,7 @@ static PyObject *pg_feed(PgScanner *self, PyObject *args) {
 
 static int pg_init(PgScanner *self, PyObject *args, PyObject *kw) {
     PyObject *engine, *parser, *ops;
+    if (not_ready()) return -1;
     if (!PyArg_ParseTuple(args, "O!OO", &EngineType, &engine, &parser, &ops)) return -1;
     Py_INCREF(engine);
     Py_XSETREF(self->engine, (Engine *)engine);
@@ -1642,7 +1639,7 @@ static int ufw_line(PyObject *selfo, Sink *k, const char *s, Py_ssize_t n) {
     if (tag == NULL) { sc->not_ufw++; return 0; }
     const char *end = line + ln, *a = tag + 5;
     int act = -1;
-    for (int i = 0; i < 6 && act < 0; i++) {
+    for (int i = 0; i < nactions && act < 0; i++) {
         Py_ssize_t l = strlen(UFW_ACTIONS[i]);
         if (end - a >= l + 2 && memcmp(a, UFW_ACTIONS[i], l) == 0 && a[l] == ']' && a[l + 1] == ' ') act = i;
     }
@@ -1732,6 +1729,7 @@ static PyObject *ufw_feed(UfwScanner *self, PyObject *args) {
 
 static int ufw_init(UfwScanner *self, PyObject *args, PyObject *kw) {
     PyObject *engine, *parser, *only;
+    if (not_ready()) return -1;
     if (!PyArg_ParseTuple(args, "O!OO", &EngineType, &engine, &parser, &only)) return -1;
     Py_INCREF(engine);
     Py_XSETREF(self->engine, (Engine *)engine);
@@ -1783,7 +1781,172 @@ static PyObject *py_longest_line(PyObject *m, PyObject *arg) { /* (longest line,
     return Py_BuildValue("(nn)", best, count);
 }
 
+/* ------------------------------------------------------------------ setup: the Python definitions */
+
+static const char **text_list(PyObject *seq_obj) { /* a sequence of str -> NULL-terminated copies (kept for good) */
+    PyObject *seq = PySequence_Fast(seq_obj, "expected a sequence of texts");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    const char **out = PyMem_Calloc(n + 1, sizeof(char *));
+    if (out == NULL) { Py_DECREF(seq); PyErr_NoMemory(); return NULL; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t len;
+        const char *t = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(seq, i), &len);
+        char *c = t ? PyMem_Malloc(len + 1) : NULL;
+        if (c == NULL) { if (t) PyErr_NoMemory(); Py_DECREF(seq); return NULL; }
+        memcpy(c, t, len + 1);
+        out[i] = c;
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+static PyObject *spec_item(PyObject *spec, const char *key) { /* borrowed */
+    PyObject *v = PyDict_GetItemString(spec, key);
+    if (v == NULL) PyErr_Format(PyExc_ValueError, "setup: %s is missing", key);
+    return v;
+}
+
+static int code_of(PyObject *type_name) { /* a type's code, -1 with an error when it is not one of ours */
+    PyObject *code = PyDict_GetItemWithError(s_type_codes, type_name);
+    if (code == NULL) {
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "setup: %R is not in types", type_name);
+        return -1;
+    }
+    return (int)PyLong_AsLong(code);
+}
+
+static int field_named(const char *name) {
+    for (int i = 0; i < nfields; i++)
+        if (PyUnicode_CompareWithASCIIString(s_field[i], name) == 0) return i;
+    PyErr_Format(PyExc_ValueError, "setup: fields has no %s", name);
+    return -1;
+}
+
+static PyObject *reason(PyObject *reasons, const char *key) { /* a new reference */
+    PyObject *v = spec_item(reasons, key);
+    if (v == NULL) return NULL;
+    Py_INCREF(v);
+    PyUnicode_InternInPlace(&v);
+    return v;
+}
+
+/* setup(spec): spec = {"fields": events.FIELDS, "types": [...], "outcomes": events.OUTCOMES,
+   "ufw_actions": events.UFW_ACTIONS, "ufw_type": events.UFW, "messages": pg.MESSAGES,
+   "levels": pg.LEVELS, "reasons": {role: text}}; once, before anything else is made. */
+static PyObject *py_setup(PyObject *m, PyObject *spec) {
+    if (ready) Py_RETURN_NONE; /* a module is set up once (a re-import of speedups.py calls again) */
+    if (!PyDict_Check(spec)) return PyErr_Format(PyExc_TypeError, "setup: expected a dict");
+    PyObject *fields, *types, *outcomes, *actions, *ufw_type, *messages, *levels, *reasons;
+    if (!(fields = spec_item(spec, "fields")) || !(types = spec_item(spec, "types")) ||
+        !(outcomes = spec_item(spec, "outcomes")) || !(actions = spec_item(spec, "ufw_actions")) ||
+        !(ufw_type = spec_item(spec, "ufw_type")) || !(messages = spec_item(spec, "messages")) ||
+        !(levels = spec_item(spec, "levels")) || !(reasons = spec_item(spec, "reasons"))) return NULL;
+    /* fields */
+    PyObject *seq = PySequence_Fast(fields, "fields");
+    if (seq == NULL) return NULL;
+    nfields = (int)PySequence_Fast_GET_SIZE(seq);
+    if (nfields > MAX_FIELDS) { Py_DECREF(seq); return PyErr_Format(PyExc_ValueError, "setup: more than %d fields", MAX_FIELDS); }
+    for (int i = 0; i < nfields; i++) {
+        PyObject *f = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyUnicode_Check(f)) { Py_DECREF(seq); return PyErr_Format(PyExc_TypeError, "setup: a field is a str"); }
+        Py_INCREF(f);
+        PyUnicode_InternInPlace(&f);
+        s_field[i] = f;
+    }
+    Py_DECREF(seq);
+    if ((F_SOURCE = field_named("source")) < 0 || (F_USER = field_named("user")) < 0 ||
+        (F_DATABASE = field_named("database")) < 0 || (F_REASON = field_named("reason")) < 0 ||
+        (F_TLS = field_named("tls")) < 0 || (F_ACTION = field_named("action")) < 0 ||
+        (F_DPORT = field_named("dport")) < 0 || (F_PROTO = field_named("proto")) < 0 ||
+        (F_DEST = field_named("dest")) < 0) return NULL;
+    /* types: code = position */
+    if ((seq = PySequence_Fast(types, "types")) == NULL) return NULL;
+    ntypes = (int)PySequence_Fast_GET_SIZE(seq);
+    if (ntypes > MAX_TYPES || (s_type_codes = PyDict_New()) == NULL) {
+        Py_DECREF(seq);
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "setup: more than %d types", MAX_TYPES);
+    }
+    for (int i = 0; i < ntypes; i++) {
+        PyObject *v = PyLong_FromLong(i);
+        if (v == NULL || PyDict_SetItem(s_type_codes, PySequence_Fast_GET_ITEM(seq, i), v) < 0) {
+            Py_XDECREF(v); Py_DECREF(seq); return NULL;
+        }
+        Py_DECREF(v);
+    }
+    Py_DECREF(seq);
+    /* messages: role -> (texts, type or None, level) */
+    if ((PG_LOG_MESSAGES = PyMem_Calloc(64, sizeof(char *))) == NULL) return PyErr_NoMemory();
+    int nlog = 0;
+    int *codes[NMSG] = {&T_CONN, &T_AUTHZ, &T_DISC, &T_BADSTART, NULL, &T_FAIL, &T_HBA, &T_NODB, &T_TOOMANY, NULL};
+    for (int r = 0; r < NMSG; r++) {
+        PyObject *entry = PyDict_GetItemString(messages, MSG_ROLES[r]);
+        if (entry == NULL) return PyErr_Format(PyExc_ValueError, "setup: messages has no %s", MSG_ROLES[r]);
+        PyObject *texts, *type, *level;
+        if (!PyArg_ParseTuple(entry, "OOU", &texts, &type, &level)) return NULL;
+        if ((MSG[r] = text_list(texts)) == NULL) return NULL;
+        if (MSG[r][0] == NULL || ((r == M_NO_DATABASE || r == M_ROLE_MISSING) && MSG[r][1] == NULL))
+            return PyErr_Format(PyExc_ValueError, "setup: messages[%s] lacks a text", MSG_ROLES[r]);
+        if (codes[r] && (*codes[r] = code_of(type)) < 0) return NULL;
+        if (PyUnicode_CompareWithASCIIString(level, "LOG") == 0)
+            for (int i = 0; MSG[r][i] && nlog < 63; i++) PG_LOG_MESSAGES[nlog++] = MSG[r][i];
+    }
+    if ((T_UFW = code_of(ufw_type)) < 0) return NULL;
+    if ((LEVELS = text_list(levels)) == NULL) return NULL;
+    /* UFW actions */
+    const char **acts = text_list(actions);
+    if (acts == NULL) return NULL;
+    for (nactions = 0; acts[nactions]; nactions++) {
+        if (nactions == MAX_ACTIONS) return PyErr_Format(PyExc_ValueError, "setup: more than %d actions", MAX_ACTIONS);
+        UFW_ACTIONS[nactions] = acts[nactions];
+        if ((s_actions[nactions] = PyUnicode_InternFromString(acts[nactions])) == NULL) return NULL;
+    }
+    /* outcomes: (type, field or None, value or None, source type, outcome, attack) */
+    if ((seq = PySequence_Fast(outcomes, "outcomes")) == NULL) return NULL;
+    noutcomes = 0;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *type, *field, *value, *stype, *name;
+        int attack;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "OOOOOp", &type, &field, &value, &stype, &name, &attack)) {
+            Py_DECREF(seq); return NULL;
+        }
+        PyObject *code = PyDict_GetItemWithError(s_type_codes, type);
+        if (code == NULL) {
+            if (PyErr_Occurred()) { Py_DECREF(seq); return NULL; }
+            continue; /* a type no C parser makes (the app's): counted in Python */
+        }
+        if (noutcomes == MAX_OUTCOMES) { Py_DECREF(seq); return PyErr_Format(PyExc_ValueError, "setup: too many outcomes"); }
+        Outcome *o = &OUTCOMES[noutcomes];
+        o->type = (int)PyLong_AsLong(code);
+        o->field = -1;
+        if (field != Py_None) {
+            const char *fname = PyUnicode_AsUTF8(field);
+            if (fname == NULL || (o->field = field_named(fname)) < 0) { Py_DECREF(seq); return NULL; }
+        }
+        o->attack = attack;
+        Py_INCREF(value);
+        o->value = value;
+        Py_INCREF(name);
+        o->name = name;
+        if ((o->key = PyTuple_Pack(2, stype, name)) == NULL) { Py_DECREF(seq); return NULL; }
+        noutcomes++;
+    }
+    Py_DECREF(seq);
+    if (!(s_unknown_role = reason(reasons, "unknown_role")) || !(s_bad_password = reason(reasons, "bad_password")) ||
+        !(s_no_encryption = reason(reasons, "no_encryption")) || !(s_hba_reject = reason(reasons, "hba_reject")) ||
+        !(s_no_tls = reason(reasons, "no_tls"))) return NULL;
+    ready = 1;
+    Py_RETURN_NONE;
+}
+
+static int not_ready(void) {
+    if (ready) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "_speedups.setup() was not called (import monitors.speedups, which calls it)");
+    return 1;
+}
+
 static PyMethodDef module_methods[] = {
+    {"setup", py_setup, METH_O, "setup(spec): the event types, fields, outcomes and messages, from Python"},
     {"longest_line", py_longest_line, METH_O, "longest_line(buffer) -> (its longest line, its lines)"},
     {"iso_time", py_iso_time, METH_O, "iso_time(text) -> seconds since the epoch (as events.iso_time)"},
     {NULL}};
@@ -1800,24 +1963,10 @@ PyMODINIT_FUNC PyInit__speedups(void) {
             unsigned char b = (unsigned char)c;
             CLASS_TABLE[cls][c] = (unsigned char)class_test(cls, &b);
         }
-    for (int i = 0; i < NFIELDS; i++) INTERN(s_field[i], FIELD_NAMES[i]);
-    for (int i = 0; i < NOUTCOMES; i++) INTERN(s_outcome_keys[i], OUTCOME_NAMES[i]);
-    for (int i = 0; i < 6; i++) INTERN(s_actions[i], UFW_ACTIONS[i]);
     INTERN(s_type, "type");
     INTERN(s_ts, "ts");
-    INTERN(s_unknown_role, "unknown_role");
-    INTERN(s_bad_password, "bad_password");
-    INTERN(s_no_encryption, "no_encryption");
-    INTERN(s_hba_reject, "hba_reject");
-    INTERN(s_no_tls, "no_tls");
     INTERN(s_unknown, "unknown");
     INTERN(s_popitem, "popitem");
-    if ((s_type_codes = PyDict_New()) == NULL) return NULL;
-    for (int i = 0; i < NTYPES; i++) {
-        PyObject *v = PyLong_FromLong(i);
-        if (v == NULL || PyDict_SetItemString(s_type_codes, TYPE_NAMES[i], v) < 0) return NULL;
-        Py_DECREF(v);
-    }
     PyObject *collections = PyImport_ImportModule("collections");
     if (collections == NULL) return NULL;
     s_ordered_dict = PyObject_GetAttrString(collections, "OrderedDict");

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -62,6 +63,50 @@ class Event:
         if self.type in HOST_TYPES:  # a group name is no bounded label
             return self.type if self.type == GROUP_ADD or not self.reason else f"{self.type}:{self.reason}"
         return self.reason or self.type.removeprefix("pg_")
+
+
+# Every event type, message, outcome and reason is defined once, here and in pg.py (MESSAGES): the
+# C hot path (_speedups.c) takes them at start-up (speedups.py calls _speedups.setup), so a new
+# event type or outcome is one line of Python data.
+FIELDS = tuple(f.name for f in dataclasses.fields(Event) if f.name not in ("type", "ts"))
+# Reasons the Postgres parsers give (Event.reason)
+BAD_PASSWORD, UNKNOWN_ROLE = "bad_password", "unknown_role"
+NO_ENCRYPTION, HBA_REJECT, NO_TLS = "no_encryption", "hba_reject", "no_tls"
+UFW_ACTIONS = ("BLOCK", "LIMIT BLOCK", "ALLOW", "AUDIT", "AUDIT INVALID", "BLOCK INVALID")
+ATTACK_ACTIONS = ("BLOCK", "LIMIT BLOCK")   # what rules and --counts-by-source count as an attack
+# events_total{source_type, outcome}: (event type, the field that decides, its value or None for
+# any, source type, outcome, counted per source as an attack by `replay --counts-by-source`)
+OUTCOMES = (
+    (PG_CONNECTION, None, None, "postgres", PG_CONNECTION, False),
+    (PG_AUTHORIZED, None, None, "postgres", PG_AUTHORIZED, False),
+    (PG_AUTH_FAILED, "reason", UNKNOWN_ROLE, "postgres", f"{PG_AUTH_FAILED}:{UNKNOWN_ROLE}", True),
+    (PG_AUTH_FAILED, None, None, "postgres", f"{PG_AUTH_FAILED}:{BAD_PASSWORD}", True),
+    (PG_HBA_REJECT, "reason", NO_ENCRYPTION, "postgres", f"{PG_HBA_REJECT}:{NO_ENCRYPTION}", False),
+    (PG_HBA_REJECT, None, None, "postgres", f"{PG_HBA_REJECT}:{HBA_REJECT}", False),
+    (PG_UNKNOWN_DB, None, None, "postgres", PG_UNKNOWN_DB, False),
+    (PG_TOO_MANY, None, None, "postgres", PG_TOO_MANY, False),
+    (PG_BAD_STARTUP, None, None, "postgres", PG_BAD_STARTUP, False),
+    (PG_DISCONNECTION, None, None, "postgres", PG_DISCONNECTION, False),
+    *((UFW, "action", a, "ufw", a.lower().replace(" ", "_"), a in ATTACK_ACTIONS) for a in UFW_ACTIONS),
+    (APP_SIGNIN_FAILED, None, None, "app", "signin_failed", True),
+    (APP_SIGNIN_LOCKED, None, None, "app", "signin_locked", True),
+    (APP_SIGNIN_SUCCEEDED, None, None, "app", "signin_succeeded", False),
+)
+ATTACK_OUTCOMES = frozenset(o[4] for o in OUTCOMES if o[5])
+_OUTCOMES_OF: dict[str, list[tuple]] = {}
+for _o in OUTCOMES:
+    _OUTCOMES_OF.setdefault(_o[0], []).append(_o)
+_SOURCE_TYPE = {t: name for name, types in TYPES_OF_INPUT.items() for t in types}
+
+
+def outcome_key(e: Event) -> tuple[str, str]:
+    """(source type, outcome) of an event, as events_total counts it: the first OUTCOMES row for
+    its type whose field has the value (or that wants none); a type without rows gives
+    Event.outcome (a short, bounded label)."""
+    for _, fld, value, stype, outcome, _ in _OUTCOMES_OF.get(e.type, ()):
+        if fld is None or getattr(e, fld) == value:
+            return stype, outcome
+    return _SOURCE_TYPE.get(e.type, "unknown"), e.outcome
 
 
 # The times a log line may carry: from the epoch to the end of year 9999 (what RFC 3339 and

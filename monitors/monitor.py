@@ -21,7 +21,7 @@ from trustops.monitors.app import AppParser
 from trustops.monitors.config_model import INPUT_TYPES
 from trustops.monitors import hostauth
 from trustops.monitors.hostauth import HostAuthParser
-from trustops.monitors.pg import DEBIAN_PREFIX, PostgresParser, compile_prefix
+from trustops.monitors.pg import DEBIAN_PREFIX, LOG_MESSAGES, PostgresParser, compile_prefix
 from trustops.monitors.rules import (DEFAULT_RULES, Detection, OverrideError, RuleError, as_list, detection_for,
                                      duration, load_rules)
 from trustops.monitors.speedups import FastEngine, make_engine, scanner_for
@@ -184,18 +184,13 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
 # ------------------------------------------------------------------------------- pipeline
 
 # A Postgres stderr line matters if it is a FATAL, a DETAIL, a continuation (tab) or a LOG whose
-# message starts with one of these; the rest (statements, checkpoints, "connection
-# authenticated") is skipped before decoding or parsing.
-_PG_LOG_MESSAGES = (b"connection received", b"connection authorized", b"disconnection", b"invalid length",
-                    b"could not accept SSL", b"incomplete startup", b"unsupported frontend",
-                    b"could not receive data", b"invalid startup", b"received direct SSL",
-                    b'parameter "log_line_prefix"')
+# message starts with one of pg.MESSAGES' LOG texts; the rest (statements, checkpoints,
+# "connection authenticated") is skipped before decoding or parsing.
+_PG_LOG_MESSAGES = LOG_MESSAGES
 
 
-_ATTACK_OUTCOMES = {"block", "limit_block", "pg_auth_failed:bad_password", "pg_auth_failed:unknown_role",
-                    "signin_failed", "signin_locked"}
+_ATTACK_OUTCOMES = set(ev.ATTACK_OUTCOMES)
 _ATTACK_OUTCOMES |= hostauth.FAILURE_OUTCOMES
-_UFW_OUTCOME = {"BLOCK": "block", "LIMIT BLOCK": "limit_block", "ALLOW": "allow", "AUDIT": "audit"}
 
 
 def _log_failure(raw: bytes) -> None:
@@ -316,16 +311,7 @@ class Pipeline:
         return found, invalid, failed
 
     def _handle(self, e: ev.Event, found: list[Detection]) -> None:
-        if e.type == ev.UFW:
-            k = ("ufw", _UFW_OUTCOME.get(e.action) or e.outcome)
-        elif e.type in ev.APP_TYPES:
-            k = ("app", e.outcome)
-        elif e.type in ev.HOST_TYPES:
-            k = ("hostauth", e.outcome)
-        elif e.type in (ev.PG_AUTH_FAILED, ev.PG_HBA_REJECT):
-            k = ("postgres", f"{e.type}:{e.reason}")
-        else:
-            k = ("postgres", e.type)
+        k = ev.outcome_key(e)
         self.events[k] = self.events.get(k, 0) + 1
         if self.by_source is not None and k[1] in _ATTACK_OUTCOMES:
             per = self.by_source.setdefault(k[1], {})

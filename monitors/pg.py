@@ -77,7 +77,9 @@ _ESCAPES = {
     "Q": (None, lambda c: [_opt(_lit("-")), _cls(DIGIT, 1, NUMBER)]),
     "%": (None, lambda c: [_lit("%")]),
 }
-_LEVELS = r"(?P<level>DEBUG\d|LOG|INFO|NOTICE|WARNING|ERROR|FATAL|PANIC|DETAIL|HINT|CONTEXT|STATEMENT|QUERY|LOCATION)"
+LEVELS = ("LOG", "INFO", "NOTICE", "WARNING", "ERROR", "FATAL", "PANIC", "DETAIL", "HINT", "CONTEXT", "STATEMENT",
+          "QUERY", "LOCATION")  # and DEBUG1..5
+_LEVELS = r"(?P<level>DEBUG\d|" + "|".join(LEVELS) + ")"
 
 
 class PrefixError(ValueError):
@@ -166,19 +168,39 @@ def compile_prefix(prefix: str) -> re.Pattern[str]:
     return re.compile("^" + _regex(_prefix_items(prefix)) + _LEVELS + r":  (?P<msg>.*)$", re.ASCII)
 
 
-_RE_RECEIVED = re.compile(r"connection received: host=(\S+?)(?: port=(\d+))?$", re.ASCII)
-_RE_AUTHORIZED = re.compile(r"connection authorized: user=(\S+)(?: database=(\S+))?", re.ASCII)
+# The messages the parsers read, defined once: role -> (its texts, the event type it makes, the
+# level it comes at). The C hot path takes this table at start-up (speedups.py), the regexes below
+# are made from it, and so is the filter that skips other lines unread (LOG_MESSAGES).
+MESSAGES = {
+    "received": (("connection received: ",), ev.PG_CONNECTION, "LOG"),
+    "authorized": (("connection authorized: ",), ev.PG_AUTHORIZED, "LOG"),
+    "disconnection": (("disconnection: ",), ev.PG_DISCONNECTION, "LOG"),
+    "bad_startup": (("invalid length of startup packet", "could not accept SSL connection",
+                     "incomplete startup packet", "unsupported frontend protocol", "could not receive data from client",
+                     "invalid startup packet", "received direct SSL connection request without ALPN"),
+                    ev.PG_BAD_STARTUP, "LOG"),  # and FATAL
+    "prefix_changed": (('parameter "log_line_prefix" changed to "',), None, "LOG"),
+    "password": (('password authentication failed for user "',), ev.PG_AUTH_FAILED, "FATAL"),
+    "hba": (('no pg_hba.conf entry for host "',), ev.PG_HBA_REJECT, "FATAL"),
+    "no_database": (('database "', '" does not exist'), ev.PG_UNKNOWN_DB, "FATAL"),  # start, end
+    "too_many": (("sorry, too many clients already", "remaining connection slots are reserved"), ev.PG_TOO_MANY,
+                 "FATAL"),
+    "role_missing": (('Role "', '" does not exist.'), None, "DETAIL"),  # start, end: the failure was no role
+}
+LOG_MESSAGES = tuple(t.encode() for texts, _, level in MESSAGES.values() if level == "LOG" for t in texts)
+_RECEIVED, _AUTHORIZED, _DISCONNECTION = (MESSAGES[k][0][0] for k in ("received", "authorized", "disconnection"))
+_BAD_STARTUP, _TOO_MANY = MESSAGES["bad_startup"][0], MESSAGES["too_many"][0]
+_x = re.escape
+_RE_RECEIVED = re.compile(_x(_RECEIVED) + r"host=(\S+?)(?: port=(\d+))?$", re.ASCII)
+_RE_AUTHORIZED = re.compile(_x(_AUTHORIZED) + r"user=(\S+)(?: database=(\S+))?", re.ASCII)
 _RE_TLS = re.compile(r"SSL enabled \(protocol=([^,)]+)", re.ASCII)
-_RE_PREFIX_CHANGED = re.compile(r'parameter "log_line_prefix" changed to "(.*)"$', re.ASCII)
-_RE_PWFAIL = re.compile(r'password authentication failed for user "(.*)"$', re.ASCII)
-_RE_HBA = re.compile(r'no pg_hba\.conf entry for host "([^"]*)", user "([^"]*)", database "([^"]*)"(, (no encryption|SSL encryption|GSS encryption))?', re.ASCII)
-_RE_NODB = re.compile(r'database "(.*)" does not exist$', re.ASCII)
-_RE_ROLE_MISSING = re.compile(r'Role "(.*)" does not exist\.', re.ASCII)
-_RE_DISCONN = re.compile(r"disconnection: .*? host=(\S+)", re.ASCII)
-_BAD_STARTUP = ("invalid length of startup packet", "could not accept SSL connection", "incomplete startup packet",
-                "unsupported frontend protocol", "could not receive data from client", "invalid startup packet",
-                "received direct SSL connection request without ALPN")
-_TOO_MANY = ("sorry, too many clients already", "remaining connection slots are reserved")
+_RE_PREFIX_CHANGED = re.compile(_x(MESSAGES["prefix_changed"][0][0]) + r'(.*)"$', re.ASCII)
+_RE_PWFAIL = re.compile(_x(MESSAGES["password"][0][0]) + r'(.*)"$', re.ASCII)
+_RE_HBA = re.compile(_x(MESSAGES["hba"][0][0]) + r'([^"]*)", user "([^"]*)", database "([^"]*)"'
+                     r'(, (no encryption|SSL encryption|GSS encryption))?', re.ASCII)
+_RE_NODB = re.compile("{}(.*){}$".format(*map(_x, MESSAGES["no_database"][0])), re.ASCII)
+_RE_ROLE_MISSING = re.compile("{}(.*){}".format(*map(_x, MESSAGES["role_missing"][0])), re.ASCII)
+_RE_DISCONN = re.compile(_x(_DISCONNECTION) + r".*? host=(\S+)", re.ASCII)
 
 MAX_TRACKED_PIDS = 65536
 LOCAL = "[local]"  # the source of a connection over the Unix socket
@@ -225,7 +247,7 @@ class PostgresParser:
         pid, e = self.pending
         self.pending = None
         if e.reason is None:
-            e.reason = "bad_password"
+            e.reason = ev.BAD_PASSWORD
         self.hosts.pop(pid, None)
         return [e]
 
@@ -237,7 +259,7 @@ class PostgresParser:
             if self.pending is not None:
                 m = _RE_ROLE_MISSING.search(line)
                 if m:
-                    self.pending[1].reason = "unknown_role"
+                    self.pending[1].reason = ev.UNKNOWN_ROLE
             return []
         m = self.rx.match(line)
         if m is None:
@@ -249,7 +271,7 @@ class PostgresParser:
         if self.pending is not None:
             if level == "DETAIL" and pid == self.pending[0]:
                 if _RE_ROLE_MISSING.search(msg):
-                    self.pending[1].reason = "unknown_role"
+                    self.pending[1].reason = ev.UNKNOWN_ROLE
                 return self.flush()
             out = self.flush()
         try:
@@ -279,7 +301,7 @@ class PostgresParser:
     def _event(self, pid: str, level: str, msg: str, ts: float, host: str | None, user: str | None,
                db: str | None) -> Event | None:
         if level == "LOG":
-            if msg.startswith("connection received: "):
+            if msg.startswith(_RECEIVED):
                 m = _RE_RECEIVED.match(msg)
                 if m is None:
                     return None
@@ -287,14 +309,14 @@ class PostgresParser:
                 if m.group(1) == "[local]":
                     return None
                 return Event(ev.PG_CONNECTION, ts, source=m.group(1))
-            if msg.startswith("connection authorized: "):
+            if msg.startswith(_AUTHORIZED):
                 m = _RE_AUTHORIZED.match(msg)
                 tls = _RE_TLS.search(msg)
                 src = self._source(pid, host)
                 return Event(ev.PG_AUTHORIZED, ts, source=src, user=m.group(1) if m else _clean(user),
                              database=m.group(2) if m else _clean(db),
-                             tls=tls is not None, reason=tls.group(1) if tls else "no_tls")
-            if msg.startswith("disconnection: "):
+                             tls=tls is not None, reason=tls.group(1) if tls else ev.NO_TLS)
+            if msg.startswith(_DISCONNECTION):
                 m = _RE_DISCONN.search(msg)
                 src = self._source(pid, m.group(1) if m else host)
                 self.hosts.pop(pid, None)
@@ -302,7 +324,7 @@ class PostgresParser:
             if msg.startswith(_BAD_STARTUP):
                 src = self._source(pid, host)
                 return Event(ev.PG_BAD_STARTUP, ts, source=src, reason=msg.split(":")[0][:40])
-            if self.fmt == "stderr" and msg.startswith('parameter "log_line_prefix"'):
+            if self.fmt == "stderr" and msg.startswith(MESSAGES["prefix_changed"][0][0]):
                 m = _RE_PREFIX_CHANGED.match(msg)
                 if m:  # the server changed its prefix on reload: follow it
                     self.program_for(m.group(1))
@@ -319,7 +341,7 @@ class PostgresParser:
             enc = m.group(5)
             return Event(ev.PG_HBA_REJECT, ts, source=_clean(m.group(1)) or src, user=m.group(2),
                          database=m.group(3), tls=(enc != "no encryption") if enc else None,
-                         reason="no_encryption" if enc == "no encryption" else "hba_reject")
+                         reason=ev.NO_ENCRYPTION if enc == "no encryption" else ev.HBA_REJECT)
         m = _RE_NODB.match(msg)
         if m:
             return Event(ev.PG_UNKNOWN_DB, ts, source=src, user=_clean(user), database=m.group(1))
@@ -363,5 +385,5 @@ class PostgresParser:
         e = self._event(str(pid), rec["error_severity"], rec.get("message") or "", ts, rec.get("remote_host"),
                         rec.get("user"), rec.get("dbname"))
         if e is not None and e.type == ev.PG_AUTH_FAILED:
-            e.reason = "unknown_role" if _RE_ROLE_MISSING.search(rec.get("detail") or "") else "bad_password"
+            e.reason = ev.UNKNOWN_ROLE if _RE_ROLE_MISSING.search(rec.get("detail") or "") else ev.BAD_PASSWORD
         return [e] if e is not None else []

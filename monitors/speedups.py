@@ -17,6 +17,21 @@ except ImportError:  # not built (no compiler where it was installed): pure Pyth
     _speedups = None
 
 
+def c_spec() -> dict:
+    """What the C path takes from Python at start-up: its event types, fields, outcomes, UFW
+    actions, Postgres messages, levels and reasons are defined once, in events.py and pg.py."""
+    from trustops.monitors import events as ev
+    from trustops.monitors import pg
+    types = [t for _, t, _ in pg.MESSAGES.values() if t is not None] + [ev.UFW]
+    return {"fields": ev.FIELDS, "types": list(dict.fromkeys(types)), "outcomes": ev.OUTCOMES,
+            "ufw_actions": ev.UFW_ACTIONS, "ufw_type": ev.UFW, "messages": pg.MESSAGES, "levels": pg.LEVELS,
+            "reasons": {r: r for r in (ev.BAD_PASSWORD, ev.UNKNOWN_ROLE, ev.NO_ENCRYPTION, ev.HBA_REJECT, ev.NO_TLS)}}
+
+
+if _speedups is not None:
+    _speedups.setup(c_spec())
+
+
 def available() -> bool:
     return _speedups is not None and os.environ.get("TRUSTOPS_MONITOR_PURE") != "1"
 

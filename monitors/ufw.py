@@ -14,7 +14,7 @@ import time
 from trustops.monitors import events as ev
 from trustops.monitors.events import Event, TimestampCache, remember, valid_ts
 
-_TAG = re.compile(r"\[UFW (BLOCK|LIMIT BLOCK|ALLOW|AUDIT|AUDIT INVALID|BLOCK INVALID)\] ", re.ASCII)
+_TAG = re.compile(r"\[UFW (" + "|".join(map(re.escape, ev.UFW_ACTIONS)) + r")\] ", re.ASCII)
 # The fields rules use, in the kernel's fixed order; DPT only for TCP/UDP (not ICMP).
 _FIELDS = re.compile(r" SRC=([0-9A-Fa-f.:]+) DST=(\S+) .*?PROTO=(\S+)(?: SPT=\d+ DPT=(\d+))?", re.ASCII)
 _ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", re.ASCII)

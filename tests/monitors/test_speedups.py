@@ -280,3 +280,17 @@ def test_ipv6_sources_are_shortened_as_ipaddress_does():
     scanner.feed(lines, {}, counts)
     assert set(counts["block"]) == {ipaddress.ip_address(a).compressed for a in addrs}
     assert parser.unparsed == 0
+
+
+def test_the_c_path_restates_no_definition():
+    """Event types, outcomes, UFW actions and Postgres messages are Python data (events.py, pg.py)
+    that _speedups.setup() takes at import: none of them is written again in the C source, so a
+    new event type or outcome is one line of Python (issue 17)."""
+    from trustops.monitors import pg
+    source = (Path(speedups.__file__).with_name("_speedups.c")).read_text()
+    texts = {t for texts, _, _ in pg.MESSAGES.values() for t in texts}
+    texts |= {o[0] for o in ev.OUTCOMES} | {o[4] for o in ev.OUTCOMES} | set(ev.UFW_ACTIONS)
+    restated = sorted(t for t in texts if json.dumps(t) in source)  # as a C string literal
+    assert restated == []
+    spec = speedups.c_spec()
+    assert set(spec["types"]) == ev.TYPES_OF_INPUT["postgres"] | ev.TYPES_OF_INPUT["ufw"]
