@@ -191,11 +191,11 @@ S3_REGION = env("BENEFITS_S3_REGION", "eu-central-1")
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
-# AI (optional, per company), HOST-03: in the cloud Claude runs on Amazon Bedrock in an EU region
-# through the EU inference profile, signed with the stack's IAM identity for it (unset keys: the
-# default AWS chain). Anthropic's own API (in the US) only when BENEFITS_AI_PROVIDER=anthropic is
-# set explicitly; the sub-processor register and `manage.py subprocessors` then report it.
-# Anything else (the lab, tests) uses the local provider. core/subprocessors.py names the choices.
+# AI (optional, per company), HOST-03: BENEFITS_AI_PROVIDER=bedrock (what a cloud deployment sets)
+# runs Claude on Amazon Bedrock in an EU region through the EU inference profile, signed with the
+# stack's IAM identity for it (infra/bedrock.py; unset keys: the default AWS chain). Anthropic's own
+# API (in the US) only when BENEFITS_AI_PROVIDER=anthropic is set explicitly; the sub-processor
+# register and `manage.py subprocessors` then report it. Unset: the local provider (lab, tests).
 AI_PROVIDER = env("BENEFITS_AI_PROVIDER", "local")
 BEDROCK_REGION = env("BENEFITS_BEDROCK_REGION", "eu-central-1")
 BEDROCK_MODEL = env("BENEFITS_BEDROCK_MODEL", "eu.anthropic.claude-sonnet-4-5-20250929-v1:0")

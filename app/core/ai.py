@@ -124,8 +124,8 @@ class LocalProvider:
 
 
 class AnthropicProvider:
-    """Claude through the anthropic SDK: on Amazon Bedrock in the EU (`bedrock`, the cloud's
-    default) or Anthropic's own API (`anthropic`, only when set explicitly: it leaves the EU)."""
+    """Claude through the anthropic SDK: on Amazon Bedrock in the EU (`bedrock`, for the cloud) or
+    Anthropic's own API (`anthropic`, only when set explicitly: it leaves the EU)."""
 
     MODEL = "claude-sonnet-4-5"
 
