@@ -123,6 +123,16 @@ class LocalProvider:
         return Evaluation("decline", 0.9, f"{f['vendor']} is not in a wellness category.", category)
 
 
+def receipt_block(image: bytes) -> dict:
+    """The receipt as the Messages API takes it, typed by its bytes: a PDF is a document block, a
+    PNG an image/png one (the API refuses a type that does not match the data); else image/jpeg."""
+    from core.receipts import content_type
+
+    kind = content_type(image) or "image/jpeg"
+    source = {"type": "base64", "media_type": kind, "data": base64.b64encode(image).decode()}
+    return {"type": "document" if kind == "application/pdf" else "image", "source": source}
+
+
 class AnthropicProvider:
     """Claude through the anthropic SDK: on Amazon Bedrock in the EU (`bedrock`, for the cloud) or
     Anthropic's own API (`anthropic`, only when set explicitly: it leaves the EU)."""
@@ -151,8 +161,7 @@ class AnthropicProvider:
 
     def _ask(self, request: dict, instruction: str) -> dict:
         message = self.client.messages.create(model=self.model, max_tokens=400, messages=[{"role": "user", "content": [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
-                                         "data": base64.b64encode(request["image"]).decode()}},
+            receipt_block(request["image"]),
             {"type": "text", "text": instruction + "\nBenefit categories: " + ", ".join(request["categories"])
              + (f"\nThe company's expense policy:\n{request['policy']}" if request.get("policy") else "")
              + "\nAnswer with one JSON object only."}]}])

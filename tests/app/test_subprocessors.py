@@ -96,6 +96,8 @@ def _signed_eu_and_impersonal(call: dict, me) -> None:
     assert "/eu-central-1/bedrock/aws4_request" in call["headers"]["Authorization"]
     assert call["headers"]["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
     assert call["body"]["anthropic_version"] and "model" not in call["body"]   # Bedrock's body shape
+    receipt = call["body"]["messages"][0]["content"][0]       # the test's receipt is a PDF
+    assert receipt["type"] == "document" and receipt["source"]["media_type"] == "application/pdf"
     text = json.dumps(call["body"])
     for personal in (me.full_name, me.user.email, me.user.username):
         assert personal not in text
