@@ -89,3 +89,14 @@ def test_security_updates_are_automatic_and_none_is_pending(site):
         plan = site.output(name, "apt-get -s -o Debug::NoLocking=1 upgrade")
         pending = [line.split()[1] for line in plan.splitlines() if line.startswith("Inst") and "security" in line]
         assert not pending, f"{name}: {len(pending)} security update(s) pending: {', '.join(pending[:5])}"
+
+
+def test_no_mail_transfer_agent(site):
+    """No host runs an MTA (nothing needs one: the app relays to its SMTP server itself): no exim or
+    postfix installed, nothing listening on port 25."""
+    for name in site.hosts:
+        h = site.host(name)
+        installed = [p for p in ("exim4-base", "exim4-daemon-light", "postfix") if h.package(p).is_installed]
+        assert not installed, f"{name}: MTA installed: {', '.join(installed)}"
+        listening = site.output(name, "ss -ltnH 'sport = :25'").strip()
+        assert not listening, f"{name}: something listens on port 25: {listening}"
