@@ -85,6 +85,11 @@ def test_the_search_matches_long_values_inside_text_and_short_ones_whole():
     assert m.find("Dear MS VIRTANEN,") == "auth.User.last_name"
     assert m.find('{"to": "Aino@Prod.fi"}') == "auth.User.email"
     assert m.find("li") == "auth.User.last_name" and m.find("Lisa Lind") is None
+    for name in ("Essi", "Atte", "Repo"):            # Finnish names inside English words are not them
+        originals.add(name, "auth.User.first_name")
+    m = originals.matcher()
+    assert m.find("Can add session") is m.find("Can add access attempt") is m.find("expense report") is None
+    assert m.find("Hi Essi!") == m.find("mail atte.k@x") == "auth.User.first_name"
 
 
 def test_the_placeholder_is_a_png_and_follows_its_original():

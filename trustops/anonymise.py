@@ -25,7 +25,10 @@ import yaml
 ROPA = Path(__file__).resolve().parent.parent / "app" / "ropa.yaml"
 RULES_KEY = "anonymise"
 LOCALES = ("en_GB", "fi_FI", "sv_SE", "nl_NL", "de_DE")
-MIN_SUBSTRING = 4        # shorter originals are matched as whole values only (a 2-letter name is in every text)
+# How an original is looked for: shorter than MIN_WORD, only as a whole value (a 2-letter name is in
+# every text); a single word shorter than MIN_SUBSTRING, as a whole word (the names Essi, Atte and
+# Repo are inside "session", "attempt" and "report"); anything else anywhere, case-insensitively.
+MIN_WORD, MIN_SUBSTRING = 4, 8
 ATTEMPTS = 50
 
 
@@ -280,17 +283,22 @@ class Originals:
 class Matcher:
     def __init__(self, source: dict[str, str]) -> None:
         self.source = source
-        self.short = {v for v in source if len(v) < MIN_SUBSTRING}
-        long_ = {v for v in source if len(v) >= MIN_SUBSTRING}
-        self.regex = re.compile(_trie_pattern(long_)) if long_ else None
+        self.whole = {v for v in source if len(v) < MIN_WORD}
+        words = {v for v in source if MIN_WORD <= len(v) < MIN_SUBSTRING and re.fullmatch(r"\w+", v)}
+        anywhere = set(source) - self.whole - words
+        self.regexes = ([re.compile(_trie_pattern(anywhere))] if anywhere else []) + \
+            ([re.compile(r"(?<!\w)" + _trie_pattern(words) + r"(?!\w)")] if words else [])
 
     def find(self, text: str) -> str | None:
-        """The RoPA field whose original `text` holds (whole, or inside it), or None."""
+        """The RoPA field whose original `text` holds (see MIN_WORD), or None."""
         folded = text.casefold()
-        if folded in self.short:
+        if folded in self.whole:
             return self.source[folded]
-        m = self.regex.search(folded) if self.regex else None
-        return self.source[m.group(0)] if m else None
+        for regex in self.regexes:
+            m = regex.search(folded)
+            if m:
+                return self.source[m.group(0)]
+        return None
 
 
 # --- the faker -----------------------------------------------------------------------------------
@@ -361,15 +369,13 @@ def collect_json(rule: Rule, value, originals: Originals, named: bool = False) -
 
 def placeholder_png(seed: bytes, width: int = 240, height: int = 320) -> bytes:
     """A paper-coloured image with grey 'lines of text' whose lengths come from the seed."""
+    paper, ink = b"\xfa\xf7\xf0", b"\x90\x90\x90"
+    blank = b"\x00" + paper * width
     rows = []
     for y in range(height):
-        line = (y // 12) % len(seed)
-        ink = 4 <= y % 12 < 8
-        length = 40 + seed[line] % (width - 60)
-        row = bytearray(b"\x00")
-        for x in range(width):
-            row += b"\x90\x90\x90" if ink and 20 <= x < 20 + length and 24 <= y < height - 24 else b"\xfa\xf7\xf0"
-        rows.append(bytes(row))
+        length = 40 + seed[(y // 12) % len(seed)] % (width - 60)
+        inked = 4 <= y % 12 < 8 and 24 <= y < height - 24
+        rows.append(b"\x00" + paper * 20 + ink * length + paper * (width - 20 - length) if inked else blank)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)

@@ -18,6 +18,7 @@ Connection strings carry no password (libpq's PGPASSFILE or ~/.pgpass, or PGPASS
 """
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import hashlib
 import json
@@ -43,6 +44,7 @@ BUILD_SUFFIX, OLD_SUFFIX = "__build_", "__old_"
 RECEIPT_KEY, RECEIPT_TYPE, RECEIPT_SHA256 = "receipt_key", "receipt_type", "receipt_sha256"
 EMPTIED = ("django_session",)     # not in the RoPA's models, yet it holds who is signed in: never copied
 BATCH = 500
+UPLOADS = 8                       # placeholder receipts put in parallel (one request each)
 
 MAX_PROBLEMS = 20
 
@@ -181,12 +183,29 @@ def cipher(keys: Keys, which: str):
         sys.path.insert(0, str(APP))
     from benefits.crypto import FieldCipher, FileKeyProvider, KeyError_, KeyVaultKeyProvider
 
-    provider = FileKeyProvider(keys.dir) if keys.dir else KeyVaultKeyProvider(keys.vault_url)
+    provider = _Remembering(FileKeyProvider(keys.dir) if keys.dir else KeyVaultKeyProvider(keys.vault_url))
     try:
         provider.key(provider.current_version())
     except KeyError_ as exc:
         raise StagingError(f"{which} keys: {exc}") from None
     return FieldCipher(provider)
+
+
+class _Remembering:
+    """A key provider read once per run (the file provider reads its files on every value)."""
+
+    def __init__(self, provider) -> None:
+        self.provider, self._current, self._keys = provider, None, {}
+
+    def current_version(self) -> str:
+        if self._current is None:
+            self._current = self.provider.current_version()
+        return self._current
+
+    def key(self, version: str) -> bytes:
+        if version not in self._keys:
+            self._keys[version] = self.provider.key(version)
+        return self._keys[version]
 
 
 def ciphers(cfg: StagingConfig) -> tuple:
@@ -450,13 +469,18 @@ def build(cfg: StagingConfig, progress: Progress | None = None, ropa: Path = ROP
                 matcher = originals.matcher()
                 fakes = Fakes(secrets.token_bytes(32), matcher)      # the run's key lives only in here
                 placed: set[str] = set()
+                with concurrent.futures.ThreadPoolExecutor(UPLOADS) as pool:
+                    uploads = []
 
-                def put_receipt(k: str, image: bytes) -> None:
-                    if k not in placed:
-                        s3.put_object(Bucket=cfg.receipts_bucket, Key=k, Body=image, ContentType="image/png",
-                                      ServerSideEncryption="AES256")
-                        placed.add(k)
-                replace(conn, columns, fakes, source, target, put_receipt, progress)
+                    def put_receipt(k: str, image: bytes) -> None:
+                        if k not in placed:
+                            placed.add(k)
+                            uploads.append(pool.submit(s3.put_object, Bucket=cfg.receipts_bucket, Key=k, Body=image,
+                                                       ContentType="image/png", ServerSideEncryption="AES256"))
+                    replace(conn, columns, fakes, source, target, put_receipt, progress)
+                    for upload in uploads:
+                        upload.result()                      # the first failed upload stops the run
+                progress.step(f"placed {len(placed)} placeholder receipts in s3://{cfg.receipts_bucket}")
                 conn.commit()
                 del fakes                                            # and is forgotten with it
                 progress.step(f"searching the result for {len(originals)} production values")
