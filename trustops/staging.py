@@ -1,8 +1,9 @@
-"""`trustops staging build|check` and `trustops seed`: staging data made from production without
-personal data in it (PROD-04), and generated data for dev (never a copy).
+"""`trustops staging build|check`: staging data made from production without personal data in it
+(PROD-04). Dev gets generated data instead (trustops/seed.py), never a copy.
 
 build  1. restore the newest complete production backup (trustops-pgbackup's, checksum checked
-          against its manifest) into a scratch database;
+          against its manifest) into a scratch database, on a Postgres inside production (one that
+          is also staging's server is refused); one build at a time per staging database;
        2. read every value the RoPA's anonymisation rules replace (decrypting the encrypted fields
           with production's keys), then replace them with fakes (trustops/anonymise.py) under a
           per-run key that is never stored; encrypted fields are sealed again under staging's
