@@ -535,8 +535,8 @@ def load(cfg: StagingConfig, admin, scratch: str, progress: Progress) -> None:
 def check(cfg: StagingConfig, progress: Progress | None = None, ropa: Path = ROPA) -> tuple[list[str], int, int]:
     """The probe: (problems, production values searched, cells searched) of staging's database. A
     finding can also be a given name or surname that a fake shares with someone added to production
-    since the build (the build's fakes avoid only the values production held then): rebuilding
-    staging clears that, and it clears nothing real."""
+    since the build (the build's fakes avoid only the values production held then). Either way a
+    rebuild replaces staging whole, verified against production as it is now."""
     progress = progress or Progress()
     columns = resolve(load_rules(ropa))
     source, target = ciphers(cfg)
