@@ -30,6 +30,9 @@ PDF, DOCX = "pdf", "docx"
 EXTRACT_SECONDS = 10                # CPU seconds for reading one document (a child process)
 EXTRACT_MEMORY = 768 * 2**20        # its address space
 APP_DIR = Path(__file__).resolve().parent.parent    # where the child imports core from
+# The reader gets none of the app's environment (secret key, database password, AWS keys): a
+# parser bug a hostile document reaches finds nothing there to take.
+CHILD_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 CONTENT_TYPES = {PDF: "application/pdf",
                  DOCX: "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
 ACCEPTED = f"a PDF or Word (.docx) file of at most {MAX_BYTES // (1024 * 1024)} MB"
@@ -133,7 +136,8 @@ def extract(content: bytes, limit: int = ai.POLICY_MAX_CHARS) -> tuple[str, str]
     argv = [sys.executable, "-c", "from core.company_files import _child; _child()", found, str(limit),
             str(EXTRACT_SECONDS), str(EXTRACT_MEMORY)]
     try:
-        proc = subprocess.run(argv, input=content, capture_output=True, timeout=EXTRACT_SECONDS + 5, cwd=APP_DIR)
+        proc = subprocess.run(argv, input=content, capture_output=True, timeout=EXTRACT_SECONDS + 5, cwd=APP_DIR,
+                              env=CHILD_ENV)
         answer = json.loads(proc.stdout)
     except (subprocess.TimeoutExpired, ValueError):    # out of time, or killed by its CPU limit: no answer
         answer = {}

@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import random
+import sys
 import tomllib
 import zipfile
 import zlib
@@ -19,6 +20,8 @@ from tests.app.test_expenses import company_with_ai, receipt_pdf, submit
 from tests.app.test_security import client, make, verify_mfa
 from tests.app.test_subprocessors import bedrock  # noqa: F401 - the Bedrock stand-in fixture
 
+if str(APP) not in sys.path:      # the extraction tests need no database, so no django_app fixture
+    sys.path.insert(0, str(APP))
 POLICY_LINE = "Not reimbursed: Gym and fitness"
 
 
@@ -137,8 +140,6 @@ def hostile_documents():
 # --- extraction, no database ----------------------------------------------------------------
 
 def _extract(content: bytes):
-    import sys
-    sys.path.insert(0, str(APP))
     from core import company_files
     return company_files.extract(content)
 
@@ -167,6 +168,26 @@ def test_a_hostile_document_is_refused_in_one_line(name, monkeypatch):
     message = str(caught.value)
     assert message and "\n" not in message and "Traceback" not in message, message
     assert time.monotonic() - started < company_files.EXTRACT_SECONDS + 6
+
+
+def test_the_reader_process_gets_none_of_the_apps_secrets(monkeypatch):
+    """The child that parses documents starts with a bare environment: the app's secret key and
+    AWS keys are not there for a parser bug to find."""
+    import subprocess
+
+    from core import company_files
+    monkeypatch.setenv("BENEFITS_SECRET_KEY", "not-for-the-reader")
+    seen = {}
+    real_run = subprocess.run
+
+    def run(argv, **kwargs):
+        probe = real_run([sys.executable, "-c", "import os, json; print(json.dumps(dict(os.environ)))"],
+                         capture_output=True, text=True, env=kwargs.get("env"))
+        seen.update(json.loads(probe.stdout))
+        return real_run(argv, **kwargs)
+    monkeypatch.setattr(company_files.subprocess, "run", run)
+    assert company_files.extract(pdf()) == ("pdf", POLICY_LINE)
+    assert seen and not any(k.startswith(("BENEFITS_", "AWS_")) for k in seen), sorted(seen)
 
 
 def test_mutated_documents_are_read_or_refused_never_a_crash():
