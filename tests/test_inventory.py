@@ -46,14 +46,16 @@ def test_duplicate_names_and_bad_values_are_refused():
         inv.build(_site(), _hosts() + [inv.Host("x", "app", "1.2.3.4", "not-an-ip", ssh_sources=("1.2.3.0/28",))])
     with pytest.raises(inv.InventoryError, match="trustops_cloud: .*'gcp'"):
         inv.build(_site(cloud="gcp"), _hosts())
-    with pytest.raises(inv.InventoryError, match=r"trustops_networks\.db: Field required; .*trustops_networks\.ops: Field required$"):
+    with pytest.raises(inv.InventoryError,
+                       match=r"trustops_networks\.db: Field required; .*trustops_networks\.ops: Field required$"):
         inv.build(_site(networks={"app": "10.0.0.0/24"}), _hosts())
 
 
 def test_validate_rejects_a_broken_document():
     doc = inv.build(_site(), _hosts())
     del doc["all"]["vars"]["trustops_s3"]
-    with pytest.raises(inv.InventoryError, match=r"^inventory breaks the contract: all\.vars\.trustops_s3: Field required$"):
+    with pytest.raises(inv.InventoryError,
+                       match=r"^inventory breaks the contract: all\.vars\.trustops_s3: Field required$"):
         inv.validate(doc)
 
 
@@ -69,7 +71,8 @@ def test_every_host_says_where_ssh_comes_from():
     assert doc["all"]["children"]["db"]["hosts"]["db-1"]["trustops_ssh_sources"] == ["10.10.1.4/32"]
     hosts = _hosts()
     hosts[1] = inv.Host("db-1", "db", "10.10.2.4", "10.10.2.4")
-    with pytest.raises(inv.InventoryError, match="db-1.trustops_ssh_sources: empty: the firewall would lock Ansible out"):
+    with pytest.raises(inv.InventoryError,
+                       match="db-1.trustops_ssh_sources: empty: the firewall would lock Ansible out"):
         inv.build(_site(), hosts)
     hosts[1] = inv.Host("db-1", "db", "10.10.2.4", "10.10.2.4", ssh_sources=("nowhere",))
     with pytest.raises(inv.InventoryError, match=r"db-1\.trustops_ssh_sources\.0: .*network \(got 'nowhere'\)"):

@@ -80,3 +80,17 @@ def test_the_pulumi_program_package_holds_no_test_harness():
     """trustops.infra is the program Pulumi runs; the mocks harness (trustops.mockrun) lives beside it."""
     offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "infra").rglob("*.py") if "set_mocks" in p.read_text()]
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("role", ["app", "web_front", "alerting", "monitors", "backups", "metrics"])
+def test_a_split_role_imports_one_tagged_file_per_concern_and_reads_os_specifics_from_vars(role):
+    """tasks/main.yml only picks the OS's vars file and imports per-concern files, each with its tag,
+    so an operator can run or skip one concern (the hardening role's pattern)."""
+    import yaml
+
+    tasks = yaml.safe_load((ROOT / "ansible" / "roles" / role / "tasks" / "main.yml").read_text())
+    first, concerns = tasks[0], tasks[1:]
+    assert "ansible.builtin.include_vars" in first
+    assert (ROOT / "ansible" / "roles" / role / "vars" / "Debian.yml").exists()
+    assert concerns and all("ansible.builtin.import_tasks" in t and t.get("tags") for t in concerns), \
+        [t.get("name") for t in concerns if "ansible.builtin.import_tasks" not in t or not t.get("tags")]

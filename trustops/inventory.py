@@ -34,7 +34,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, IPvAnyNetwork, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, IPvAnyAddress, IPvAnyNetwork, ValidationError, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 ROLES = ("app", "db", "ops")
@@ -208,7 +209,8 @@ def build(site: Site, hosts: list[Host]) -> dict:
             "private_ip": h.private_ip,
             "trustops_role": h.role,
             # a string stays one, so the contract refuses it (a list of its characters would be no better)
-            "trustops_ssh_sources": h.ssh_sources if isinstance(h.ssh_sources, str) else [str(c) for c in h.ssh_sources],
+            "trustops_ssh_sources": (h.ssh_sources if isinstance(h.ssh_sources, str)
+                                     else [str(c) for c in h.ssh_sources]),
         }
         if h.ssh_common_args:
             hv["ansible_ssh_common_args"] = h.ssh_common_args
