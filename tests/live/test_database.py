@@ -72,3 +72,12 @@ def test_postgres_settings(site):
         public = site.output(name, "sudo -u postgres psql -Atc \"SELECT has_database_privilege('public', "
                                  "'benefits', 'CONNECT')\"")
         assert public.strip() == "f"
+
+
+def test_the_postgres_home_is_private(site):
+    """/var/lib/postgresql (the postgres user's home, above the data directory; on Azure the data
+    disk's mount point) is postgres's alone: Debian leaves it 0755, the postgres role makes it 0700."""
+    for name in site.need("db"):
+        home = site.host(name).file("/var/lib/postgresql")
+        assert home.is_directory and (home.user, home.group) == ("postgres", "postgres"), name
+        assert home.mode == 0o700, f"{name}: /var/lib/postgresql is {home.mode:04o}, not 0700"
