@@ -131,6 +131,7 @@ typedef struct Group {
     PyObject *key;
     struct Group *prev, *next; /* least recently seen first */
     Ring times, prior;
+    PyObject **prior_v;        /* beside prior's times: the `same` field of each (owned), or NULL */
     int has_prior, fired;
     Seen *seen;                /* distinct values and when last seen, oldest first (as a dict) */
     Py_ssize_t nseen, capseen;
@@ -144,12 +145,53 @@ static void seen_drop(Group *g, Py_ssize_t i) {
     g->nseen--;
 }
 
+static void prior_clear(Group *g) { /* forget the prior events (their values too) */
+    for (Py_ssize_t i = 0; g->prior_v && i < g->prior.len; i++)
+        Py_CLEAR(g->prior_v[(g->prior.head + i) % g->prior.cap]);
+    g->prior.len = g->prior.head = 0;
+}
+
+/* ring_push for the prior events: their time and their `same` field's value (v may be NULL) */
+static int prior_push(Group *g, double t, PyObject *v) {
+    Ring *r = &g->prior;
+    if (r->len == r->max) { /* full: the oldest goes, as deque(maxlen) */
+        if (g->prior_v) Py_CLEAR(g->prior_v[r->head]);
+        r->head = (r->head + 1) % r->cap;
+        r->len--;
+    }
+    if (r->len == r->cap) {
+        Py_ssize_t cap = r->cap ? r->cap * 2 : 4;
+        if (cap > r->max) cap = r->max;
+        double *nv = PyMem_Malloc(sizeof(double) * cap);
+        PyObject **npv = PyMem_Calloc(cap, sizeof(PyObject *));
+        if (nv == NULL || npv == NULL) { PyMem_Free(nv); PyMem_Free(npv); PyErr_NoMemory(); return -1; }
+        for (Py_ssize_t i = 0; i < r->len; i++) {
+            nv[i] = r->v[(r->head + i) % r->cap];
+            npv[i] = g->prior_v ? g->prior_v[(r->head + i) % r->cap] : NULL;
+        }
+        PyMem_Free(r->v);
+        PyMem_Free(g->prior_v);
+        r->v = nv;
+        g->prior_v = npv;
+        r->cap = cap;
+        r->head = 0;
+    }
+    Py_ssize_t at = (r->head + r->len) % r->cap;
+    r->v[at] = t;
+    Py_XINCREF(v);
+    g->prior_v[at] = v;
+    r->len++;
+    return 0;
+}
+
 static void group_dealloc(Group *g) {
     Py_XDECREF(g->key);
     while (g->nseen) seen_drop(g, g->nseen - 1);
     PyMem_Free(g->seen);
     PyMem_Free(g->times.v);
+    prior_clear(g);
     PyMem_Free(g->prior.v);
+    PyMem_Free(g->prior_v);
     PyObject_Free(g);
 }
 
@@ -171,6 +213,7 @@ typedef struct {
     Py_ssize_t threshold, after_count, max_groups;
     double window, cooldown, after_within;
     int has_after, outside_allowed;
+    int same;                  /* after.same: the field compared between the prior events and the last, or -1 */
     PyObject *allow;           /* Networks.__contains__, or NULL when the rule has none */
     PyObject *groups;          /* key -> Group */
     Group *head, *tail;
@@ -220,6 +263,7 @@ static Group *touch(CRule *r, PyObject *key, double ts) { /* borrowed; the rule'
         g->prev = g->next = NULL;
         memset(&g->times, 0, sizeof(Ring));
         memset(&g->prior, 0, sizeof(Ring));
+        g->prior_v = NULL;
         g->times.max = r->distinct >= 0 ? 1 : r->threshold;
         g->prior.max = r->after_count > 1 ? r->after_count : 1;
         g->has_prior = g->fired = 0;
@@ -260,12 +304,15 @@ static int contains(PyObject *fn, PyObject *v) {
     return t;
 }
 
+/* a detection: (rule index, key, count, first, last, user, same); user is the completing event's
+   (sequence rules only, else None), same 1/0 whether a counted prior event had its `same` value, -1
+   when the rule compares none */
 static int fire(Py_ssize_t ri, CRule *r, Group *g, PyObject *key, Py_ssize_t count, double first, double last,
-                PyObject *out) {
+                PyObject *user, int same, PyObject *out) {
     if (g->fired && last - g->last_fired < r->cooldown) return 0;
     g->fired = 1;
     g->last_fired = last;
-    PyObject *t = Py_BuildValue("(nOndd)", ri, key, count, first, last);
+    PyObject *t = Py_BuildValue("(nOnddOi)", ri, key, count, first, last, user ? user : Py_None, same);
     if (t == NULL) return -1;
     int rc = PyList_Append(out, t);
     Py_DECREF(t);
@@ -280,16 +327,24 @@ static int apply_rule(Py_ssize_t ri, CRule *r, PyObject *key, const CEvent *e, P
         if (!g->has_prior) return 0;
         Py_ssize_t n = 0;
         double first = 0;
+        int same = r->same >= 0 ? 0 : -1;
+        PyObject *mine = r->same >= 0 ? e->f[r->same] : NULL;
         for (Py_ssize_t i = 0; i < g->prior.len; i++) {
             double t = RING_AT(&g->prior, i);
             if (ts - t <= r->after_within) {
                 if (n++ == 0) first = t;
+                if (same == 0) { /* Python: prior value == this event's (None == None too) */
+                    PyObject *v = g->prior_v[(g->prior.head + i) % g->prior.cap];
+                    int eq = v == mine ? 1 : (v && mine) ? PyObject_RichCompareBool(v, mine, Py_EQ) : 0;
+                    if (eq < 0) return -1;
+                    same = eq;
+                }
             }
         }
         if (n < r->after_count) return 0;
         g->has_prior = 0; /* the failures are accounted for by this detection */
-        g->prior.len = g->prior.head = 0;
-        return fire(ri, r, g, key, n, first, ts, out);
+        prior_clear(g);
+        return fire(ri, r, g, key, n, first, ts, e->f[F_USER], same, out);
     }
     g->hits++;
     if (r->distinct >= 0) { /* values.pop(v); values[v] = ts; then trim by window and threshold */
@@ -315,12 +370,12 @@ static int apply_rule(Py_ssize_t ri, CRule *r, PyObject *key, const CEvent *e, P
         while (g->nseen && ts - g->seen[0].t > r->window) seen_drop(g, 0);
         while (g->nseen > r->threshold) seen_drop(g, 0);
         if (g->nseen < r->threshold) return 0;
-        return fire(ri, r, g, key, (Py_ssize_t)g->hits, g->seen[0].t, ts, out);
+        return fire(ri, r, g, key, (Py_ssize_t)g->hits, g->seen[0].t, ts, NULL, -1, out);
     }
     if (ring_push(&g->times, ts) < 0) return -1;
     while (g->times.len && ts - RING_AT(&g->times, 0) > r->window) ring_pop(&g->times);
     if (g->times.len < r->threshold) return 0;
-    return fire(ri, r, g, key, (Py_ssize_t)g->hits, RING_AT(&g->times, 0), ts, out);
+    return fire(ri, r, g, key, (Py_ssize_t)g->hits, RING_AT(&g->times, 0), ts, NULL, -1, out);
 }
 
 static int engine_run(Engine *en, const CEvent *e, PyObject *out) {
@@ -346,8 +401,8 @@ static int engine_run(Engine *en, const CEvent *e, PyObject *out) {
                 Group *g = touch(r, key, e->ts);
                 if (g == NULL) rc = -1;
                 else {
-                    if (!g->has_prior) { g->has_prior = 1; g->prior.len = g->prior.head = 0; }
-                    rc = ring_push(&g->prior, e->ts);
+                    if (!g->has_prior) { g->has_prior = 1; prior_clear(g); }
+                    rc = prior_push(g, e->ts, r->same >= 0 ? e->f[r->same] : NULL);
                 }
             } else {
                 int skip = 0;
@@ -444,11 +499,13 @@ static int engine_init(Engine *self, PyObject *args, PyObject *kw) {
         CRule *r = &self->rules[i];
         self->nrules = i + 1;
         r->distinct = -1;
-        PyObject *types, *conds, *atypes, *aconds, *group_by, *distinct, *allow;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "OOOOOOnddndppOn", &types, &conds, &atypes,
+        PyObject *types, *conds, *atypes, *aconds, *group_by, *distinct, *allow, *same;
+        r->same = -1;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "OOOOOOnddndppOnO", &types, &conds, &atypes,
                               &aconds, &group_by, &distinct, &r->threshold, &r->window, &r->cooldown,
                               &r->after_count, &r->after_within, &r->has_after, &r->outside_allowed, &allow,
-                              &r->max_groups)) goto fail;
+                              &r->max_groups, &same)) goto fail;
+        if (same != Py_None && (r->same = field_index(same)) < 0) goto fail;
         if (r->max_groups < 1 || r->threshold < 1) {
             PyErr_SetString(PyExc_ValueError, "threshold and max_groups must be >= 1");
             goto fail;
@@ -591,7 +648,7 @@ static PyObject *engine_group_keys(Engine *self, PyObject *arg) { /* least recen
 }
 
 static PyMethodDef engine_methods[] = {
-    {"process", (PyCFunction)engine_process, METH_O, "process(event) -> [(rule index, key, count, first, last)]"},
+    {"process", (PyCFunction)engine_process, METH_O, "process(event) -> [(rule index, key, count, first, last, user, same)]"},
     {"expire", (PyCFunction)engine_expire, METH_O, "expire(now) -> groups dropped"},
     {"group_counts", (PyCFunction)engine_group_counts, METH_NOARGS, "groups held per rule"},
     {"top", (PyCFunction)engine_top, METH_VARARGS, "top(rule index, n) -> the n groups with most hits, (hits, key)"},

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from datetime import datetime, timezone
 
-from trustops.monitors.rules import Detection
+from trustops.monitors.rules import SEVERITIES, Detection
 
 MAX_RESOLVED = 10_000       # resolved posts waiting for Alertmanager; the oldest go first past it
 MAX_FIRING_PER_RULE = 100   # alerts one rule may fire, one per source; past it the rule's sources are aggregated
@@ -160,6 +160,11 @@ class AlertBook:
             return
         entry["last"] = now
         entry["detection"] = d.as_dict()
+        if SEVERITIES.index(d.severity) < SEVERITIES.index(entry["labels"]["severity"]):
+            # worse than it fired as (a login after failures for the same user, after one for another
+            # user): it is posted again at once under its new severity; the old one ends by its endsAt
+            entry["labels"] = self._labels(d)
+            self.due[k] = None
 
     def tick(self, now: float | None = None) -> int:
         """Resolve alerts whose condition ended (nothing new for `resolve_after`), and mark every

@@ -501,11 +501,11 @@ class Monitor:
         rules, alerts = self.engine.rules, self.alerts
         folded: dict[int, int] = {}  # rule index -> detections folded into its aggregate after the first
         per_rule: dict[int, int] = {}
-        for index, key, count, first, last in raws:
+        for index, key, count, first, last, user, same in raws:
             per_rule[index] = per_rule.get(index, 0) + 1
             rule = rules[index]
             if not alerts.overflows(rule.name, key):
-                alerts.detected(detection_for(rule, key, count, first, last))
+                alerts.detected(detection_for(rule, key, count, first, last, user, None if same < 0 else bool(same)))
             elif index in folded:
                 folded[index] += 1
             else:  # the first makes the aggregate alert now: it takes its place among the bounds

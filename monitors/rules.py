@@ -150,7 +150,7 @@ Duration = Annotated[StrictStr | StrictInt | float, AfterValidator(_duration)]
 Cidr = Annotated[StrictStr, AfterValidator(_cidr)]
 EVENT_TYPES = tuple(sorted(set().union(*TYPES_OF_INPUT.values())))   # what the parsers make (events.py)
 EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(Event) if f.name not in ("type", "ts"))
-PLACEHOLDERS = ("group", "source", "count", "window", "threshold", "user")  # detection_for's texts
+PLACEHOLDERS = ("group", "source", "count", "window", "threshold", "user", "failed_for")  # detection_for's texts
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 EventField = Literal[EVENT_FIELDS]  # type: ignore[valid-type]
 _STRS = Annotated[StrictStr, Field(max_length=200)]
@@ -176,9 +176,20 @@ class MatchModel(_Strict):
 
 
 class AfterModel(_Strict):
+    """A sequence: `count` events matching `match` within `within` before the rule's event. With
+    `same: user`, the detection says whether any of them had the last event's user (`{user}`,
+    `{failed_for}`), and takes `other_severity` when none had (another user's failures)."""
     match: MatchModel
     count: StrictInt = Field(default=1, ge=1, le=10_000)
     within: Duration = "10m"
+    same: EventField | None = None
+    other_severity: Literal[SEVERITIES] | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _other_needs_same(self) -> "AfterModel":
+        if self.other_severity is not None and self.same is None:
+            raise ValueError("other_severity: needs `same` (the field whose value decides)")
+        return self
 
 
 class RuleModel(_Strict):
@@ -303,7 +314,8 @@ def load_rules(path: Path | str = DEFAULT_RULES, allowlist=None,
         if not m.enabled:
             continue
         after = m.after and {"match": m.after.match.model_dump(exclude_unset=True), "count": m.after.count,
-                             "within": m.after.within}
+                             "within": m.after.within, "same": m.after.same,
+                             "other_severity": m.after.other_severity}
         rules.append(Rule(
             name=m.name, match=m.match.model_dump(exclude_unset=True), severity=m.severity,
             summary=m.name if m.summary is None else m.summary, description=m.description,
@@ -408,7 +420,8 @@ class Engine:
                 g = self._group(rule, key, e.ts)
                 if g.prior is None:
                     g.prior = deque(maxlen=max(rule.after["count"], 1))  # type: ignore[index]
-                g.prior.append(e.ts)
+                same = rule.after["same"]  # type: ignore[index]
+                g.prior.append((e.ts, getattr(e, same) if same else None))
                 continue
             if rule.outside_allowed and (not self.allowed.nets or e.source in self.allowed):
                 continue
@@ -425,11 +438,13 @@ class Engine:
             need = rule.after["count"]
             if prior is None:
                 return None
-            recent = [t for t in prior if ts - t <= rule.after["within"]]
+            recent = [(t, v) for t, v in prior if ts - t <= rule.after["within"]]
             if len(recent) < need:
                 return None
             g.prior = None  # the failures are accounted for by this detection
-            return self._fire(rule, g, key, len(recent), recent[0], ts, e.user)
+            field_ = rule.after["same"]
+            same = None if field_ is None else any(v == getattr(e, field_) for _, v in recent)
+            return self._fire(rule, g, key, len(recent), recent[0][0], ts, e.user, same)
         g.hits += 1
         if rule.distinct:
             values = g.values
@@ -460,20 +475,27 @@ class Engine:
         return self._fire(rule, g, key, g.hits, times[0], ts)
 
     def _fire(self, rule: Rule, g: _Group, key: str, count: int, first: float, last: float,
-              user: str | None = None) -> Detection | None:
+              user: str | None = None, same: bool | None = None) -> Detection | None:
         if g.last_fired is not None and last - g.last_fired < rule.cooldown:
             return None
         g.last_fired = last
         self.detections_total[rule.name] += 1
-        return detection_for(rule, key, count, first, last, user)
+        return detection_for(rule, key, count, first, last, user, same)
 
 
-def detection_for(rule: Rule, key: str, count: int, first: float, last: float, user: str | None = None) -> Detection:
+def detection_for(rule: Rule, key: str, count: int, first: float, last: float, user: str | None = None,
+                  same: bool | None = None) -> Detection:
     """The Detection a rule reports, its summary and description filled in. `{user}`: the user of
-    the event that completed a sequence (who signed in), for rules on the Python engine only."""
+    the event that completed a sequence (who logged in); `same`: whether any counted prior event had
+    its `after.same` value (`{failed_for}`), None when the rule compares none. When none had, the
+    detection takes `after.other_severity` (another user's failures: less likely a guessed password)."""
     ctx = {"group": key, "source": key, "count": count, "window": _fmt_window(rule.window),
-           "threshold": rule.threshold, "user": "(no username)" if user is None else user}
-    return Detection(rule.name, rule.severity, key, count, first, last, rule.summary.format(**ctx),
+           "threshold": rule.threshold, "user": "(no username)" if user is None else user,
+           "failed_for": "the same user" if same else "other users" if same is not None else "any user"}
+    severity = rule.severity
+    if same is False and rule.after and rule.after.get("other_severity"):
+        severity = rule.after["other_severity"]
+    return Detection(rule.name, severity, key, count, first, last, rule.summary.format(**ctx),
                      rule.description.format(**ctx), rule.mitre)
 
 

@@ -41,7 +41,7 @@ def _rule_spec(r: Rule) -> tuple:
     return (as_list(r.match["type"]), r._conds, as_list(after["match"]["type"]) if after else (), r._after_conds,
             r.group_by, r.distinct, r.threshold, r.window, r.cooldown, after.get("count", 0),
             float(after.get("within", 0)), bool(after), r.outside_allowed,
-            r.allowlist.__contains__ if r.allowlist.nets else None, r.max_groups)
+            r.allowlist.__contains__ if r.allowlist.nets else None, r.max_groups, after.get("same"))
 
 
 def _types(r: Rule) -> list[str]:
@@ -73,10 +73,10 @@ class FastEngine:
         self._index = {r.name: i for i, r in enumerate(c_rules)}
 
     def detection(self, raw: tuple) -> Detection:
-        index, key, count, first, last = raw
+        index, key, count, first, last, user, same = raw
         rule = self.rules[index]
         self.detections_total[rule.name] += 1
-        return detection_for(rule, key, count, first, last)
+        return detection_for(rule, key, count, first, last, user, None if same < 0 else bool(same))
 
     def process(self, e) -> list[Detection]:
         if e.type in PYTHON_ONLY_TYPES:

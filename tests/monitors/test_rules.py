@@ -213,3 +213,39 @@ def test_slow_brute_force_is_seen_over_hours_with_bounded_state():
     assert eng.groups() == 1  # only the slow rule still holds the source
     eng.expire(3 * 1800.0 + 7 * 3600)
     assert eng.groups() == 0 < before
+
+
+def test_login_after_failures_says_who_logged_in_and_for_whom_the_failures_were():
+    """The page names the user who logged in and whether the failures were for that user: the same
+    user is critical (a guessed password), only other users is a warning (issue 17)."""
+    login = lambda user, ts=30: Event(ev.PG_AUTHORIZED, ts, source="203.0.113.9", user=user)  # noqa: E731
+    dets, _ = run([fail(i, user="app") for i in range(5)] + [login("app")])
+    [d] = [d for d in dets if d.rule == "PostgresLoginAfterFailures"]
+    assert d.severity == "critical" and d.count == 5
+    assert d.summary == "Postgres login as app from 203.0.113.9 succeeded after 5 failures for the same user"
+    dets, _ = run([fail(i, user=u) for i, u in enumerate(["postgres", "admin", "root", "postgres", "x"])]
+                  + [login("app")])
+    [d] = [d for d in dets if d.rule == "PostgresLoginAfterFailures"]
+    assert d.severity == "warning"
+    assert d.summary == "Postgres login as app from 203.0.113.9 succeeded after 5 failures for other users"
+    # one failure for the user among others' is enough: a password may have been guessed
+    dets, _ = run([fail(i, user=u) for i, u in enumerate(["postgres", "admin", "app", "root", "x"])] + [login("app")])
+    assert [d.severity for d in dets if d.rule == "PostgresLoginAfterFailures"] == ["critical"]
+    # only failures within 15 m count, and the same-user one here is older
+    dets, _ = run([fail(0, user="app")] + [fail(1000 + i, user="x") for i in range(5)] + [login("app", 1010)])
+    assert [d.severity for d in dets if d.rule == "PostgresLoginAfterFailures"] == ["warning"]
+
+
+def test_a_page_that_turns_critical_is_posted_again_under_its_new_severity():
+    from trustops.monitors.alerts import AlertBook
+    from trustops.monitors.rules import detection_for
+    rule = next(r for r in load_rules() if r.name == "PostgresLoginAfterFailures")
+    book = AlertBook(None, "db-1", "https://runbooks")
+    book.detected(detection_for(rule, "203.0.113.9", 5, 1.0, 2.0, "app", False), now=2.0)
+    [entry] = book.firing.values()
+    assert entry["labels"]["severity"] == "warning"
+    book.due.clear()
+    book.detected(detection_for(rule, "203.0.113.9", 5, 3.0, 4.0, "app", True), now=4.0)
+    assert entry["labels"]["severity"] == "critical" and list(book.due) == [next(iter(book.firing))]
+    book.detected(detection_for(rule, "203.0.113.9", 5, 5.0, 6.0, "app", False), now=6.0)
+    assert entry["labels"]["severity"] == "critical"  # never lowered while it fires

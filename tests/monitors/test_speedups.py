@@ -229,6 +229,8 @@ def _random_rules(rng: random.Random, path: Path) -> Path:
             r["after"] = {"match": {"type": ev.PG_AUTH_FAILED}, "count": rng.randrange(1, 4),
                           "within": f"{rng.randrange(1, 20)}s"}
             r.pop("distinct", None)  # a sequence rule counts no distinct values (the rules file refuses both)
+            if rng.random() < 0.5:  # whether a prior event had the last one's user (and None == None)
+                r["after"].update(same="user", other_severity=rng.choice(["info", "critical"]))
         if rng.random() < 0.2:
             r["outside_allowed"] = True
         if rng.random() < 0.2:
