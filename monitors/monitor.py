@@ -392,19 +392,27 @@ class JournalTail:
     after the last processed cursor."""
 
     _CURSOR = re.compile(rb'"__CURSOR"\s*:\s*"([^"]+)"')
+    RESTART_WAIT = 5.0  # seconds at least between starts of a command that keeps ending
 
     def __init__(self, command: list[str], cursor: str | None, wake: threading.Event) -> None:
-        args = list(command)
-        if cursor:  # journalctl --lines=0 --after-cursor=C prints nothing from C on: what came meanwhile was lost
-            args = [a for a in args if not a.startswith("--lines=")] + [f"--after-cursor={cursor}"]
+        self.command = list(command)
         self.cursor = cursor
         self.q: queue.Queue[bytes] = queue.Queue()
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self._wake = wake
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.restarts = 0
+        self._start()
 
-    def _pump(self) -> None:
-        for line in self.proc.stdout:  # type: ignore[union-attr]
+    def _start(self) -> None:
+        args = list(self.command)
+        if self.cursor:  # journalctl --lines=0 --after-cursor=C prints nothing from C on: what came meanwhile was lost
+            args = [a for a in args if not a.startswith("--lines=")] + [f"--after-cursor={self.cursor}"]
+        self._started = time.monotonic()
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._pumping = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
+        self._pumping.start()
+
+    def _pump(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
             self.q.put(line.rstrip(b"\n"))
             self._wake.set()
 
@@ -420,6 +428,14 @@ class JournalTail:
             if m:
                 self.cursor = m.group(1).decode()
                 break
+        if not out and not self._pumping.is_alive() and self.proc.poll() is not None \
+                and time.monotonic() - self._started >= self.RESTART_WAIT:
+            # the command ended (killed, journald restarted): without this the input would go blind
+            import sys
+            print(f"trustops-monitor: {self.command[0]} ended (exit {self.proc.returncode}); starting it again "
+                  "after the last cursor read", file=sys.stderr, flush=True)
+            self.restarts += 1
+            self._start()
         return out
 
     def lag_bytes(self) -> int:

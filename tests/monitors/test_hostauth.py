@@ -391,3 +391,24 @@ def test_hostile_names_from_a_real_sshd_and_sudo():
     assert set(ssh[1].user) == {"u"} and len(ssh[1].user) < 5000
     assert ssh[2].user == "x from 10.9.9.9 port 1"
     assert [(e.user, e.reason) for e in evts if e.type == ev.SUDO_FAILED] == [("nobody", "not_in_sudoers")]
+
+
+def test_a_journal_command_that_ends_is_started_again_after_its_cursor(monkeypatch, capsys):
+    """Before: a journalctl killed (or ended with journald) left its input blind until the monitor
+    restarted. Now it is started again, after the last cursor read, at most every RESTART_WAIT."""
+    import threading
+
+    from trustops.monitors.monitor import JournalTail
+    monkeypatch.setattr(JournalTail, "RESTART_WAIT", 0.0)
+    script = 'echo "{\\"__CURSOR\\": \\"c$#\\"} $*"'
+    tail = JournalTail(["sh", "-c", script, "journalctl", "--lines=0"], None, threading.Event())
+    try:
+        got: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += tail.read()
+            time.sleep(0.05)
+        assert got == [b'{"__CURSOR": "c1"} --lines=0', b'{"__CURSOR": "c1"} --after-cursor=c1'], got
+        assert tail.restarts >= 1 and "ended (exit 0); starting it again" in capsys.readouterr().err
+    finally:
+        tail.close()
