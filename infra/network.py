@@ -41,6 +41,7 @@ FLOWS: tuple[Flow, ...] = (
     Flow("db", 22, "jump", "ssh"),
     Flow("db", 9100, "ops", "node-metrics"),
     Flow("db", 9469, "ops", "monitor-metrics"),
+    Flow("db", 9097, "ops", "heartbeat"),
     Flow("ops", 22, "jump", "ssh"),
     Flow("ops", 9090, "jump", "prometheus-tunnel"),
     Flow("ops", 9093, "jump", "alertmanager-tunnel"),

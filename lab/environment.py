@@ -355,6 +355,10 @@ def mail_relay_vars(address: str) -> dict[str, object]:
     return {"app_smtp_host": address, "app_smtp_port": MAIL_PORT}
 
 
+LAB_HEARTBEAT_VARS = {"heartbeat_timeout": 20, "alerting_heartbeat_interval": "5s",
+                      "alerting_heartbeat_repeat_interval": "4s", "alerting_resend_delay": "2s"}
+
+
 def _write_inventory(cfg: LabConfig, subnet: str, app_image: str) -> dict:
     hosts = []
     for role in ROLES:
@@ -376,7 +380,10 @@ def _write_inventory(cfg: LabConfig, subnet: str, app_image: str) -> dict:
                     "trustops_lab_s3_local_url": f"http://127.0.0.1:{cfg.s3_port}",
                     "trustops_lab_state_dir": str(cfg.state_dir),
                     "trustops_lab_app_image": app_image,
-                    **mail_relay_vars(mail_ip)},
+                    **mail_relay_vars(mail_ip),
+                    # The dead man's switch on lab time: a stopped Prometheus or Alertmanager pages
+                    # within a minute (tests/test_heartbeat_lab.py), not after ~9 minutes.
+                    **LAB_HEARTBEAT_VARS},
     )
     inv = inventory.build(site, hosts)
     tmp = cfg.inventory_file.with_suffix(".tmp")
