@@ -7,6 +7,13 @@ of systemd containers pays).
 
 for both kinds of lab: the flat one (three hosts on one network) and the twin (TRUSTOPS_LAB_KIND=twin:
 the `lab` Pulumi stack run under mocks and materialised: subnets, router with the NSGs, jump host).
+
+Then the converge of the new flat lab with ansible/site.yml (skip it with --no-converge):
+
+  first  = the new hosts to what the playbook says (packages, services, the app)
+  second = the same converge again, nothing to change (it must report changed=0); its peer is the first
+
+with the machine's load average before and after each, as the machine may be shared.
 """
 from __future__ import annotations
 
@@ -18,6 +25,8 @@ import time
 from pathlib import Path
 
 
+from tests.playbooks import recap
+from trustops.converge import converge
 from trustops.lab import environment, images
 from trustops.lab.system import Progress, wait_tcp
 from trustops.wait import until
@@ -52,10 +61,27 @@ def peer_single_host(image: str) -> float:
     return elapsed
 
 
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def converge_twice(cfg: environment.LabConfig) -> list[tuple[str, float, str, dict]]:
+    """First and second converge of a new lab: seconds, load before/after, each host's changed count."""
+    out = []
+    for run in ("first", "second"):
+        log = cfg.state_dir / f"bench-converge-{run}.log"
+        before = load()
+        took = timed(lambda: converge(cfg.inventory_file, log, Progress(quiet=True)))
+        changed = {host: r["changed"] for host, r in recap(log.read_text()).items()}
+        out.append((run, took, f"{before} -> {load()}", changed))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--from-scratch", action="store_true", help="also remove cached lab images first")
     ap.add_argument("--kind", action="append", choices=sorted(CFGS), help="which lab(s) (default: both)")
+    ap.add_argument("--no-converge", action="store_true", help="only the lab's own timings, no converge")
     args = ap.parse_args()
     quiet = Progress(quiet=True)
     for cfg in CFGS.values():
@@ -66,11 +92,14 @@ def main() -> None:
         if out:
             subprocess.run(["docker", "rmi", "-f", *out], capture_output=True)
     figures = {}
+    converges = []
     for kind in args.kind or sorted(CFGS):
         cfg = CFGS[kind]
         try:
             cold = timed(lambda: environment.up(cfg, Progress()))
             warm = timed(lambda: environment.up(cfg, quiet))
+            if kind == "flat" and not args.no_converge:
+                converges = converge_twice(cfg)
         finally:
             environment.down(cfg, quiet)
         figures[kind] = (cold, warm)
@@ -81,6 +110,13 @@ def main() -> None:
         print(f"{kind}: warm lab up (no change)                  : {warm:6.2f} s   (cold/warm = {cold / warm:.1f}x)")
         print(f"{kind}: cold lab up / peer                       : {cold / peer:.1f}x")
     print(f"peer: one docker run to sshd banner              : {peer:6.2f} s")
+    if converges:
+        first = converges[0][1]
+        for run, took, loads, changed in converges:
+            print(f"flat: converge site.yml, {run:6}               : {took:6.2f} s   (first/this = {first / took:.1f}x; "
+                  f"load {loads}; changed {changed})")
+        if any(converges[1][3].values()):
+            sys.exit("the second converge changed something: site.yml is not idempotent")
 
 
 if __name__ == "__main__":
