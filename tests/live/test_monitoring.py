@@ -13,7 +13,8 @@ from tests.live.conftest import output
 from trustops.controls.evidence import CouldNotCheck
 from trustops.wait import until
 
-RULE_GROUPS = ("trustops-monitor", "trustops-backups", "trustops-hosts", "trustops-app")
+RULE_GROUPS = ("trustops-monitor", "trustops-backups", "trustops-hosts", "trustops-app", "trustops-watchdog",
+               "trustops-meta")
 
 
 def _query(h, prometheus: str, expr: str, name: str) -> list[dict]:
