@@ -81,9 +81,10 @@ class Apt:
     """apt-get with extra -o options (a test points them at a scratch root and a local mirror)."""
 
     options: list[str] = field(default_factory=list)
+    config: Path | None = None      # an apt.conf read after the options (see no_hooks)
 
     def _run(self, args: list[str], timeout: float = APT_TIMEOUT) -> subprocess.CompletedProcess:
-        opts = [a for o in self.options for a in ("-o", o)]
+        opts = [a for o in self.options for a in ("-o", o)] + (["-c", str(self.config)] if self.config else [])
         try:
             return subprocess.run([args[0], *opts, *args[1:]], capture_output=True, text=True, timeout=timeout,
                                   env=dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive"))
@@ -126,6 +127,22 @@ def check_status(path: Path) -> None:
         raise MeasureError("status-invalid", f"{path}: {exc.strerror}") from exc
     if not re.search(r"^Package: dpkg\n(?:[^\n]+\n)*?Status: install ok installed$", text, re.M):
         raise MeasureError("status-invalid", f"{path} does not list dpkg as installed: not a dpkg database")
+
+
+NO_HOOKS = """// trustops pending updates: the system's apt hooks are not for our private lists (and a
+// hook writing outside the unit's sandbox, e.g. apt-show-versions' cache, fails the update).
+#clear APT::Update::Pre-Invoke;
+#clear APT::Update::Post-Invoke;
+#clear APT::Update::Post-Invoke-Success;
+"""
+
+
+def no_hooks(directory: Path) -> Path:
+    """An apt.conf that clears the update hooks the system's apt.conf.d installs."""
+    path = directory / "no-hooks.conf"
+    if not path.exists() or path.read_text() != NO_HOOKS:
+        _atomic_write(path, NO_HOOKS, 0o644)
+    return path
 
 
 def private_lists(directory: Path) -> list[str]:
@@ -456,7 +473,7 @@ def main(argv: list[str]) -> int:
         ap.error(f"--apt-option {bad[0]!r} is not KEY=VALUE")
     state_path, now = Path(args.state), time.time()
     state = load_state(state_path)
-    apt = Apt(private_lists(state_path.parent) + args.apt_option)
+    apt = Apt(private_lists(state_path.parent) + args.apt_option, no_hooks(state_path.parent))
     lines = measure(apt, state, now, images=not args.no_images, postgres=not args.no_postgres)
     _atomic_write(Path(args.out), "\n".join(lines) + "\n", 0o644)
     save_state(state_path, state)
