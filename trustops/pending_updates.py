@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-STATE_FILE = "/var/lib/trustops/pending-updates.json"
+STATE_FILE = "/var/lib/trustops/pending-updates/state.json"   # under /var/lib/trustops: AIDE excludes it
 DPKG_STATUS = "/var/lib/dpkg/status"
 REFRESH_SECONDS = 6 * 3600          # apt-get update at most this often (apt-daily refreshes daily too)
 LISTS_MAX_AGE = 24 * 3600           # a view older than this is stale: unknown, not a count
