@@ -6,27 +6,31 @@ import pytest
 
 from trustops import aide_check
 
-CHANGED = """Start timestamp: 2026-12-02 03:40:01 +0000 (AIDE 0.18.3)
+# AIDE 0.18.3's report on a lab host after a file was added to /usr/local/bin (summary and lists)
+CHANGED = """Start timestamp: 2026-12-02 11:49:18 +0000 (AIDE 0.18.3)
 AIDE found differences between database and filesystem!!
+Ignored e2fs attributes: EINV
 
 Summary:
-  Total number of entries:\t41234
+  Total number of entries:\t17660
   Added entries:\t\t1
   Removed entries:\t\t0
-  Changed entries:\t\t2
+  Changed entries:\t\t3
 
 ---------------------------------------------------
 Added entries:
 ---------------------------------------------------
 
-f++++++++++++++++: /etc/cron.d/evil
+f+++++++++++++++++: /usr/local/bin/evil-test
 
 ---------------------------------------------------
 Changed entries:
 ---------------------------------------------------
 
-f   ...    .C... : /usr/bin/ls
-f   ...    .C... : /etc/passwd
+d =.... .c.. .. . : /usr
+d =b... .c.. .. . : /usr/local
+d =.... mc.n .. . : /usr/local/bin
+
 """
 CLEAN = """Start timestamp: 2026-12-02 03:40:01 +0000 (AIDE 0.18.3)
 AIDE found NO differences between database and filesystem. Looks okay!!
@@ -34,7 +38,7 @@ AIDE found NO differences between database and filesystem. Looks okay!!
 
 
 @pytest.mark.parametrize("code, output, want", [
-    (5, CHANGED, {"added": 1, "removed": 0, "changed": 2}),
+    (5, CHANGED, {"added": 1, "removed": 0, "changed": 3}),
     (0, CLEAN, {"added": 0, "removed": 0, "changed": 0}),
     (17, "Configuration error", None),            # aide(1): 14 and up are errors
     (18, CLEAN, None),
