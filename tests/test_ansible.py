@@ -1,6 +1,6 @@
 """The playbooks for real on the lab: converge, converge again with 0 changed, patch host by host,
 and what only the lab can show (machine-global sysctls untouched, auditd skipped in containers,
-the app's generated password). What a converged system looks like is checked once, for any
+Postgres logging a wrong password for the monitors). What a converged system looks like is checked once, for any
 inventory, in tests/live; the last test runs those checks through the evidence engine."""
 from __future__ import annotations
 
@@ -43,20 +43,6 @@ def test_auditd_is_skipped_in_containers_with_a_reason(converged):
     assert {"app", "db", "ops"} == set(re.findall(r"skipping: \[(\w+)\]", block))
     assert "ok:" not in block and "changed:" not in block
     assert "is a container sharing the machine's kernel" in out
-
-
-def _psql(h, dsn: str):
-    return h.run(f"psql '{dsn}' -Atc 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'")
-
-
-def test_the_apps_own_password_over_verify_full_gets_a_tls_session(lab, lab_config, converged):
-    """The app's generated credentials, over verify-full with the platform CA, open a session that
-    pg_stat_ssl shows encrypted (tests/live checks plaintext refused and other CAs untrusted)."""
-    db_ip = lab["all"]["children"]["db"]["hosts"]["db"]["private_ip"]
-    password = (lab_config.state_dir / "db-benefits_app-password").read_text().strip()
-    ok = _psql(host(lab_config, "app"), f"host={db_ip} dbname=benefits user=benefits_app password={password} "
-                                        "connect_timeout=5 sslmode=verify-full sslrootcert=/etc/trustops/postgres-ca.crt")
-    assert ok.rc == 0 and ok.stdout.strip() == "t", ok.stderr
 
 
 def test_password_failures_are_logged_for_the_monitors(lab, lab_config, converged):

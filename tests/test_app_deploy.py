@@ -1,7 +1,7 @@
 """The benefits app as deployed by site.yml on the test lab, beyond what tests/live checks on any
-inventory (HTTPS only, HSTS, cookies, health and metrics not public): staff pages behind a login,
-sslscan finding no protocol older than TLS 1.2 and no cipher without forward secrecy or AEAD, and
-a redeploy that switches blue/green without one failed request."""
+inventory (HTTPS only, HSTS, cookies, health and metrics not public, the TLS scan): staff pages
+behind a login, old protocols refused, and a redeploy that switches blue/green without one failed
+request."""
 from __future__ import annotations
 
 import http.client
@@ -25,31 +25,6 @@ def https(lab_config, path: str, ctx: ssl.SSLContext | None = None) -> http.clie
 def test_staff_pages_need_a_login(lab, lab_config, converged):
     r = https(lab_config, "/hr/employees/")
     assert r.status == 302 and r.getheader("Location").startswith("/login/")
-
-
-def test_tls_scan_finds_nothing_weak(lab, lab_config, converged):
-    """sslscan (Debian's) against the front: only TLS 1.2 and 1.3 are enabled, and every accepted
-    cipher has forward secrecy (ECDHE, or TLS 1.3) and is AEAD (GCM or ChaCha20-Poly1305)."""
-    import shutil
-    import subprocess
-    import xml.etree.ElementTree as ET
-
-    tool = shutil.which("sslscan")
-    assert tool, "sslscan missing: `make test` installs Debian's sslscan"
-    out = subprocess.run([tool, "--xml=-", "--no-colour", f"127.0.0.1:{lab_config.ports('app')[443]}"],
-                         capture_output=True, text=True, timeout=300).stdout
-    root = ET.fromstring(out[out.index("<?xml"):])
-    enabled = {p.get("type") + p.get("version") for p in root.iter("protocol") if p.get("enabled") == "1"}
-    assert enabled == {"tls1.2", "tls1.3"}, enabled
-    accepted = [(c.get("sslversion"), c.get("cipher")) for c in root.iter("cipher")
-                if c.get("status") in ("accepted", "preferred")]
-    assert accepted
-    for version, cipher in accepted:
-        if version == "TLSv1.3":
-            assert cipher in ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
-        else:
-            assert version == "TLSv1.2" and cipher.startswith("ECDHE-") and ("GCM" in cipher or "CHACHA20" in cipher), \
-                (version, cipher)
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])

@@ -25,9 +25,9 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 
 from trustops.controls.evidence import CouldNotCheck
 from trustops.controls.live import PROBE_MARKER, PROBE_PROPERTY, SETTLE_SECONDS, VERDICT_PROPERTY, verdict
+from trustops.converge import role_default
 
 ANSIBLE_CFG = Path(__file__).resolve().parents[2] / "ansible" / "ansible.cfg"
-ROLES = ANSIBLE_CFG.parent / "roles"
 
 
 def pytest_addoption(parser):
@@ -144,7 +144,7 @@ class Site:
         """A role's setting as the converge used it: the inventory's value, else the role's default."""
         if key in self.vars:
             return self.vars[key]
-        return yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())[key]
+        return role_default(role, key)
 
     def prometheus_url(self, name: str) -> str:
         """Prometheus on an ops host, on its private address (asked from that host)."""

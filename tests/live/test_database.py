@@ -1,16 +1,21 @@
 """Postgres as the postgres role leaves it: TLS with the platform CA, verify-full from the app,
-plaintext refused by pg_hba, listening on the private address only, unreachable from other hosts."""
+plaintext refused by pg_hba, listening on the private address only, unreachable from other hosts;
+the app's own deployed credentials get an encrypted session."""
 from __future__ import annotations
 
 import shlex
 
 import pytest
 
-CA = "/etc/trustops/postgres-ca.crt"
 
 
-def _psql(site, name: str, dsn: str, password: str | None = None):
-    env = f"PGPASSWORD={shlex.quote(password)} " if password else ""
+def _ca(site) -> str:
+    """The platform CA on the app hosts (the app role's app_ca_path)."""
+    return site.setting("app", "app_ca_path")
+
+
+def _psql(site, name: str, dsn: str, password: str | None = None, env: str = ""):
+    env = env or (f"PGPASSWORD={shlex.quote(password)} " if password else "")
     return site.run(name, f"{env}psql {shlex.quote(dsn + ' connect_timeout=5')} -Atc "
                  "'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()' </dev/null")
 
@@ -25,11 +30,25 @@ def test_verify_full_reaches_authentication_from_the_app(site):
     reaches the password check. (A wrong password proves TLS and the certificate's name both held;
     another CA is not trusted.)"""
     for name in site.need("app"):
-        r = _psql(site, name, f"{_app_dsn(site)} sslmode=verify-full sslrootcert={CA}", password="not-the-password")
+        r = _psql(site, name, f"{_app_dsn(site)} sslmode=verify-full sslrootcert={_ca(site)}",
+                  password="not-the-password")
         assert "password authentication failed" in r.stderr, f"{name}: {r.stderr.strip()[-200:]}"
         other_ca = _psql(site, name, f"{_app_dsn(site)} sslmode=verify-full "
                             "sslrootcert=/usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt", password="x")
         assert other_ca.rc != 0 and "password authentication" not in other_ca.stderr, f"{name}: {other_ca.stderr}"
+
+
+@pytest.mark.probe("postgres-verify-full")
+def test_the_apps_own_credentials_over_verify_full_get_a_tls_session(site):
+    """From the app host, the password the app runs with (its environment file there, read on the
+    host: it never reaches the control node or the command line), over verify-full with the
+    platform CA, opens a session that pg_stat_ssl shows encrypted."""
+    env_file = site.setting("app", "app_env_file")
+    password = f"PGPASSWORD=\"$(sed -n 's/^BENEFITS_DB_PASSWORD=//p' {shlex.quote(env_file)})\" "
+    for name in site.need("app"):
+        r = _psql(site, name, f"{_app_dsn(site)} sslmode=verify-full sslrootcert={_ca(site)}", env=password)
+        assert r.rc == 0 and r.stdout.strip() == "t", \
+            f"{name}: the app's credentials over verify-full got no TLS session: {r.stderr.strip()[-200:]}"
 
 
 @pytest.mark.probe("postgres-refuses-plaintext")
@@ -44,14 +63,15 @@ def test_plaintext_is_refused_before_any_password(site):
 @pytest.mark.probe("postgres-listens-privately")
 def test_postgres_listens_on_the_private_address_only(site):
     """Postgres listens on its private address only, and a host outside the app role cannot reach it."""
+    port = site.setting("postgres", "postgres_port")
     for name in site.need("db"):
-        listening = site.output(name, "ss -ltnH 'sport = :5432'").splitlines()
-        assert listening, f"{name}: nothing listens on 5432"
+        listening = site.output(name, f"ss -ltnH 'sport = :{port}'").splitlines()
+        assert listening, f"{name}: nothing listens on {port}"
         for line in listening:
             assert line.split()[3].rsplit(":", 1)[0] == site.private_ip(name), f"{name}: Postgres listens on {line}"
         for other in site.role("ops"):
-            r = site.run(other, f"timeout 5 bash -c '</dev/tcp/{site.private_ip(name)}/5432'")
-            assert r.rc != 0, f"{other} (not an app host) reaches {name}:5432"
+            r = site.run(other, f"timeout 5 bash -c '</dev/tcp/{site.private_ip(name)}/{port}'")
+            assert r.rc != 0, f"{other} (not an app host) reaches {name}:{port}"
 
 
 def test_postgres_settings(site):

@@ -1,16 +1,22 @@
 """The app's front as a browser meets it, from the control node to the address the inventory
 gives (the lab publishes it on loopback): HTTPS with the platform's or a public certificate, HTTP
-redirected, HSTS, strict cookies, health and metrics not public; metrics reach the ops host only."""
+redirected, HSTS, strict cookies, health and metrics not public; metrics reach the ops host only;
+a TLS scan finding no protocol older than TLS 1.2 and no cipher without forward secrecy or AEAD."""
 from __future__ import annotations
 
 import http.client
+import shutil
+import socket
 import ssl
+import subprocess
+import xml.etree.ElementTree as ET
 
 import pytest
 
+from trustops.controls.evidence import CouldNotCheck
 from trustops.wait import until
 
-PLATFORM_CA = "/etc/trustops/postgres-ca.crt"   # the platform CA, on every host
+TLS13_AEAD = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
 
 
 class NotOk(Exception):
@@ -30,7 +36,7 @@ def _front(site, name: str):
     and the platform CA read from the host (a public certificate in the cloud, the platform's in
     the lab). The cloud's app_domain is asked by name, as a browser would."""
     ctx = ssl.create_default_context()
-    ctx.load_verify_locations(cadata=site.host(name).file(PLATFORM_CA).content_string)
+    ctx.load_verify_locations(cadata=site.host(name).file(site.setting("app", "app_ca_path")).content_string)
 
     def get(path: str, port: int = 443) -> http.client.HTTPResponse:
         address, published = site.public(name, port)
@@ -77,5 +83,36 @@ def test_app_metrics_reach_the_ops_host_only(site):
     Prometheus on ops scrapes it (checked by the alerting pipeline's check)."""
     for app in site.need("app"):
         for db in site.need("db"):
-            r = site.run(db, f"timeout 5 bash -c '</dev/tcp/{site.private_ip(app)}/9470'")
+            port = site.setting("web_front", "web_front_metrics_port")
+            r = site.run(db, f"timeout 5 bash -c '</dev/tcp/{site.private_ip(app)}/{port}'")
             assert r.rc != 0, f"{db} reaches {app}'s metrics listener"
+
+
+def _sslscan(target: str) -> ET.Element:
+    """sslscan's (Debian's) XML report on `target` (host:port), run from the control node."""
+    tool = shutil.which("sslscan")
+    if not tool:
+        raise CouldNotCheck("sslscan is missing on the control node (Debian's sslscan; `make test` installs it)")
+    out = subprocess.run([tool, "--xml=-", "--no-colour", target], capture_output=True, text=True, timeout=300).stdout
+    if "<?xml" not in out:
+        raise CouldNotCheck(f"sslscan gave no report on {target}: {' '.join(out.split())[-200:]}")
+    return ET.fromstring(out[out.index("<?xml"):])
+
+
+@pytest.mark.probe("app-tls-scan")
+def test_a_tls_scan_of_the_front_finds_nothing_weak(site, settle):
+    """Only TLS 1.2 and 1.3 are enabled on the public front, and every cipher it accepts has forward
+    secrecy (ECDHE, or TLS 1.3) and is AEAD (GCM or ChaCha20-Poly1305)."""
+    for name in site.need("app"):
+        address, port = site.public(name, 443)
+        until(lambda: socket.create_connection((address, port), timeout=5).close() or True, settle,
+              f"{name}: the front accepting connections on {address}:{port}", retry_on=(OSError,))
+        root = _sslscan(f"{site.vars.get('app_domain') or address}:{port}")
+        enabled = {p.get("type") + p.get("version") for p in root.iter("protocol") if p.get("enabled") == "1"}
+        assert enabled == {"tls1.2", "tls1.3"}, f"{name}: protocols enabled: {sorted(enabled)}"
+        accepted = [(c.get("sslversion"), c.get("cipher")) for c in root.iter("cipher")
+                    if c.get("status") in ("accepted", "preferred")]
+        assert accepted, f"{name}: the scan found no cipher accepted"
+        weak = [(v, c) for v, c in accepted if not (c in TLS13_AEAD if v == "TLSv1.3" else
+                v == "TLSv1.2" and c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c))]
+        assert not weak, f"{name}: ciphers without forward secrecy or AEAD accepted: {weak}"

@@ -54,7 +54,9 @@ def test_ufw_rules_per_role(site):
         assert not others, f"{name}: Postgres open beyond the app hosts: " + \
             "; ".join(f"{r.to} {r.action} {r.source}" for r in others)
     for name in site.role("ops"):
-        assert re.search(r"9093/tcp\s+ALLOW IN", status[name]) and "5432" not in status[name], status[name]
+        alertmanager = site.setting("alerting", "alerting_alertmanager_port")
+        assert re.search(rf"{alertmanager}/tcp\s+ALLOW IN", status[name]) and str(postgres) not in status[name], \
+            status[name]
 
 
 def test_sysctls_in_force(site):
