@@ -372,9 +372,10 @@ def replay(paths: list[Path], rules_file: str = str(DEFAULT_RULES), allowed_netw
         tail = FileTail(Path(spec.path), max_line=max_line, blocks=spec.name in pipe.scanners)  # type: ignore[arg-type]
         while True:
             lines = tail.read(READ_BYTES * 2)  # 2 MiB reads: as fast as 8, and replay stays under 64 MiB
-            if not lines:
+            if lines:
+                pipe.process(spec.name, lines)
+            elif tail.at_eof:   # a read inside one over-long line returns nothing but is not the end
                 break
-            pipe.process(spec.name, lines)
         if tail._buf:  # a last line without newline still counts
             pipe.process(spec.name, [tail._buf])
         pipe.finish(spec.name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -129,7 +130,7 @@ def test_a_key_alone_sends_nothing_to_anthropic(django_app):
     from django.test import override_settings
 
     from core import ai
-    with override_settings(ANTHROPIC_API_KEY="sk-test-not-a-key", AI_PROVIDER="local"):
+    with override_settings(ANTHROPIC_API_KEY=secrets.token_hex(8), AI_PROVIDER="local"):
         assert isinstance(ai.provider(), ai.LocalProvider)
     with override_settings(ANTHROPIC_API_KEY="", AI_PROVIDER="anthropic"), pytest.raises(ai.NotConfigured):
         ai.provider()
@@ -153,7 +154,7 @@ def _command(**overrides) -> tuple[dict, str]:
 
 def test_the_eu_configurations_pass(django_app, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_BEDROCK_BASE_URL", raising=False)
-    found, error = _command(AI_PROVIDER="bedrock", BEDROCK_ENDPOINT_URL="", POSTHOG_API_KEY="phc_test",
+    found, error = _command(AI_PROVIDER="bedrock", BEDROCK_ENDPOINT_URL="", POSTHOG_API_KEY=secrets.token_hex(8),
                             POSTHOG_HOST="https://eu.i.posthog.com", S3_ENDPOINT_URL="")
     assert error == "" and found["outside_eu"] == []
     where = {e["name"]: (e["endpoint"], e["region"]) for e in found["endpoints"]}
@@ -166,15 +167,19 @@ def test_the_eu_configurations_pass(django_app, monkeypatch):
     assert error == "" and [e["region"] for e in found["endpoints"]] == ["this deployment"]
 
 
+# A key for the cases that need one: made at run time, never written in the repository.
+RUN_KEY = secrets.token_hex(8)
+
+
 @pytest.mark.parametrize("overrides, named", [
-    ({"AI_PROVIDER": "anthropic", "ANTHROPIC_API_KEY": "sk-test-not-a-key"}, "BENEFITS_AI_PROVIDER=anthropic"),
+    ({"AI_PROVIDER": "anthropic", "ANTHROPIC_API_KEY": RUN_KEY}, "BENEFITS_AI_PROVIDER=anthropic"),
     ({"AI_PROVIDER": "bedrock", "BEDROCK_REGION": "us-east-1", "BEDROCK_ENDPOINT_URL": ""}, "us-east-1"),
     ({"AI_PROVIDER": "bedrock", "BEDROCK_REGION": "eu-west-2", "BEDROCK_ENDPOINT_URL": ""}, "eu-west-2"),
     ({"AI_PROVIDER": "bedrock", "BEDROCK_MODEL": "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
       "BEDROCK_ENDPOINT_URL": ""}, "'global' inference profile"),
     ({"AI_PROVIDER": "bedrock", "BEDROCK_REGION": "us-west-2", "BEDROCK_ENDPOINT_URL": "http://127.0.0.1:9"},
      "us-west-2"),
-    ({"POSTHOG_API_KEY": "phc_test", "POSTHOG_HOST": "https://us.i.posthog.com"}, "us.i.posthog.com"),
+    ({"POSTHOG_API_KEY": RUN_KEY, "POSTHOG_HOST": "https://us.i.posthog.com"}, "us.i.posthog.com"),
     ({"S3_ENDPOINT_URL": "https://s3.us-east-1.amazonaws.com"}, "us-east-1"),
     ({"S3_ENDPOINT_URL": "https://storage.example.com"}, "unknown"),
 ])
@@ -204,7 +209,7 @@ def test_the_register_reports_the_direct_api_as_a_qualification(django_app):
 
 @pytest.mark.parametrize("setting, says", [
     ({"BENEFITS_AI_PROVIDER": "openai"}, "BENEFITS_AI_PROVIDER='openai': one of local, bedrock, anthropic"),
-    ({"BENEFITS_POSTHOG_API_KEY": "phc_test", "BENEFITS_POSTHOG_HOST": "https://us.i.posthog.com"},
+    ({"BENEFITS_POSTHOG_API_KEY": RUN_KEY, "BENEFITS_POSTHOG_HOST": "https://us.i.posthog.com"},
      "BENEFITS_POSTHOG_HOST='https://us.i.posthog.com': only PostHog's EU host"),
 ])
 def test_a_setting_that_breaks_the_promise_stops_the_start(setting, says):

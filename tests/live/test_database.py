@@ -3,6 +3,7 @@ plaintext refused by pg_hba, listening on the private address only, unreachable 
 the app's own deployed credentials get an encrypted session."""
 from __future__ import annotations
 
+import secrets
 import shlex
 
 import pytest
@@ -31,7 +32,7 @@ def test_verify_full_reaches_authentication_from_the_app(site):
     another CA is not trusted.)"""
     for name in site.need("app"):
         r = _psql(site, name, f"{_app_dsn(site)} sslmode=verify-full sslrootcert={_ca(site)}",
-                  password="not-the-password")
+                  password=secrets.token_urlsafe(12))  # a wrong one, made now
         assert "password authentication failed" in r.stderr, f"{name}: {r.stderr.strip()[-200:]}"
         other_ca = _psql(site, name, f"{_app_dsn(site)} sslmode=verify-full "
                             "sslrootcert=/usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt", password="x")

@@ -17,10 +17,16 @@ from trustops.wait import NotSettled, until
 ROLE = Path(__file__).resolve().parents[2] / "ansible" / "roles" / "alerting"
 
 
+GROUP_VARS = ROLE.parents[1] / "group_vars" / "all.yml"
+# A db host for the heartbeat receiver (the dead man's switch), as an inventory gives it.
+INVENTORY = {"groups": {"db": ["db"]}, "hostvars": {"db": {"private_ip": "192.0.2.12"}}}
+
+
 def render(**overrides) -> str:
-    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    defaults = {**yaml.safe_load(GROUP_VARS.read_text()), **yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())}
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    return env.from_string((ROLE / "templates" / "alertmanager.yml.j2").read_text()).render(**{**defaults, **overrides})
+    return env.from_string((ROLE / "templates" / "alertmanager.yml.j2").read_text()).render(
+        **{**defaults, **INVENTORY, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +62,8 @@ def test_amtool_routes_each_severity(amtool, config_file, labels, receiver):
 
 def test_default_receivers_are_the_local_sink_and_urls_override_them():
     assert "http://127.0.0.1:9095/pager" in render()
+    heartbeat = [r for r in yaml.safe_load(render())["receivers"] if r["name"] == "heartbeat"]
+    assert heartbeat[0]["webhook_configs"][0]["url"].startswith("http://192.0.2.12:")
     custom = render(alerting_pager_url="https://pager.example/hook")
     assert "https://pager.example/hook" in custom and "9095/pager" not in custom
 
