@@ -326,7 +326,9 @@ def test_iam_keys_reach_only_their_own_bucket(twin_lab):
     p = twin.load_plan(cfg)
     users = {u["tags"]["purpose"]: name for name, u in p.iam_users.items()}
     buckets = {spec["tags"]["purpose"]: name for name, spec in p.buckets.items()}
-    assert set(users) == set(buckets) == {"backups", "files"}
+    # one writer per bucket; the app's Bedrock identity (HOST-03) has no bucket of its own
+    assert set(buckets) == {"backups", "files"} and set(users) == {"backups", "files", "bedrock"}
+    users = {purpose: users[purpose] for purpose in buckets}
 
     def s3(creds):
         return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{cfg.s3_port}", region_name=environment.S3_REGION,
@@ -366,7 +368,8 @@ def test_down_removes_everything_the_twin_made(twin_lab, lab_config):
         return subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
     others = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout.split()
     mine = labelled("container", cfg.name)
-    assert len(mine) == len(p.vms) + 2 and len(labelled("network", cfg.name)) == len(nets)
+    # the VMs, the router, S3 and the mail sink
+    assert len(mine) == len(p.vms) + 3 and len(labelled("network", cfg.name)) == len(nets)
     environment.down(cfg, environment.Progress(quiet=True))
     assert labelled("container", cfg.name) == [] and labelled("network", cfg.name) == []
     assert all(environment._inspect(n) is None for n in nets) and not cfg.state_dir.exists()
