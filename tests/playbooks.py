@@ -46,3 +46,16 @@ def converge_twice(inventory: Path) -> dict:
             "sysctls_before": before, "sysctls_after": machine_sysctls()}
 
 
+def app_monitor_lines_read(lab: dict, lab_config) -> float:
+    """Lines the app host's monitor has read from the app's sign-in log, from its metrics (asked
+    on the app host, at the host's private address)."""
+    from trustops.converge import role_default
+
+    host_ip = next(iter(lab["all"]["children"]["app"]["hosts"].values()))["private_ip"]
+    metrics = f"http://{host_ip}:{role_default('monitors', 'monitors_metrics_port')}/metrics"
+    out = subprocess.run(["docker", "exec", lab_config.container("app"), "python3", "-c",
+                          "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
+                          f"'{metrics}', timeout=5).read().decode())"],
+                         capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r'^trustops_monitor_lines_read_total\{input="app"\} (\S+)$', out, re.M)
+    return float(m.group(1)) if m else 0.0

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.playbooks import playbook, recap
+from tests.playbooks import app_monitor_lines_read, playbook, recap
 
 
 def https(lab_config, path: str, ctx: ssl.SSLContext | None = None) -> http.client.HTTPResponse:
@@ -102,17 +102,8 @@ def test_a_failed_sign_in_reaches_the_monitor_on_the_app_host(lab, lab_config, c
     answer = conn.getresponse()
     assert answer.status in (200, 401, 429), (answer.status, answer.read()[:300])
 
-    app_ip = next(iter(lab["all"]["children"]["app"]["hosts"].values()))["private_ip"]  # the lab's inventory
-
-    def app_lines_read() -> float:
-        out = subprocess.run(["docker", "exec", lab_config.container("app"), "python3", "-c",
-                              "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
-                              f"'http://{app_ip}:9469/metrics', timeout=5).read().decode())"],
-                             capture_output=True, text=True, timeout=30).stdout
-        m = re.search(r'^trustops_monitor_lines_read_total\{input="app"\} (\S+)$', out, re.M)
-        return float(m.group(1)) if m else 0.0
-
-    until(app_lines_read, 60, "the app host's monitor reading the sign-in failure from the app's auth log")
+    until(lambda: app_monitor_lines_read(lab, lab_config), 60,
+          "the app host's monitor reading the sign-in failure from the app's auth log")
     log = subprocess.run(["docker", "exec", lab_config.container("app"), "cat", "/var/log/benefits/auth.log"],
                          capture_output=True, text=True).stdout
     assert user in log and '"signin.failed"' in log

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from trustops.converge import role_default
+from tests.playbooks import app_monitor_lines_read
 from trustops.lab import mailsink
 from trustops.wait import until
 
@@ -104,16 +104,6 @@ def test_rotating_the_sign_in_log_loses_no_event(lab, lab_config, converged):
     """logrotate (the role's config, forced) renames the log; the app's next line starts a new
     file the monitor also reads, and the rotated file stays readable to it."""
     app = lab_config.container("app")
-    host_ip = next(iter(lab["all"]["children"]["app"]["hosts"].values()))["private_ip"]
-    metrics = f"http://{host_ip}:{role_default('monitors', 'monitors_metrics_port')}/metrics"
-
-    def app_lines_read() -> float:
-        out = subprocess.run(["docker", "exec", app, "python3", "-c",
-                              "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
-                              f"'{metrics}', timeout=5).read().decode())"],
-                             capture_output=True, text=True, timeout=30).stdout
-        m = re.search(r'^trustops_monitor_lines_read_total\{input="app"\} (\S+)$', out, re.M)
-        return float(m.group(1)) if m else 0.0
 
     def failed_sign_in() -> str:
         b, who = Browser(lab_config), f"rotated-{secrets.token_hex(4)}"
@@ -122,8 +112,8 @@ def test_rotating_the_sign_in_log_loses_no_event(lab, lab_config, converged):
         return who
 
     before = failed_sign_in()
-    until(lambda: app_lines_read() >= 1, 60, "the monitor reading the sign-in log")
-    read_before = app_lines_read()
+    until(lambda: app_monitor_lines_read(lab, lab_config) >= 1, 60, "the monitor reading the sign-in log")
+    read_before = app_monitor_lines_read(lab, lab_config)
     rotate = subprocess.run(["docker", "exec", app, "logrotate", "-f", "/etc/logrotate.d/benefits-auth"],
                             capture_output=True, text=True)
     assert rotate.returncode == 0, rotate.stderr
@@ -132,7 +122,8 @@ def test_rotating_the_sign_in_log_loses_no_event(lab, lab_config, converged):
                               "cat /var/log/benefits/auth.log.1"], capture_output=True, text=True).stdout
     new, _, rotated = listing.partition("---")
     assert after in new and before not in new and before in rotated, listing
-    until(lambda: app_lines_read() >= read_before + 1, 60, "the monitor reading the new log after rotation")
+    until(lambda: app_monitor_lines_read(lab, lab_config) >= read_before + 1, 60,
+          "the monitor reading the new log after rotation")
 
 
 def test_the_sign_in_log_is_kept_as_long_as_the_ropa_says():
