@@ -6,9 +6,9 @@ import base64
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_azure_native import compute, network
+from pulumi_azure_native import compute, features, network
 
-from trustops.infra.config import StackConfig
+from trustops.infra.config import StackConfig, StackConfigError
 
 DEBIAN_12 = {"publisher": "Debian", "offer": "debian-12", "sku": "12-gen2", "version": "latest"}
 
@@ -47,6 +47,28 @@ mounts:
 def cloud_init(role: str, ssh_public_key: str) -> str:
     text = CLOUD_INIT.format(key=ssh_public_key.strip())
     return text + (CLOUD_INIT_DB_DISK if role == "db" else "")
+
+
+# Encryption at host (REST-01) needs this subscription feature registered, or every VM fails to create.
+ENCRYPTION_AT_HOST_FEATURE = ("Microsoft.Compute", "EncryptionAtHost")
+REGISTER_ENCRYPTION_AT_HOST = (f"az feature register --namespace {ENCRYPTION_AT_HOST_FEATURE[0]} "
+                               f"--name {ENCRYPTION_AT_HOST_FEATURE[1]}")
+
+
+def require_encryption_at_host(provider: pulumi.ProviderResource) -> None:
+    """Refuse, before any VM is declared, a subscription where encryption at host is not
+    registered: `pulumi up` would otherwise fail on each VM half-way through, after the network."""
+    namespace, name = ENCRYPTION_AT_HOST_FEATURE
+    try:
+        found = features.get_subscription_feature_registration(
+            feature_name=name, provider_namespace=namespace, opts=pulumi.InvokeOptions(provider=provider))
+        state = (found.properties.state if found.properties else None) or "unknown"
+    except Exception as exc:  # noqa: BLE001 - the API answers 404 for a feature never registered
+        state = f"unknown ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
+    if state != "Registered":
+        raise StackConfigError(f"subscription feature {namespace}/{name} is {state}, the VMs use encryption at "
+                               f"host: run `{REGISTER_ENCRYPTION_AT_HOST}`, wait until it shows Registered, then "
+                               f"`az provider register --namespace {namespace}`")
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pulumi_azure_native import Provider as AzureProvider
 from pulumi_azure_native import resources
 
 from trustops.infra.bedrock import PURPOSE as BEDROCK, BedrockInvoker, BedrockInvokerArgs
-from trustops.infra.compute import POSTGRES_DATA_DEVICE, POSTGRES_DATA_MOUNT, Vm, VmArgs
+from trustops.infra.compute import POSTGRES_DATA_DEVICE, POSTGRES_DATA_MOUNT, Vm, VmArgs, require_encryption_at_host
 from trustops.infra.config import StackConfig
 from trustops.infra.network import Network, NetworkArgs
 from trustops.infra.storage import Buckets, BucketsArgs
@@ -29,6 +29,7 @@ def main() -> dict[str, pulumi.Output]:
 
     rg = resources.ResourceGroup(f"trustops-{cfg.environment}", location=cfg.azure_location, tags=cfg.tags,
                                  opts=opts)
+    require_encryption_at_host(azure)
     net = Network("trustops", NetworkArgs(cfg, rg.name), opts)
     vms = {role: Vm(f"trustops-{role}", VmArgs(cfg, role, rg.name, net.subnets[role].id, public=role == "app"),
                     opts) for role in ("app", "db", "ops")}

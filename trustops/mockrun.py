@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 MOCK_ACCOUNT_ID = "123456789012"   # moto's default account, so the lab twin's buckets match
 GENERATED = "generated-at-deploy-time"   # what mocks answer for any provider-generated value
+# The subscription features the mocked subscription has registered ("namespace/name" -> state);
+# a test changes it to see the program refuse an unregistered one.
+FEATURE_STATES = {"Microsoft.Compute/EncryptionAtHost": "Registered"}
 
 
 @dataclass
@@ -84,6 +87,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"tenantId": "00000000-0000-0000-0000-000000000001",
                     "subscriptionId": "00000000-0000-0000-0000-000000000002",
                     "clientId": "c", "objectId": "o"}
+        if args.token == "azure-native:features:getSubscriptionFeatureRegistration":
+            name = f"{args.args.get('providerNamespace')}/{args.args.get('featureName')}"
+            return {"name": args.args.get("featureName"), "id": name,
+                    "properties": {"state": FEATURE_STATES.get(name, "NotRegistered")}}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": MOCK_ACCOUNT_ID, "arn": f"arn:aws:iam::{MOCK_ACCOUNT_ID}:user/mocks",
                     "id": MOCK_ACCOUNT_ID, "userId": "mocks"}
