@@ -138,12 +138,20 @@ def cmd_drill(args: argparse.Namespace) -> int:
 def cmd_credentials(args: argparse.Namespace) -> int:
     from trustops import credentials
 
-    secrets_dir = Path(args.secrets_dir) if args.secrets_dir else environment.LabConfig.from_env().state_dir
-    if not secrets_dir.is_dir():
-        raise LabError(f"no secrets directory {secrets_dir} (the lab's state dir, or ~/.trustops/<env>)")
-    creds = credentials.ages(secrets_dir, args.max_age_days)
-    if not creds:
-        raise LabError(f"no credentials found in {secrets_dir}: is this the right secrets directory?")
+    creds = []
+    if args.key_vault:
+        try:
+            creds += credentials.vault_ages(credentials.vault_listing(args.key_vault), args.max_age_days)
+        except credentials.CredentialsError as exc:
+            raise LabError(str(exc)) from None
+    if args.secrets_dir or not args.key_vault:
+        secrets_dir = Path(args.secrets_dir) if args.secrets_dir else environment.LabConfig.from_env().state_dir
+        if not secrets_dir.is_dir():
+            raise LabError(f"no secrets directory {secrets_dir} (the lab's state dir, or ~/.trustops/<env>)")
+        creds += credentials.ages(secrets_dir, args.max_age_days)
+        if not creds:
+            raise LabError(f"no credentials found in {secrets_dir}: is this the right secrets directory?")
+    creds.sort(key=lambda c: -c.age_days)
     print(credentials.report(creds, args.json))
     return 1 if any(c.status == "overdue" for c in creds) else 0
 
@@ -205,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     cr = sub.add_parser("credentials", help="age of every manual credential; exit 1 past the 90-day limit")
     cr.add_argument("--secrets-dir", help="default: the lab's state dir (cloud: ~/.trustops/<env>)")
     cr.add_argument("--max-age-days", type=int, default=90)
+    cr.add_argument("--key-vault", help="cloud: the stack's vault name; ages of the keys the hosts read there "
+                                        "(the writers' and the Bedrock key, the field key)")
     cr.add_argument("--json", action="store_true")
     cr.set_defaults(func=cmd_credentials)
     stg = sub.add_parser("staging", help="staging's data from production's newest backup, anonymised (PROD-04)")
