@@ -2,6 +2,15 @@
 garbled run is a failed check (never "no changes"), and the metrics file is replaced whole."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
 import pytest
 
 from trustops import aide_check
@@ -79,3 +88,82 @@ def test_no_baseline_takes_one(tmp_path, monkeypatch):
 def test_a_missing_metrics_directory_is_one_line(tmp_path, capsys):
     assert aide_check.main([str(tmp_path / "no" / "aide.prom")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+# --- A deploy of the trustops package against tampering, with the real AIDE on a virtualenv of its own --------
+
+
+def _wheel(wheels: Path, build: str, files: dict[str, str]) -> Path:
+    """A wheel of the distribution `demo` 1.0 (one version, new builds: as the lab's package), with a console script."""
+    for old in wheels.glob("*.whl"):
+        old.unlink()
+    info = "demo-1.0.dist-info"
+    members = {**files, f"{info}/METADATA": f"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nSummary: {build}\n",
+               f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+               f"{info}/entry_points.txt": "[console_scripts]\ndemo-tool = demo:main\n"}
+    record = [f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},"
+              f"{len(text.encode())}" for name, text in members.items()] + [f"{info}/RECORD,,"]
+    path = wheels / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in {**members, f"{info}/RECORD": "\n".join(record) + "\n"}.items():
+            z.writestr(name, text)
+    return path
+
+
+def _deploy(venv: Path, wheels: Path, build: str) -> None:
+    """What the trustops_package role does: force-reinstall the wheels, then write their checksums."""
+    wheel = _wheel(wheels, build, {"demo/__init__.py": f"BUILD = {build!r}\n\ndef main():\n    print(BUILD)\n",
+                                   "demo/core.py": f"VALUE = {build!r}\n"})
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet",
+                    "--disable-pip-version-check", "--no-deps", "--no-index", "--force-reinstall", str(wheel)],
+                   check=True, capture_output=True, timeout=120)
+    (venv / aide_check.WHEELS_STAMP).write_text(hashlib.sha256(wheel.read_bytes()).hexdigest() + "\n")
+
+
+@pytest.fixture
+def deployed(tmp_path):
+    """A virtualenv with `demo` deployed, under AIDE's Debian-like rule (timestamps and inodes too), baseline taken."""
+    assert shutil.which("aide"), "aide is not installed (scripts/bootstrap --test installs it)"
+    opt, state = tmp_path / "opt", tmp_path / "state"
+    venv, wheels = opt / "venv", opt / "wheels"
+    wheels.mkdir(parents=True)
+    state.mkdir()
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    _deploy(venv, wheels, "b1")
+    conf = tmp_path / "aide.conf"
+    conf.write_text(f"database_in=file:{state}/aide.db\ndatabase_out=file:{state}/aide.db.new\ngzip_dbout=no\n"
+                    f"report_url=stdout\nFull = p+ftype+i+n+u+g+s+m+c+sha256\n{opt} Full\n")
+    args = [str(tmp_path / "aide.prom"), "--config", str(conf), "--db", str(state / "aide.db"),
+            "--venv", str(venv), "--wheels", str(wheels)]
+    assert aide_check.main(args) == 0 and (state / "aide.db").exists()
+    site = next(venv.glob("lib/python*/site-packages"))
+
+    def counts() -> dict[str, int]:
+        assert aide_check.main(args) == 0
+        text = (tmp_path / "aide.prom").read_text()
+        return {k: int(n) for k, n in re.findall(r'trustops_aide_changed_entries\{kind="(\w+)"\} (\d+)', text)}
+
+    return venv, wheels, site, conf, counts
+
+
+def test_a_deploy_is_not_reported_though_it_rewrites_the_tree(deployed):
+    venv, wheels, _, conf, counts = deployed
+    _deploy(venv, wheels, "b2")
+    plain = subprocess.run(["aide", "--config", str(conf), "--check"], capture_output=True, text=True)
+    assert aide_check.parse(plain.returncode, plain.stdout)["changed"] >= 5, plain.stdout   # what a check alone sees
+    assert counts() == {"added": 0, "removed": 0, "changed": 0}
+    _deploy(venv, wheels, "b2")      # the same wheels again: nothing new to take in, nothing reported
+    assert counts() == {"added": 0, "removed": 0, "changed": 0}
+
+
+def test_tampering_is_reported_with_or_without_a_deploy(deployed):
+    venv, wheels, site, _, counts = deployed
+    (site / "demo" / "core.py").write_text("VALUE = 'evil'\n")
+    (site / "zz-evil.pth").write_text("import os\n")
+    (site / "demo" / "backdoor.py").write_text("import os\n")
+    got = counts()
+    assert got["added"] == 2 and got["changed"] >= 1, got
+    _deploy(venv, wheels, "b3")     # the deploy writes core.py back from the wheel; what it did not write stays
+    got = counts()
+    assert got["added"] == 2, got
+    assert (site / "demo" / "core.py").read_text() == "VALUE = 'b3'\n"
