@@ -47,6 +47,8 @@ FLOWS: tuple[Flow, ...] = (
     Flow("ops", 9093, "jump", "alertmanager-tunnel"),
     Flow("ops", 9093, "app", "alerts"),
     Flow("ops", 9093, "db", "alerts"),
+    Flow("ops", 19532, "app", "journal-upload"),
+    Flow("ops", 19532, "db", "journal-upload"),
 )
 
 

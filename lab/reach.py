@@ -13,7 +13,7 @@ from trustops.lab import nsg, stack, twin
 
 INTERNET = "internet"
 # the ports the roles use (SSH, web, Postgres, Prometheus and Alertmanager, exporters, monitors)
-ROLE_PORTS = (22, 80, 443, 5432, 9090, 9093, 9097, 9100, 9469, 9470)
+ROLE_PORTS = (22, 80, 443, 5432, 9090, 9093, 9097, 9100, 9469, 9470, 19532)
 
 _LISTENER = r"""
 import socket, sys, threading, os

@@ -16,6 +16,7 @@ from trustops import mockrun as harness
 
 ROOT = Path(__file__).resolve().parents[2]
 FIREWALL_DEFAULTS = ROOT / "ansible" / "roles" / "firewall" / "defaults" / "main.yml"
+GROUP_VARS = ROOT / "ansible" / "group_vars" / "all.yml"
 ANY = "any"
 
 
@@ -39,7 +40,8 @@ def ufw_allows(inv: dict, host: str) -> set[tuple[int, str]]:
     by_role = {r: [hv["private_ip"] for hv in inv["children"][r]["hosts"].values()] for r in ("app", "db", "ops")}
     hv = {**inv["vars"], **hosts[host]}
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    context = {**hv, "trustops_admin_cidrs": inv["vars"]["trustops_networks"]["admin"],
+    ports = {k: v for k, v in yaml.safe_load(GROUP_VARS.read_text()).items() if k.endswith("_port")}
+    context = {**ports, **hv, "trustops_admin_cidrs": inv["vars"]["trustops_networks"]["admin"],
                "trustops_app_addresses": by_role["app"], "trustops_db_addresses": by_role["db"],
                "trustops_ops_addresses": by_role["ops"]}
     defaults = yaml.safe_load(FIREWALL_DEFAULTS.read_text())
@@ -48,7 +50,7 @@ def ufw_allows(inv: dict, host: str) -> set[tuple[int, str]]:
     rules = defaults["firewall_role_rules"]
     for rule in rules.get("all", []) + rules.get(hv["trustops_role"], []):
         for src in _render(env, rule["from"], context):
-            allows.add((int(rule["port"]), src))
+            allows.add((int(env.from_string(str(rule["port"])).render(**context)), src))
     return allows
 
 

@@ -1,0 +1,51 @@
+"""Central journals (issue 19), without a lab: the retention is one number said twice (the role and the
+RoPA a privacy reviewer reads), the upload flow is declared once (FLOWS) on the port group_vars gives,
+and only certificates of the platform CA get in, each host to its own receiver."""
+from __future__ import annotations
+
+import re
+
+import jinja2
+import yaml
+
+from trustops.converge import ANSIBLE_DIR, role_default
+from trustops.infra.network import FLOWS
+
+ROLE = ANSIBLE_DIR / "roles" / "journal_remote"
+PORT = yaml.safe_load((ANSIBLE_DIR / "group_vars" / "all.yml").read_text())["trustops_journal_port"]
+
+
+def test_the_central_journals_are_kept_as_long_as_the_ropa_says():
+    keep = role_default("journal_remote", "journal_remote_keep_days")
+    [activity] = [a for a in yaml.safe_load((ANSIBLE_DIR.parent / "app" / "ropa.yaml").read_text())["activities"]
+                  if a["name"] == "Central host logs"]
+    assert activity["retention"].startswith(f"{keep} days"), (keep, activity["retention"])
+    vacuum = (ROLE / "templates" / "trustops-journal-vacuum.service.j2").read_text()
+    assert "--vacuum-time={{ journal_remote_keep_days }}d" in vacuum and "--vacuum-size={{ journal_remote_max_use }}" in vacuum
+
+
+def test_every_uploading_role_has_its_flow_to_ops_on_the_group_vars_port():
+    uploaders = {f.source for f in FLOWS if f.to == "ops" and f.port == PORT}
+    assert uploaders == {"app", "db"}, uploaders
+
+
+def test_only_the_platform_ca_is_trusted_and_the_key_is_a_credential():
+    upload = (ROLE / "templates" / "journal-upload-service.conf.j2").read_text()
+    [exec_start] = re.findall(r"^ExecStart=(/.+)$", upload, re.M)
+    assert "--trust={{ journal_remote_tls_dir }}/ca.crt" in exec_start and "--key=%d/host.key" in exec_start
+    assert "LoadCredential=host.key:" in upload and "--trust=all" not in upload
+    front = (ROLE / "templates" / "trustops-journal.conf.j2").read_text()
+    assert "ssl_verify_client on;" in front and "ssl_client_certificate {{ journal_remote_tls_dir }}/ca.crt;" in front
+
+
+def test_the_front_sends_each_host_to_its_own_receiver_and_no_other_name_anywhere():
+    """The map from a certificate's name to an instance, rendered for hosts named as on the twin."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["regex_replace"] = lambda value, pattern, repl: re.sub(pattern, repl, value)
+    conf = env.from_string((ROLE / "templates" / "trustops-journal.conf.j2").read_text()).render(
+        journal_remote_senders=["app-1", "db-1"], journal_remote_socket_dir="/run/x", journal_remote_tls_dir="/etc/x",
+        private_ip="10.0.3.4", trustops_journal_port=PORT)
+    assert '"CN=db-1" "db-1";' in conf and "server unix:/run/x/db-1.sock;" in conf
+    assert '"db-1" trustops_journal_db_1;' in conf and "upstream trustops_journal_db_1 {" in conf
+    assert re.search(r'default "";\n}', conf) and 'if ($trustops_journal_upstream = "")' in conf
+    assert f"listen 10.0.3.4:{PORT} ssl;" in conf
