@@ -38,9 +38,11 @@ class AlertBook:
     """What fires now, and what Alertmanager has not been told yet."""
 
     def __init__(self, url: str | None, instance: str, runbook_base: str, resolve_after: float = 600,
-                 resend_every: float = 60, timeout: float = 2.0, refresh=None, log=_log,
+                 resend_every: float = 60, timeout: float = 2.0, refresh=None, log=_log, ca_file: str | None = None,
                  max_per_rule: int = MAX_FIRING_PER_RULE, max_firing: int = MAX_FIRING, top=None) -> None:
         self.url = url.rstrip("/") + "/api/v2/alerts" if url else None
+        self.ca_file = ca_file     # verify an https Alertmanager (its front) against this CA
+        self._tls = None
         self.instance = instance
         self.runbook_base = runbook_base.rstrip("/")
         self.resolve_after = resolve_after
@@ -80,7 +82,9 @@ class AlertBook:
         return [*self.due, *self.resolved]
 
     def _labels(self, d: Detection) -> dict:
-        return {"alertname": d.rule, "severity": d.severity, "instance": self.instance, "rule": d.rule,
+        # host and instance as on Prometheus' alerts: the inventory's host name (the config's instance)
+        return {"alertname": d.rule, "severity": d.severity, "instance": self.instance, "host": self.instance,
+                "rule": d.rule,
                 "source": d.group, "service": "trustops-monitor", **({"mitre_technique": d.mitre} if d.mitre else {})}
 
     def _annotations(self, d: Detection) -> dict:
@@ -220,7 +224,10 @@ class AlertBook:
         req = urllib.request.Request(self.url, data=json.dumps(batch).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            if self._tls is None and self.url.startswith("https:"):
+                import ssl
+                self._tls = ssl.create_default_context(cafile=self.ca_file)
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._tls) as resp:
                 if not 200 <= resp.status < 300:
                     return f"HTTP {resp.status}"
         except (urllib.error.URLError, OSError, ValueError) as exc:

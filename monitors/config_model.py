@@ -41,6 +41,7 @@ class RuleOverride(BaseModel):
 
 class AlertmanagerModel(_Strict):
     url: StrictStr | None = Field(default=None, pattern=r"^https?://[^/\s]+")
+    ca_file: StrictStr | None = None
 
 
 class MetricsModel(_Strict):

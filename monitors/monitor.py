@@ -70,6 +70,7 @@ class Config:
     rules_file: str = str(DEFAULT_RULES)
     rules: dict = field(default_factory=dict)
     alertmanager_url: str | None = None
+    alertmanager_ca_file: str | None = None   # the CA of an https Alertmanager (the platform's), else the system's
     runbook_base_url: str = DEFAULT_RUNBOOKS
     metrics_listen: str | None = "127.0.0.1:9469"
     state_dir: str = "/var/lib/trustops-monitor"
@@ -146,6 +147,9 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
     url = am.get("url") if isinstance(am, dict) else None
     if url is not None and not re.match(r"^https?://[^/\s]+", str(url)):
         raise ConfigError(f"alertmanager.url {url!r}: expected http(s)://host:port")
+    ca_file = am.get("ca_file") if isinstance(am, dict) else None
+    if ca_file is not None and not os.path.isfile(str(ca_file)):
+        raise ConfigError(f"alertmanager.ca_file {ca_file!r}: no such file")
     metrics = data.get("metrics") or {}
     listen = metrics.get("listen", "127.0.0.1:9469") if isinstance(metrics, dict) else None
     if listen is not None and not re.match(r"^[\w.:\[\]-]+:\d+$", str(listen)):
@@ -158,7 +162,8 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
         allowed_networks=_cidrs(data.get("allowed_networks"), "allowed_networks"),
         allowlist=_cidrs(data.get("allowlist"), "allowlist"),
         rules_file=str(data.get("rules_file") or DEFAULT_RULES), rules=data.get("rules") or {},
-        alertmanager_url=url, runbook_base_url=str(data.get("runbook_base_url") or DEFAULT_RUNBOOKS),
+        alertmanager_url=url, alertmanager_ca_file=ca_file,
+        runbook_base_url=str(data.get("runbook_base_url") or DEFAULT_RUNBOOKS),
         metrics_listen=listen, state_dir=str(data.get("state_dir") or "/var/lib/trustops-monitor"),
         start_at=start_at, max_line_bytes=int(data.get("max_line_bytes", 64 * 1024)),
         poll_interval=duration(data.get("poll_interval", "1s")),
@@ -467,7 +472,8 @@ class Monitor:
         self.engine = make_engine(rules, cfg.allowed_networks)
         self.metrics.build_info.labels("c" if isinstance(self.engine, FastEngine) else "python").set(1)
         self.alerts = AlertBook(cfg.alertmanager_url, cfg.instance, cfg.runbook_base_url, cfg.resolve_after,
-                                refresh=self._refresh, max_per_rule=cfg.max_alerts_per_rule,
+                                refresh=self._refresh, ca_file=cfg.alertmanager_ca_file,
+                                max_per_rule=cfg.max_alerts_per_rule,
                                 max_firing=cfg.max_alerts, top=self.engine.top)
         self._saved_at = 0.0
         self._detections: dict[str, int] = {}

@@ -152,3 +152,11 @@ def test_bad_arguments_get_one_line(argv, message, capsys):
     assert heartbeat.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_the_page_names_its_host_as_every_other_alert_does():
+    """On-call clarity (issue 19): host and instance are the inventory's host name, as on the
+    monitors' and Prometheus' alerts (the role passes --instance; it was the node name)."""
+    args = heartbeat.build_parser().parse_args(["127.0.0.1", "1", "/tmp", "--instance", "db-1"])
+    labels = heartbeat.page_payload("firing", args.instance, 0, 400, 300)["alerts"][0]["labels"]
+    assert labels["host"] == labels["instance"] == "db-1"

@@ -51,7 +51,7 @@ def is_heartbeat(payload: object) -> bool:
 def page_payload(status: str, host: str, since: float, now: float, timeout: float) -> dict:
     """The page in Alertmanager's webhook shape (version 4), so the pager and the sink take it as
     they take Alertmanager's own."""
-    labels = {"alertname": PAGE_ALERT, "severity": "critical", "instance": host}
+    labels = {"alertname": PAGE_ALERT, "severity": "critical", "instance": host, "host": host}
     annotations = {
         "summary": f"No heartbeat from the alerting pipeline for {int(now - since)}s",
         "description": (f"{host} has had no Watchdog notification from Alertmanager on the ops host since "
@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=float, default=3600, help="seconds between pages while it lasts")
     p.add_argument("--grace", type=float, default=900,
                    help="seconds to wait for the very first heartbeat (a site being converged)")
+    p.add_argument("--instance", default="",
+                   help="this host's name in the page's host and instance labels (the inventory's; default: the node name)")
     p.add_argument("--tick", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--pager-url", default=os.environ.get("TRUSTOPS_PAGER_URL", ""),
                    help="webhook that pages (default $TRUSTOPS_PAGER_URL; empty: DIR/alerts-pager.jsonl)")
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trustops-heartbeat: {args.directory} is not a directory", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    switch = Switch(args.directory, args.timeout, args.repeat, args.grace, args.pager_url)
+    switch = Switch(args.directory, args.timeout, args.repeat, args.grace, args.pager_url, host=args.instance)
     server = ThreadingHTTPServer((args.host, args.port), handler(switch))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()

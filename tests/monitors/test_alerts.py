@@ -124,3 +124,32 @@ def test_the_queue_survives_a_restart_and_is_sent_fresh(capture):
     [batch] = capture.received
     assert [a["labels"]["alertname"] for a in batch] == ["PostgresBruteForce"]
     assert _ts(batch[0]["endsAt"]) == pytest.approx(now + 240, abs=1)
+
+
+def test_the_sender_posts_over_tls_verified_against_the_configured_ca(tmp_path, capture):
+    """Issue 19: the monitors post to Alertmanager's front over TLS, verified against the platform CA
+    the config names (alertmanager.ca_file); a certificate of another CA is refused and the alert
+    kept for the next try. Posted alerts carry host = instance = the inventory's host name."""
+    import ssl
+
+    from tests.services import _make_tls
+    from trustops.monitors.monitor import ConfigError
+
+    ca, cert, key = _make_tls(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    capture.server.socket = server.wrap_socket(capture.server.socket, server_side=True)
+    url, t0 = f"https://127.0.0.1:{capture.port}", time.time()
+    stranger = AlertBook(url, "db-1", "https://x/runbooks", ca_file=str(_make_tls(other)[0]))
+    stranger.detected(_det(t0 - 5, t0), now=t0)
+    assert not stranger.flush(now=t0) and stranger.queue and capture.received == []
+    book = AlertBook(url, "db-1", "https://x/runbooks", ca_file=str(ca))
+    book.detected(_det(t0 - 5, t0), now=t0)
+    assert book.flush(now=t0) and not book.queue
+    (alert,) = capture.received[0]
+    assert alert["labels"]["host"] == alert["labels"]["instance"] == "db-1"
+    with pytest.raises(ConfigError, match=r"^alertmanager\.ca_file '.*nope': no such file$"):
+        load_config(data={"instance": "db-1", "inputs": [{"name": "pg", "type": "postgres", "path": str(tmp_path / "x")}],
+                          "alertmanager": {"url": url, "ca_file": str(tmp_path / "nope")}})

@@ -317,10 +317,12 @@ def _render_monitor_yml(tmp_path, **hostvars) -> dict:
     env.filters["to_json"] = json.dumps
     defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
     auth_log = env.from_string(defaults["monitors_app_auth_log"]).render()
+    ca = tmp_path / "platform-ca.crt"   # the role copies the platform CA there first; the daemon checks it exists
+    ca.write_text("")
     text = env.get_template("monitor.yml.j2").render(
         inventory_hostname="h-1", private_ip="10.10.1.4", monitors_postgres_log="/var/log/postgresql/x.log",
         monitors_ufw_from_shared_kernel_log=False, monitors_allowed_networks=["10.10.1.4/32"],
-        monitors_alertmanager_url="http://10.10.3.4:9093", monitors_metrics_port=9469,
+        monitors_alertmanager_url="https://10.10.3.4:9093", monitors_ca_file=str(ca), monitors_metrics_port=9469,
         monitors_state_dir=str(tmp_path / "state"), monitors_app_auth_log=auth_log,
         **{"monitors_admin_networks": ["192.88.99.1/32"], **hostvars})
     path = tmp_path / "monitor.yml"
