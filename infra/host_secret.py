@@ -27,6 +27,7 @@ IMDS_API_VERSION = "2018-02-01"
 KEY_VAULT_RESOURCE = "https://vault.azure.net"
 KEY_VAULT_API_VERSION = "7.4"
 TIMEOUT_S = 10
+CHANGED, UNCHANGED = "changed", "unchanged"
 
 
 class HostSecretError(RuntimeError):
@@ -67,31 +68,49 @@ def read_secret(vault_uri: str, name: str, imds: str = IMDS) -> str:
     return str(doc["value"])
 
 
-def render(value: str, fmt: str) -> str:
-    """raw: the value; aws-env: the writer key's JSON as AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY lines."""
+def render(value: str, fmt: str, env_prefix: str = "") -> str:
+    """raw: the value; aws-env: the writer key's JSON as <prefix>AWS_ACCESS_KEY_ID and
+    <prefix>AWS_SECRET_ACCESS_KEY lines (the app's Bedrock key: BENEFITS_BEDROCK_AWS_...)."""
     if fmt == "raw":
         return value
     try:
         key = json.loads(value)
-        return f"AWS_ACCESS_KEY_ID={key['aws_access_key_id']}\nAWS_SECRET_ACCESS_KEY={key['aws_secret_access_key']}\n"
+        return (f"{env_prefix}AWS_ACCESS_KEY_ID={key['aws_access_key_id']}\n"
+                f"{env_prefix}AWS_SECRET_ACCESS_KEY={key['aws_secret_access_key']}\n")
     except (ValueError, KeyError, TypeError):
         raise HostSecretError("the secret is not an access key ({aws_access_key_id, aws_secret_access_key})") from None
 
 
-def write_private(path: str, content: str, group: str | None) -> None:
-    """Atomically, mode 0640 root:<group> (0600 without a group); never world-readable, even briefly."""
+def _unchanged(path: str, content: str, gid: int, mode: int) -> bool:
+    try:
+        st = os.stat(path)
+        with open(path, encoding="utf-8") as f:
+            return f.read() == content and (st.st_mode & 0o777) == mode and (gid == -1 or st.st_gid == gid)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def write_private(path: str, content: str, group: str | None) -> bool:
+    """Atomically, mode 0640 root:<group> (0600 without a group); never world-readable, even
+    briefly. False when the file already holds exactly this (nothing written: the roles report
+    a change only when the key changed)."""
+    gid = grp.getgrnam(group).gr_gid if group else -1
+    mode = 0o640 if group else 0o600
+    if _unchanged(path, content, gid, mode):
+        return False
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".host-secret-")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(content)
         if group:
-            os.chown(tmp, -1, grp.getgrnam(group).gr_gid)
-        os.chmod(tmp, 0o640 if group else 0o600)
+            os.chown(tmp, -1, gid)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,14 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--format", choices=("raw", "aws-env"), default="raw")
     ap.add_argument("--group", help="the group that may read the file (mode 0640)")
+    ap.add_argument("--env-prefix", default="", help="aws-env: a prefix for the two variable names")
     ap.add_argument("--imds", default=IMDS, help=argparse.SUPPRESS)   # tests: a local stand-in
     a = ap.parse_args(argv)
     try:
-        content = render(read_secret(a.vault, a.secret, a.imds), a.format)
-        write_private(a.out, content, a.group)
+        content = render(read_secret(a.vault, a.secret, a.imds), a.format, a.env_prefix)
+        changed = write_private(a.out, content, a.group)
     except (HostSecretError, KeyError, OSError) as exc:
         print(f"host_secret: {exc}", file=sys.stderr)
         return 1
+    print(CHANGED if changed else UNCHANGED)   # the roles' changed_when reads this line
     return 0
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from trustops.lab import keyvault
 from trustops.lab.stack import Plan, NsgRule, Vm
 from trustops.lab.system import LabError
 
@@ -111,6 +112,11 @@ class RouterSite:
     jump_ip: str | None = None
     # (router port, VM address, port): a published port on 127.0.0.1 standing for the VM's public IP
     published: tuple[tuple[int, str, int], ...] = ()
+    # the lab's IMDS and Key Vault stand-in (trustops.lab.keyvault) runs in the router's namespace
+    # on router_ip; the VMs whose subnet has the Microsoft.KeyVault service endpoint reach the vault
+    # (after their outbound NSG rules, with their own address: what the vault's network rules see)
+    keyvault: bool = False
+    keyvault_endpoint_vms: tuple[str, ...] = ()
 
 
 def _addr_match(plan: Plan, flag: str, prefix: str) -> list[str] | None:
@@ -176,6 +182,26 @@ def _chain_name(kind: str, name: str) -> str:
     return f"{kind}-{name}"[:28]
 
 
+def _keyvault_input(plan: Plan, site: RouterSite, filt: list[str]) -> list[str]:
+    """INPUT rules for the stand-in in the router's namespace: IMDS from any VM (the host's link,
+    no NSG on Azure either), the vault from VMs behind a Key Vault service endpoint, through their
+    outbound NSG rules. A VM without the endpoint is dropped (on Azure: 403 from the vault's firewall)."""
+    out = [f"-A INPUT ! -i {site.internet_if} -p tcp --dport {keyvault.IMDS_PORT} -m conntrack --ctstate DNAT "
+           f"--ctorigdst {keyvault.IMDS_ADDRESS} -j ACCEPT"]
+    for vm in plan.vms.values():
+        if vm.name not in site.keyvault_endpoint_vms:
+            continue
+        chain = _chain_name("KV", vm.name)
+        filt.append(f":{chain} - [0:0]")
+        out.append(f"-A INPUT -i {site.subnet_ifs[vm.subnet]} -s {vm.private_ip}/32 -d {site.router_ip}/32 -p tcp "
+                   f"--dport {keyvault.VAULT_PORT} -j {chain}")
+        for nsg in (vm.nsg, plan.subnets[vm.subnet].nsg):
+            if nsg:
+                out.append(f"-A {chain} -j {_chain_name('OUT', nsg)}")
+        out.append(f"-A {chain} -m comment --comment \"{vm.name}: Key Vault service endpoint\" -j ACCEPT")
+    return out
+
+
 def router_rules(plan: Plan, site: RouterSite) -> str:
     """The router's whole ruleset (filter, nat, mangle) for `iptables-restore` in its namespace."""
     vms = list(plan.vms.values())
@@ -193,6 +219,7 @@ def router_rules(plan: Plan, site: RouterSite) -> str:
     rules_pre: list[str] = []
     rules = ["-A INPUT -i lo -j ACCEPT", "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
              "-A INPUT -p icmp -j ACCEPT",
+             *(_keyvault_input(plan, site, filt) if site.keyvault else []),
              "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
              "-A FORWARD -m conntrack --ctstate INVALID -j DROP",
              ]
@@ -257,6 +284,10 @@ def router_rules(plan: Plan, site: RouterSite) -> str:
         if vm.public_ip:
             nat.append(f"-A PREROUTING -i {site.internet_if} -d {vm.public_ip}/32 -j DNAT "
                        f"--to-destination {vm.private_ip}")
+    if site.keyvault:   # IMDS: the router plays the host's link, as on Azure
+        for vm in vms:
+            nat.append(f"-A PREROUTING -s {vm.private_ip}/32 -d {keyvault.IMDS_ADDRESS}/32 -p tcp --dport 80 "
+                       f"-j DNAT --to-destination {site.router_ip}:{keyvault.IMDS_PORT}")
     if site.jump_ip:
         nat.append(f"-A POSTROUTING -m mark --mark 0x1 -j SNAT --to-source {site.jump_ip}")
     # the machine's traffic arrives from the admin address (the operator's public address on Azure)

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from trustops import inventory
-from trustops.lab import environment, nsg, stack
+from trustops.lab import environment, keyvault, nsg, stack
 from trustops.lab.system import LabError, Progress, run, wait_tcp
 
 # moto checks every request against IAM after this many (the lab's own administrator key is made
@@ -35,7 +35,7 @@ IAM_BOOTSTRAP_ACTIONS = 4
 LAB_ADMIN_USER = "trustops-lab-admin"
 ADMIN_ADDRESS = "192.88.99.1"      # the machine's traffic as the VMs see it (a public address, never routed)
 LAB_RANGE = ipaddress.ip_network("172.16.0.0/12")
-ROUTER_ROLE, S3_ROLE = "router", "s3"
+ROUTER_ROLE, S3_ROLE, KEYVAULT_ROLE = "router", "s3", "keyvault"
 
 
 # ---------------------------------------------------------------------------- address ranges
@@ -201,7 +201,11 @@ def _router_site(cfg, plan: stack.Plan, inet: dict) -> nsg.RouterSite:
     ifs = _interfaces(name)
     published, console = _published(cfg, plan)
     jump = next((v.private_ip for v in plan.vms.values() if v.public_ip), None)
-    return nsg.RouterSite(internet_if=ifs[inet["router"]],
+    endpoint_subnets = {r["name"] for r in plan.resources if r["type"] == "azure-native:network:Subnet"
+                        and any(e.get("service") == "Microsoft.KeyVault" for e in r["inputs"].get("serviceEndpoints") or [])}
+    return nsg.RouterSite(keyvault=True,
+                          keyvault_endpoint_vms=tuple(v.name for v in plan.vms.values() if v.subnet in endpoint_subnets),
+                          internet_if=ifs[inet["router"]],
                           subnet_ifs={s: ifs[router_ip(plan, s)] for s in plan.subnets},
                           internet_cidr=inet["cidr"], machine_ip=inet["machine"], admin_ip=ADMIN_ADDRESS,
                           router_ip=inet["router"], nameservers=_nameservers(),
@@ -406,6 +410,73 @@ def _ensure_iam(cfg, plan: stack.Plan) -> None:
                       fh)
 
 
+def keyvault_dir(cfg) -> Path:
+    return cfg.state_dir / "keyvault"
+
+
+def keyvault_uri(inet: dict) -> str:
+    """The vault's URI in the twin: the stand-in in the router's namespace, at the router's address
+    on the lab's internet network (plain HTTP), in place of https://<vault>.vault.azure.net/."""
+    return f"http://{inet['router']}:{keyvault.VAULT_PORT}/"
+
+
+def _keyvault_values(cfg, plan: stack.Plan) -> dict[str, str]:
+    """The declared secrets' values in the twin: each purpose's moto key (as the stack's secret
+    holds it: the key's JSON) and a field key made once for the lab."""
+    import base64
+    import secrets as random
+
+    from trustops.infra.vault import access_key_secret
+
+    values = {}
+    for user, inputs in plan.iam_users.items():
+        purpose = (inputs.get("tags") or {}).get("purpose")
+        if purpose and iam_key_file(cfg, user).exists():
+            values[access_key_secret(purpose)] = iam_key_file(cfg, user).read_text()
+    field_key = keyvault_dir(cfg) / "field-key"
+    if not field_key.exists():
+        fd = os.open(field_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(base64.b64encode(random.token_bytes(32)).decode())
+    values.update({name: field_key.read_text() for name in plan.secrets if name.startswith("field-key-")})
+    return values
+
+
+def write_keyvault_config(cfg, plan: stack.Plan) -> Path:
+    """The stand-in's file (0600, its user's): re-read by it on change, so a rotated key in
+    <state>/iam/ reaches the hosts after this runs again."""
+    from trustops.infra.vault import KEY_VAULT_SECRETS_USER
+
+    d = keyvault_dir(cfg)
+    d.mkdir(mode=0o700, exist_ok=True)
+    os.chown(d, keyvault.KEYVAULT_UID, keyvault.KEYVAULT_UID)
+    doc = keyvault.build_config(plan, _keyvault_values(cfg, plan), KEY_VAULT_SECRETS_USER)
+    path, tmp = d / "config.json", d / ".config.json.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(doc, fh)
+    os.chown(tmp, keyvault.KEYVAULT_UID, keyvault.KEYVAULT_UID)
+    tmp.replace(path)
+    return path
+
+
+def ensure_keyvault(cfg, plan: stack.Plan, image: str, progress: Progress) -> None:
+    """IMDS and Key Vault (trustops.lab.keyvault) in their own container that shares the router's
+    network namespace, as the platform's services sit on the VMs' link on Azure: it sees each VM's
+    own address, and the router's rules decide who reaches it. From the S3 image's Python, as an
+    unprivileged user on a read-only root."""
+    write_keyvault_config(cfg, plan)
+    router = environment._inspect(cfg.container(ROUTER_ROLE))["Id"]  # type: ignore[index]
+    # the router's id in the run arguments: a new router (a new namespace) makes a new stand-in
+    args = ["--label", f"trustops.lab={cfg.name}", "--label", f"trustops.role={KEYVAULT_ROLE}",
+            "--label", f"trustops.router={router[:12]}", "--network", f"container:{router}", "--no-healthcheck",
+            "--user", str(keyvault.KEYVAULT_UID), "--read-only",
+            "-v", f"{Path(keyvault.__file__).resolve()}:/opt/keyvault.py:ro",
+            "-v", f"{keyvault_dir(cfg)}:/etc/keyvault:ro",
+            "--entrypoint", "/usr/bin/python3", image, "/opt/keyvault.py", "--config", "/etc/keyvault/config.json"]
+    environment._ensure_container(cfg.container(KEYVAULT_ROLE), args, {}, progress)
+
+
 def _lifecycle_rule(r: dict) -> dict:
     out: dict = {"ID": r.get("id", "rule"), "Status": r.get("status", "Enabled"), "Filter": {"Prefix": ""}}
     if r.get("expiration"):
@@ -449,6 +520,7 @@ def _lab_inventory(cfg, plan: stack.Plan, inet: dict, app_image: str) -> dict:
         "trustops_lab_state_dir": str(cfg.state_dir),
         "trustops_lab_app_image": app_image,
         **environment.mail_relay_vars(inet[environment.MAIL_ROLE]),
+        "trustops_key_vault_uri": keyvault_uri(inet),
     })
     top["vars"]["trustops_s3"] = {**top["vars"]["trustops_s3"], "endpoint_url": f"http://{inet['s3']}:5000"}
     for role in inventory.ROLES:
@@ -560,6 +632,8 @@ def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, s
     _ensure_lab_admin(cfg)
     environment._retry(lambda: _ensure_buckets(cfg, plan), what="creating the stack's S3 buckets")
     environment._retry(lambda: _ensure_iam(cfg, plan), what="creating the stack's IAM users, policies and keys")
+    progress.step("IMDS and Key Vault stand-in: each VM reads the secrets its identity is given")
+    ensure_keyvault(cfg, plan, s3_image, progress)
     progress.step(f"lab {cfg.name!r} (twin of stack {stack.STACK!r}) is up; inventory: {cfg.inventory_file}")
     return doc
 

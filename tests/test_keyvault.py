@@ -1,0 +1,208 @@
+"""The twin's IMDS and Key Vault stand-in (trustops.lab.keyvault) on loopback, without a lab, read
+by the hosts' own program (trustops.infra.host_secret): a token bound to the asking address, each
+identity reads exactly the secrets the lab stack's role assignments give it, 403 otherwise, 404
+for an unknown secret; a rotated value is served at once and the host's file changes only then."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from trustops.infra import host_secret
+from trustops.infra.vault import KEY_VAULT_SECRETS_USER, access_key_secret
+from trustops.lab import keyvault, stack
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST_SECRET = ROOT / "infra" / "host_secret.py"
+KEYVAULT = ROOT / "lab" / "keyvault.py"
+
+
+def _pubkey() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return stack.plan("172.27.0.0/16", ["192.88.99.1/32"], [f"172.26.0.{i}" for i in range(10, 20)], _pubkey())
+
+
+def _key() -> str:
+    return json.dumps({"aws_access_key_id": "AKIA" + secrets.token_hex(8).upper(),
+                       "aws_secret_access_key": secrets.token_urlsafe(30)})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def vault(plan, tmp_path):
+    """The stand-in as its own process (as in its container), loopback standing for `as_vm`'s link."""
+    values = {access_key_secret(p): _key() for p in ("backups", "files", "bedrock")}
+    values["field-key-1"] = secrets.token_urlsafe(32)
+    config = tmp_path / "config.json"
+
+    def write(as_vm: str, values=values, network_rules=("127.0.0.0/8",)):
+        doc = keyvault.build_config(plan, values, KEY_VAULT_SECRETS_USER)
+        vm = next(v for v in plan.vms.values() if v.computer_name == as_vm)
+        doc["vms"] = {"127.0.0.1": vm.principal_id}          # loopback is this VM's address
+        doc["network_rules"] = list(network_rules)
+        tmp = tmp_path / ".config.tmp"
+        tmp.write_text(json.dumps(doc))
+        tmp.replace(config)
+        return doc
+    write("db-1")
+    imds, port = _free_port(), _free_port()
+    proc = subprocess.Popen([sys.executable, str(KEYVAULT), "--config", str(config), "--host", "127.0.0.1",
+                             "--imds-port", str(imds), "--vault-port", str(port)], stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(proc.stderr.read())
+            import time
+            time.sleep(0.1)
+
+    def read(secret: str, out: Path, *extra: str):
+        return subprocess.run([sys.executable, str(HOST_SECRET), "--vault", f"http://127.0.0.1:{port}/",
+                               "--imds", f"http://127.0.0.1:{imds}", "--secret", secret, "--out", str(out),
+                               "--format", "aws-env", *extra], capture_output=True, text=True, timeout=60)
+    yield {"write": write, "read": read, "values": values, "imds": imds, "port": port, "proc": proc}
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_the_plan_gives_each_host_exactly_the_inventorys_secrets(plan):
+    doc = keyvault.build_config(plan, {}, KEY_VAULT_SECRETS_USER)
+    by_principal = {v.principal_id: v.computer_name for v in plan.vms.values()}
+    got = {by_principal[p]: names for p, names in doc["readers"].items()}
+    assert got == plan.inventory["all"]["vars"]["trustops_key_vault_secrets"]
+    assert got["db-1"] == [access_key_secret("backups")]
+    assert set(doc["network_rules"]) == {s.cidr for s in plan.subnets.values()}
+    assert set(doc["vms"]) == {v.private_ip for v in plan.vms.values()}
+
+
+def test_db_reads_the_backups_writers_key_and_app_the_files_and_bedrock_keys(vault, tmp_path):
+    out = tmp_path / "backup.env"
+    proc = vault["read"](access_key_secret("backups"), out)
+    assert proc.returncode == 0 and proc.stdout.strip() == host_secret.CHANGED, proc.stderr
+    key = json.loads(vault["values"][access_key_secret("backups")])
+    assert out.read_text() == (f"AWS_ACCESS_KEY_ID={key['aws_access_key_id']}\n"
+                               f"AWS_SECRET_ACCESS_KEY={key['aws_secret_access_key']}\n")
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    vault["write"]("app-1")
+    files = vault["read"](access_key_secret("files"), tmp_path / "files.env")
+    bedrock = vault["read"](access_key_secret("bedrock"), tmp_path / "bedrock.env", "--env-prefix", "BENEFITS_BEDROCK_")
+    assert files.returncode == 0 and bedrock.returncode == 0, files.stderr + bedrock.stderr
+    b = json.loads(vault["values"][access_key_secret("bedrock")])
+    assert (tmp_path / "bedrock.env").read_text().startswith(f"BENEFITS_BEDROCK_AWS_ACCESS_KEY_ID={b['aws_access_key_id']}\n")
+
+
+def test_another_hosts_secret_is_403_in_host_secrets_one_line(vault, tmp_path):
+    out = tmp_path / "files.env"
+    proc = vault["read"](access_key_secret("files"), out)       # db asks for the app's key
+    assert proc.returncode == 1 and not out.exists()
+    assert proc.stderr.strip() == (f"host_secret: Key Vault secret {access_key_secret('files')}: HTTP 403 "
+                                   "(this VM's identity has no role on the secret)")
+    unknown = vault["read"]("no-such-secret", out)
+    assert unknown.returncode == 1 and "HTTP 404" in unknown.stderr and len(unknown.stderr.splitlines()) == 1
+
+
+def test_outside_the_vaults_network_rules_is_403(vault, tmp_path):
+    vault["write"]("db-1", network_rules=("10.0.0.0/8",))
+    proc = vault["read"](access_key_secret("backups"), tmp_path / "x")
+    assert proc.returncode == 1 and "HTTP 403" in proc.stderr
+
+
+def test_imds_wants_its_header_and_knows_only_the_stacks_vms(vault):
+    url = f"http://127.0.0.1:{vault['imds']}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=x"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(url, timeout=5)
+    assert err.value.code == 400
+    doc = vault["write"]("db-1")
+    doc["vms"] = {"10.9.9.9": "someone"}
+    (Path(vault["proc"].args[3])).write_text(json.dumps(doc))
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(urllib.request.Request(url, headers={"Metadata": "true"}), timeout=5)
+    assert err.value.code == 400 and b"Identity not found" in err.value.read()
+    # a token is needed, and a made-up one is refused
+    req = urllib.request.Request(f"http://127.0.0.1:{vault['port']}/secrets/field-key-1?api-version=7.4",
+                                 headers={"Authorization": "Bearer " + secrets.token_urlsafe(32)})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=5)
+    assert err.value.code == 401
+
+
+def test_unchanged_key_leaves_the_file_alone_and_a_rotated_one_is_written(vault, tmp_path):
+    out = tmp_path / "backup.env"
+    assert vault["read"](access_key_secret("backups"), out).stdout.strip() == host_secret.CHANGED
+    inode, mtime = out.stat().st_ino, out.stat().st_mtime_ns
+    again = vault["read"](access_key_secret("backups"), out)
+    assert again.returncode == 0 and again.stdout.strip() == host_secret.UNCHANGED
+    assert (out.stat().st_ino, out.stat().st_mtime_ns) == (inode, mtime)
+    os.chmod(out, 0o644)                                     # a loosened mode is repaired
+    assert vault["read"](access_key_secret("backups"), out).stdout.strip() == host_secret.CHANGED
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    rotated = {**vault["values"], access_key_secret("backups"): _key()}
+    vault["write"]("db-1", values=rotated)
+    assert vault["read"](access_key_secret("backups"), out).stdout.strip() == host_secret.CHANGED
+    assert json.loads(rotated[access_key_secret("backups")])["aws_access_key_id"] in out.read_text()
+
+
+def test_stand_in_down_is_one_line_and_back_it_serves(vault, tmp_path):
+    vault["proc"].terminate()
+    vault["proc"].wait(10)
+    proc = vault["read"](access_key_secret("backups"), tmp_path / "x")
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert "managed identity token (IMDS): unreachable" in proc.stderr
+
+
+def test_the_roles_name_the_programs_secrets():
+    from trustops.converge import role_default
+
+    assert role_default("backups", "backups_vault_secret") == access_key_secret("backups")
+    assert role_default("app", "app_files_vault_secret") == access_key_secret("files")
+    from trustops.infra.bedrock import PURPOSE
+    assert role_default("app", "app_bedrock_vault_secret") == access_key_secret(PURPOSE)
+
+
+def test_router_sends_imds_to_the_stand_in_and_the_vault_only_behind_the_service_endpoint(plan):
+    """The router's rules (trustops.lab.nsg) for the stand-in in its namespace load in iptables;
+    IMDS is DNATed for every VM, the vault is reached only by VMs whose subnet has the service
+    endpoint, after their outbound NSG chains."""
+    from trustops.lab import nsg
+
+    app, db, ops = (plan.vms[f"trustops-{r}-vm"] for r in ("app", "db", "ops"))
+    site = nsg.RouterSite(internet_if="eth0", subnet_ifs={s: f"eth{i + 1}" for i, s in enumerate(plan.subnets)},
+                          internet_cidr="172.26.0.0/24", machine_ip="172.26.0.1", admin_ip="192.88.99.1",
+                          router_ip="172.26.0.2", nameservers=(), jump_ip=app.private_ip,
+                          keyvault=True, keyvault_endpoint_vms=(app.name, db.name))
+    rules = nsg.router_rules(plan, site)
+    proc = subprocess.run(["unshare", "-n", "iptables-restore", "--test"], input=rules, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + rules
+    for vm in (app, db, ops):
+        assert (f"-A PREROUTING -s {vm.private_ip}/32 -d {keyvault.IMDS_ADDRESS}/32 -p tcp --dport 80 -j DNAT "
+                f"--to-destination 172.26.0.2:{keyvault.IMDS_PORT}") in rules
+    vault_in = [l for l in rules.splitlines() if l.startswith("-A INPUT") and f"--dport {keyvault.VAULT_PORT}" in l]
+    assert [l.split(" -s ")[1].split("/")[0] for l in vault_in] == [app.private_ip, db.private_ip]
+    db_chain = vault_in[1].rsplit(" -j ", 1)[1]
+    assert [l.rsplit(" -j ", 1)[1] for l in rules.splitlines() if l.startswith(f"-A {db_chain} ")][-1] == "ACCEPT"
+    assert any(l.startswith(f"-A {db_chain} -j OUT-") for l in rules.splitlines())
+    assert nsg.router_rules(plan, nsg.RouterSite(**{**site.__dict__, "keyvault": False})).count(
+        str(keyvault.IMDS_PORT)) == 0
