@@ -41,7 +41,7 @@ static const char **LEVELS;           /* pg.LEVELS (and DEBUG1..5) */
 
 static PyObject *s_field[MAX_FIELDS], *s_type, *s_ts, *s_type_codes;
 static PyObject *s_unknown_role, *s_bad_password, *s_no_encryption, *s_hba_reject, *s_no_tls, *s_unknown;
-static PyObject *s_actions[MAX_ACTIONS], *s_popitem, *s_ordered_dict;
+static PyObject *s_actions[MAX_ACTIONS], *s_popitem, *s_ordered_dict, *s_view;
 static int not_ready(void);
 
 typedef struct {
@@ -66,6 +66,35 @@ static void ev_set(CEvent *e, int field, PyObject *v) { /* steals v (None become
 
 static PyObject *str_of(const char *s, Py_ssize_t n) { /* lines are valid UTF-8 by now */
     return PyUnicode_DecodeUTF8(s, n, "strict");
+}
+
+/* The same few sources, destinations and protocols come back line after line. A small
+   direct-mapped cache of their str objects, keyed by the bytes, hands back the object seen before:
+   no allocation or hashing per event, and the rules' dict lookups find the very key object they
+   hold (no string compare). It only ever holds STR_CACHE objects: a flood of new values evicts. */
+#define STR_CACHE 16384          /* a power of two */
+#define STR_CACHE_MAX_LEN 64     /* longer values are made each time (no address is that long) */
+typedef PyObject *StrCache[STR_CACHE];
+
+static PyObject *cached_str(StrCache *cache, const char *s, Py_ssize_t n) {
+    if (n > STR_CACHE_MAX_LEN) return str_of(s, n);
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    PyObject **slot = &(*cache)[h & (STR_CACHE - 1)];
+    PyObject *o = *slot;
+    if (o && PyUnicode_GET_LENGTH(o) == n && memcmp(PyUnicode_DATA(o), s, n) == 0) {
+        Py_INCREF(o);
+        return o;
+    }
+    if ((o = str_of(s, n)) != NULL && PyUnicode_IS_ASCII(o)) { /* ASCII: its data are the bytes */
+        Py_INCREF(o);
+        Py_XSETREF(*slot, o);
+    }
+    return o;
+}
+
+static void str_cache_clear(StrCache *cache) {
+    for (Py_ssize_t i = 0; cache && i < STR_CACHE; i++) Py_CLEAR((*cache)[i]);
 }
 
 /* _clean(): "", "[unknown]" and "[local]" are no value */
@@ -1473,16 +1502,24 @@ static int pg_line_matters(const char *s, Py_ssize_t n) {
     return i >= 5 && (memcmp(c - 5, "FATAL", 5) == 0 || memcmp(c - 5, "ETAIL", 5) == 0);
 }
 
-static int is_ascii(const char *s, Py_ssize_t n) { /* eight bytes at a time */
+/* What a line's bytes are, in one pass eight bytes at a time: LINE_NUL when it holds a NUL byte
+   (binary garbage), LINE_ASCII, or LINE_HIGH when a byte is >= 0x80 (then UTF-8 is checked). */
+enum { LINE_NUL, LINE_ASCII, LINE_HIGH };
+static int line_bytes(const char *s, Py_ssize_t n) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t seen = 0;
     Py_ssize_t i = 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, s + i, 8);
-        if (w & 0x8080808080808080ULL) return 0;
+        if ((w - ones) & ~w & highs) return LINE_NUL; /* nonzero exactly when a byte of w is 0 */
+        seen |= w;
     }
-    for (; i < n; i++)
-        if ((unsigned char)s[i] >= 0x80) return 0;
-    return 1;
+    for (; i < n; i++) {
+        if (s[i] == 0) return LINE_NUL;
+        seen |= (unsigned char)s[i];
+    }
+    return seen & highs ? LINE_HIGH : LINE_ASCII;
 }
 
 typedef int (*line_fn)(PyObject *self, Sink *k, const char *s, Py_ssize_t n);
@@ -1512,18 +1549,29 @@ static PyObject *feed_lines(PyObject *self, Engine *engine, PyObject *args, line
     k.by_source = by_source == Py_None ? NULL : by_source;
     if ((k.out = PyList_New(0)) == NULL) return NULL;
     long long invalid = 0;
+    Py_buffer view = {.obj = NULL};
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); i++) {
         PyObject *b = PyList_GET_ITEM(lines, i);
-        if (!PyBytes_Check(b)) { PyErr_SetString(PyExc_TypeError, "lines must be bytes"); goto fail; }
-        const char *s = PyBytes_AS_STRING(b), *end = s + PyBytes_GET_SIZE(b);
-        int block = !PyBytes_CheckExact(b); /* tail.Block: several lines joined by "\n" */
+        int block = !PyBytes_Check(b); /* else a tail.Block: several lines joined by "\n", viewed in place */
+        if (block) {
+            PyObject *v = PyObject_GetAttr(b, s_view);
+            int rc = v == NULL ? -1 : PyObject_GetBuffer(v, &view, PyBUF_SIMPLE);
+            Py_XDECREF(v);
+            if (rc < 0) {
+                PyErr_SetString(PyExc_TypeError, "lines must be bytes or tail.Block");
+                goto fail;
+            }
+        }
+        const char *s = block ? view.buf : PyBytes_AS_STRING(b);
+        const char *end = s + (block ? view.len : PyBytes_GET_SIZE(b));
         for (;;) {
             const char *nl = block ? memchr(s, '\n', end - s) : NULL;
             Py_ssize_t n = (nl ? nl : end) - s;
-            if (memchr(s, 0, n)) invalid++; /* binary garbage */
+            int kind = line_bytes(s, n);
+            if (kind == LINE_NUL) invalid++;
             else if (pg && !pg_line_matters(s, n)) {
-                if (!is_ascii(s, n) && !valid_utf8((const unsigned char *)s, n)) invalid++;
-            } else if (!is_ascii(s, n) && !valid_utf8((const unsigned char *)s, n)) invalid++;
+                if (kind == LINE_HIGH && !valid_utf8((const unsigned char *)s, n)) invalid++;
+            } else if (kind == LINE_HIGH && !valid_utf8((const unsigned char *)s, n)) invalid++;
             else {
                 while (n > 0 && s[n - 1] == '\r') n--;
                 if (fn(self, &k, s, n) < 0 && skip_failed_line(self, &k) < 0) goto fail;
@@ -1531,11 +1579,13 @@ static PyObject *feed_lines(PyObject *self, Engine *engine, PyObject *args, line
             if (nl == NULL) break;
             s = nl + 1;
         }
+        if (block) PyBuffer_Release(&view);
     }
     if (pg && final && pg_flush((PgScanner *)self, &k) < 0 && skip_failed_line(self, &k) < 0) goto fail;
     if (flush_counts(&k, events) < 0) goto fail;
     return Py_BuildValue("(NLL)", k.out, invalid, k.failed);
 fail:
+    if (view.obj) PyBuffer_Release(&view);
     flush_counts(&k, events);
     Py_DECREF(k.out);
     return NULL;
@@ -1631,7 +1681,18 @@ typedef struct {
     PyObject *parser;     /* the Python UfwParser: JSON lines, syslog dates, IPv6, its counters */
     PyObject *only_dest;  /* set, or NULL */
     long long unparsed, not_ufw, other_host;
+    StrCache *strs;       /* sources, destinations and protocols seen lately */
+    PyObject **ports;     /* one int object per destination port, made when first seen */
 } UfwScanner;
+
+#define NPORTS 65536
+
+static PyObject *port_obj(UfwScanner *sc, int port) { /* port: 0..65535, checked by the caller */
+    PyObject **slot = &sc->ports[port];
+    if (*slot == NULL && (*slot = PyLong_FromLong(port)) == NULL) return NULL;
+    Py_INCREF(*slot);
+    return *slot;
+}
 
 static int iso_start(const char *s, Py_ssize_t n) { /* ^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d */
     static const char shape[] = "dddd-dd-ddTdd:dd:dd";
@@ -1738,7 +1799,7 @@ static int ufw_line(PyObject *selfo, Sink *k, const char *s, Py_ssize_t n) {
     if (dp && (dpe - dp > 5 || num(dp, (int)(dpe - dp)) > 65535)) { sc->unparsed++; return 0; } /* no such port */
     CEvent e;
     ev_init(&e, T_UFW, 0);
-    SET(&e, F_DEST, str_of(dst, dste - dst));
+    SET(&e, F_DEST, cached_str(sc->strs, dst, dste - dst));
     if (sc->only_dest) {
         int in = PySet_Contains(sc->only_dest, e.f[F_DEST]);
         if (in < 0) goto fail;
@@ -1747,9 +1808,9 @@ static int ufw_line(PyObject *selfo, Sink *k, const char *s, Py_ssize_t n) {
     if (memchr(src, ':', srce - src)) { /* IPv6 arrives fully expanded: shortened as ipaddress does */
         char buf[40];
         Py_ssize_t bn = v6_compress(src, srce - src, buf);
-        SET(&e, F_SOURCE, bn > 0 ? str_of(buf, bn) : PyObject_CallMethod(sc->parser, "_v6", "s#", src, srce - src));
+        SET(&e, F_SOURCE, bn > 0 ? cached_str(sc->strs, buf, bn) : PyObject_CallMethod(sc->parser, "_v6", "s#", src, srce - src));
     }
-    else SET(&e, F_SOURCE, str_of(src, srce - src));
+    else SET(&e, F_SOURCE, cached_str(sc->strs, src, srce - src));
     if (iso_start(line, ln)) {
         const char *sp = memchr(line, ' ', ln);
         if (iso_time(line, sp ? sp - line : ln, &e.ts) < 0) { sc->unparsed++; ev_clear(&e); return 0; }
@@ -1768,8 +1829,8 @@ static int ufw_line(PyObject *selfo, Sink *k, const char *s, Py_ssize_t n) {
     }
     Py_INCREF(s_actions[act]);
     ev_set(&e, F_ACTION, s_actions[act]);
-    SET(&e, F_PROTO, str_of(pr, pre - pr));
-    if (dp) SET(&e, F_DPORT, PyLong_FromLong(num(dp, (int)(dpe - dp))));
+    SET(&e, F_PROTO, cached_str(sc->strs, pr, pre - pr));
+    if (dp) SET(&e, F_DPORT, port_obj(sc, num(dp, (int)(dpe - dp))));
     return emit(k, &e);
 fail:
     ev_clear(&e);
@@ -1794,6 +1855,11 @@ static int ufw_init(UfwScanner *self, PyObject *args, PyObject *kw) {
     Py_XSETREF(self->parser, parser);
     Py_CLEAR(self->only_dest);
     if (only != Py_None && (self->only_dest = PySet_New(only)) == NULL) return -1;
+    if ((self->strs == NULL && (self->strs = PyMem_Calloc(1, sizeof(StrCache))) == NULL) ||
+        (self->ports == NULL && (self->ports = PyMem_Calloc(NPORTS, sizeof(PyObject *))) == NULL)) {
+        PyErr_NoMemory();
+        return -1;
+    }
     return 0;
 }
 
@@ -1801,6 +1867,10 @@ static void ufw_dealloc(UfwScanner *self) {
     Py_XDECREF(self->engine);
     Py_XDECREF(self->parser);
     Py_XDECREF(self->only_dest);
+    str_cache_clear(self->strs);
+    PyMem_Free(self->strs);
+    for (Py_ssize_t i = 0; self->ports && i < NPORTS; i++) Py_XDECREF(self->ports[i]);
+    PyMem_Free(self->ports);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -2024,6 +2094,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     INTERN(s_ts, "ts");
     INTERN(s_unknown, "unknown");
     INTERN(s_popitem, "popitem");
+    INTERN(s_view, "view");
     PyObject *collections = PyImport_ImportModule("collections");
     if (collections == NULL) return NULL;
     s_ordered_dict = PyObject_GetAttrString(collections, "OrderedDict");

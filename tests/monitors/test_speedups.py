@@ -146,6 +146,32 @@ def test_same_answer_on_generated_and_mangled_ufw_logs(monkeypatch, tmp_path, se
     assert py["events"][("ufw", "block")] > 5000
 
 
+def test_same_answer_with_more_sources_than_the_c_side_caches(monkeypatch, tmp_path):
+    """The UFW scanner reuses the str of a source, destination or protocol it saw lately (a
+    direct-mapped cache smaller than this log's 40,000 sources, so slots collide and are taken over)
+    and one int per port: every packet must still count for its own source and port. Sources that
+    are prefixes of each other, IPv6 ones and ports at both ends of their range are in."""
+    rng = random.Random(7)
+    sources = [f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}" for i in range(40_000)]
+    sources += ["10.0.0.1", "10.0.0.11", "10.0.0.111", "2001:0db8:0000:0000:0000:0000:0000:0001",
+                "2001:0db8:0000:0000:0000:0000:0000:0010", "fe80:0000:0000:0000:0000:0000:0000:0001"]
+    hot = rng.sample(sources, 50)  # some come back often: they must keep their own counts
+    lines = []
+    for i in range(120_000):
+        src = rng.choice(hot) if i % 3 == 0 else rng.choice(sources)
+        port = rng.choice([0, 22, 5432, 65535, rng.randrange(65536)])
+        action = rng.choice(["BLOCK", "BLOCK", "LIMIT BLOCK", "ALLOW", "AUDIT"])
+        dst = rng.choice(["10.10.1.4", "10.10.1.40", "2001:0db8:0000:0000:0000:0000:0000:0010"])
+        lines.append(f"2026-09-21T14:{13 + i // 60000:02d}:{(i // 1000) % 60:02d}.{i % 1000:03d}000+00:00 app-1 "
+                     f"kernel: [UFW {action}] IN=eth0 OUT= SRC={src} DST={dst} LEN=60 "
+                     f"PROTO={rng.choice(['TCP', 'UDP', 'ICMP'])} SPT=1 DPT={port} ")
+    log = tmp_path / "ufw.log"
+    log.write_text("\n".join(lines) + "\n")
+    py, c = both(monkeypatch, [log], input_type="ufw")
+    assert py == c
+    assert len(py["by_source"]["block"]) > 20_000 and py["detections"]
+
+
 PREFIXES = ["%m [%p] %q%u@%d ", "%m [%p] %h%q %u@%d ", "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
             "%n %r %q%u %d ", "%m %c %x %v %e %i %Q %s %% %b|", "%-10u %5p %m ", "%p %q%h%u%d:", "%a%u@%d "]
 
