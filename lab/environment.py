@@ -53,9 +53,10 @@ class LabConfig:
     name: str = "trustops-lab"
     port_base: int = 2200
     state_dir: Path = field(default_factory=lambda: PROJECT_DIR / ".lab")
-    # flat: three hosts on one Docker network; twin: the `lab` Pulumi stack materialised
-    # (trustops.lab.twin): its subnets, NSGs, egress, jump host, buckets and inventory
-    kind: str = field(default_factory=lambda: os.environ.get("TRUSTOPS_LAB_KIND", "flat"))
+    # twin (the default): the `lab` Pulumi stack materialised (trustops.lab.twin): its subnets,
+    # NSGs, egress, jump host, buckets and inventory, so the converge meets what Azure would;
+    # flat: three hosts on one Docker network, every port published (still selectable)
+    kind: str = field(default_factory=lambda: os.environ.get("TRUSTOPS_LAB_KIND", "twin"))
 
     @classmethod
     def from_env(cls) -> "LabConfig":
@@ -413,6 +414,19 @@ def _container_firewall_logs(progress: Progress) -> None:
             progress.step(f"note: cannot enable nf_log_all_netns ({exc}): lab UFW events will not be logged")
 
 
+def _same_kind(cfg: LabConfig) -> None:
+    """A lab stays the kind it was made as: `up` of the other kind on its name would recreate its
+    hosts under it (the default kind changed from flat to twin, and a running flat lab must not be
+    swept away by a plain `lab up`)."""
+    if not cfg.inventory_file.exists():
+        return
+    made = ((yaml.safe_load(cfg.inventory_file.read_text()) or {}).get("all", {}).get("vars", {})
+            .get("trustops_lab_kind", "flat"))
+    if made != cfg.kind:
+        raise LabError(f"lab {cfg.name!r} is a {made} lab ({cfg.inventory_file}), not {cfg.kind}: set "
+                       f"TRUSTOPS_LAB_KIND={made} to use it, or `trustops lab down` it first")
+
+
 def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
     """Bring the lab to its state; safe to run again (reuses what is already right)."""
     progress = progress or Progress()
@@ -420,6 +434,7 @@ def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
         raise LabError("lab up needs root (it installs packages, starts dockerd and runs debootstrap): "
                        "run it as root or with sudo")
     with _locked(cfg):
+        _same_kind(cfg)
         progress.step(f"lab {cfg.name!r}: checking Docker")
         ensure_docker(progress)
         base = images.base_image(progress)

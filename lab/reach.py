@@ -15,6 +15,9 @@ INTERNET = "internet"
 # the ports the roles use (SSH, web, Postgres, Prometheus and Alertmanager, exporters, monitors)
 ROLE_PORTS = (22, 80, 443, 5432, 9090, 9093, 9097, 9100, 9469, 9470, 19532)
 
+# Seconds a probe's listeners live: long enough for one matrix (a few seconds), short so a port
+# they took is soon free again for a service that (re)starts there.
+LISTENER_LIFETIME = 60
 _LISTENER = r"""
 import socket, sys, threading, os
 ports = [int(p) for p in sys.argv[1:]]
@@ -32,7 +35,7 @@ if os.fork():
     sys.exit(0)
 for s in socks:
     threading.Thread(target=serve, args=(s,), daemon=True).start()
-threading.Event().wait(600)
+threading.Event().wait(LIFETIME)
 """
 
 _PROBE = r"""
@@ -72,7 +75,8 @@ def expected(plan: stack.Plan, admin_ip: str = twin.ADMIN_ADDRESS, ports=ROLE_PO
 
 def start_listeners(cfg, plan: stack.Plan, ports=ROLE_PORTS) -> None:
     for vm in plan.vms.values():
-        subprocess.run(["docker", "exec", cfg.container(vm.role), "python3", "-c", _LISTENER,
+        subprocess.run(["docker", "exec", cfg.container(vm.role), "python3", "-c",
+                        _LISTENER.replace("LIFETIME", str(LISTENER_LIFETIME)),
                         *map(str, ports)], check=True, capture_output=True, timeout=30)
 
 

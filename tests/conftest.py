@@ -1,5 +1,6 @@
 """Shared fixtures. The `lab` fixture brings up a lab of its own (name trustops-test, ports
-2300+) so tests never touch an operator's running lab; CI runs it for real."""
+2300+) so tests never touch an operator's running lab; CI runs it for real. It is the twin (the
+`lab` Pulumi stack materialised) unless TRUSTOPS_LAB_KIND=flat."""
 from __future__ import annotations
 
 import os
@@ -37,8 +38,9 @@ def lab(lab_config):
 
 @pytest.fixture(scope="session")
 def twin_lab(lab_config, request):
-    """A twin lab (built from the `lab` Pulumi stack): the test lab itself when it is one
-    (TRUSTOPS_LAB_KIND=twin), else one of its own beside it (name <test lab>-twin, ports +700)."""
+    """A twin lab (built from the `lab` Pulumi stack): the test lab itself (the default kind), so
+    the suite has one lab; only when the suite runs on the flat lab (TRUSTOPS_LAB_KIND=flat) a twin
+    of its own beside it (name <test lab>-twin, ports +700)."""
     if lab_config.kind == "twin":
         request.getfixturevalue("lab")
         yield lab_config

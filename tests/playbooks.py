@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from trustops.converge import ansible_env
+from trustops.inventory import ROLES
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK = ROOT / "ansible" / "site.yml"
@@ -46,16 +49,46 @@ def converge_twice(inventory: Path) -> dict:
             "sysctls_before": before, "sysctls_after": machine_sysctls()}
 
 
-def app_monitor_lines_read(lab: dict, lab_config) -> float:
-    """Lines the app host's monitor has read from the app's sign-in log, from its metrics (asked
-    on the app host, at the host's private address)."""
+def _role_hosts(lab_config, role: str) -> dict[str, dict]:
+    return yaml.safe_load(lab_config.inventory_file.read_text())["all"]["children"][role]["hosts"]
+
+
+def host_of(lab_config, role: str) -> str:
+    """The inventory name of the lab's one host of `role` (`db` on the flat lab, `db-1` on the
+    twin, whatever the stack calls it): lab tests name a host by its role, never by a literal."""
+    (name,) = _role_hosts(lab_config, role)
+    return name
+
+
+def private_ip_of(lab_config, role: str) -> str:
+    """The private address of the lab's one host of `role`, as the inventory gives it."""
+    (host,) = _role_hosts(lab_config, role).values()
+    return host["private_ip"]
+
+
+def lab_hosts(lab_config) -> set[str]:
+    """The inventory names of all the lab's hosts (one per role)."""
+    return {host_of(lab_config, role) for role in ROLES}
+
+
+def monitor_metrics(lab_config, role: str) -> str:
+    """The monitor's metrics on the lab's host of `role`, asked on that host at its private
+    address (where the monitor listens; from the machine only ops may ask, as on Azure)."""
     from trustops.converge import role_default
 
-    host_ip = next(iter(lab["all"]["children"]["app"]["hosts"].values()))["private_ip"]
-    metrics = f"http://{host_ip}:{role_default('monitors', 'monitors_metrics_port')}/metrics"
-    out = subprocess.run(["docker", "exec", lab_config.container("app"), "python3", "-c",
-                          "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
-                          f"'{metrics}', timeout=5).read().decode())"],
-                         capture_output=True, text=True, timeout=30).stdout
-    m = re.search(r'^trustops_monitor_lines_read_total\{input="app"\} (\S+)$', out, re.M)
+    metrics = f"http://{private_ip_of(lab_config, role)}:{role_default('monitors', 'monitors_metrics_port')}/metrics"
+    return subprocess.run(["docker", "exec", lab_config.container(role), "python3", "-c",
+                           "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
+                           f"'{metrics}', timeout=5).read().decode())"],
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+def monitor_metric(lab_config, role: str, sample: str) -> float:
+    """One sample of a host's monitor metrics (name and labels as exposed), 0 when absent."""
+    m = re.search(rf"^{re.escape(sample)} (\S+)$", monitor_metrics(lab_config, role), re.M)
     return float(m.group(1)) if m else 0.0
+
+
+def app_monitor_lines_read(lab_config) -> float:
+    """Lines the app host's monitor has read from the app's sign-in log."""
+    return monitor_metric(lab_config, "app", 'trustops_monitor_lines_read_total{input="app"}')

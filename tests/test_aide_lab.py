@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import subprocess
 
+from tests.playbooks import lab_hosts
 from tests.test_alerting import query
+from trustops.inventory import ROLES
 from trustops.wait import until
 
 
 def test_every_host_has_a_baseline_and_a_daily_check_reported_to_prometheus(lab, lab_config, converged):
-    for host in ("app", "db", "ops"):
-        proc = subprocess.run(["docker", "exec", lab_config.container(host), "bash", "-c",
+    for role in ROLES:
+        proc = subprocess.run(["docker", "exec", lab_config.container(role), "bash", "-c",
                                "test -s /var/lib/aide/aide.db && systemctl is-enabled trustops-aide-check.timer "
                                "&& systemctl is-active trustops-aide-check.timer && ! systemctl is-enabled "
                                "dailyaidecheck.timer"], capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, f"{host}: {proc.stdout} {proc.stderr}"
+        assert proc.returncode == 0, f"{role}: {proc.stdout} {proc.stderr}"
     ok = until(lambda: query(lab_config, "trustops_aide_last_run_success == 1"), 120,
                "trustops_aide_last_run_success == 1 in Prometheus", interval=3)
-    assert {m["metric"]["host"] for m in ok} == {"app", "db", "ops"}, ok
+    assert {m["metric"]["host"] for m in ok} == lab_hosts(lab_config), ok
     assert not query(lab_config, "sum by (host) (trustops_aide_changed_entries) > 0")

@@ -8,6 +8,7 @@ import time
 
 import requests
 
+from tests.playbooks import lab_hosts
 from trustops.lab.system import Progress
 from trustops import drill
 from trustops.wait import until
@@ -30,7 +31,7 @@ def test_host_metrics_and_the_monitors_hot_path_reach_prometheus(lab, lab_config
           interval=2)
     hot = until(lambda: query(lab_config, "trustops_monitor_build_info == 1"), 90, "trustops_monitor_build_info",
                 interval=2)
-    assert {(m["metric"]["host"], m["metric"]["hot_path"]) for m in hot} == {("app", "c"), ("db", "c"), ("ops", "c")}, hot
+    assert {(m["metric"]["host"], m["metric"]["hot_path"]) for m in hot} == {(h, "c") for h in lab_hosts(lab_config)}, hot
 
 
 def test_backup_and_certificate_metrics_reach_prometheus(lab, lab_config, converged):

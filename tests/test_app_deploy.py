@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.playbooks import app_monitor_lines_read, playbook, recap
+from tests.playbooks import app_monitor_lines_read, host_of, playbook, recap
 
 
 def https(lab_config, path: str, ctx: ssl.SSLContext | None = None) -> http.client.HTTPResponse:
@@ -67,7 +67,7 @@ def test_a_redeploy_switches_slots_without_a_failed_request(lab, lab_config, con
         stop.set()
         worker.join(30)
     assert run.returncode == 0, run.stdout[-3000:]
-    assert recap(run.stdout)["app"]["failed"] == 0
+    assert recap(run.stdout)[host_of(lab_config, "app")]["failed"] == 0
     after = live_slot(lab_config)
     assert {before, after} == {"blue", "green"}
     failures = [r for r in results if r != 200]
@@ -102,7 +102,7 @@ def test_a_failed_sign_in_reaches_the_monitor_on_the_app_host(lab, lab_config, c
     answer = conn.getresponse()
     assert answer.status in (200, 401, 429), (answer.status, answer.read()[:300])
 
-    until(lambda: app_monitor_lines_read(lab, lab_config), 60,
+    until(lambda: app_monitor_lines_read(lab_config), 60,
           "the app host's monitor reading the sign-in failure from the app's auth log")
     log = subprocess.run(["docker", "exec", lab_config.container("app"), "cat", "/var/log/benefits/auth.log"],
                          capture_output=True, text=True).stdout

@@ -112,8 +112,8 @@ def test_rotating_the_sign_in_log_loses_no_event(lab, lab_config, converged):
         return who
 
     before = failed_sign_in()
-    until(lambda: app_monitor_lines_read(lab, lab_config) >= 1, 60, "the monitor reading the sign-in log")
-    read_before = app_monitor_lines_read(lab, lab_config)
+    until(lambda: app_monitor_lines_read(lab_config) >= 1, 60, "the monitor reading the sign-in log")
+    read_before = app_monitor_lines_read(lab_config)
     rotate = subprocess.run(["docker", "exec", app, "logrotate", "-f", "/etc/logrotate.d/benefits-auth"],
                             capture_output=True, text=True)
     assert rotate.returncode == 0, rotate.stderr
@@ -122,7 +122,7 @@ def test_rotating_the_sign_in_log_loses_no_event(lab, lab_config, converged):
                               "cat /var/log/benefits/auth.log.1"], capture_output=True, text=True).stdout
     new, _, rotated = listing.partition("---")
     assert after in new and before not in new and before in rotated, listing
-    until(lambda: app_monitor_lines_read(lab, lab_config) >= read_before + 1, 60,
+    until(lambda: app_monitor_lines_read(lab_config) >= read_before + 1, 60,
           "the monitor reading the new log after rotation")
 
 

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from tests.playbooks import host_of
 from trustops.lab import environment
 
 
@@ -77,7 +78,7 @@ def test_backup_restores_to_identical_data(lab_config, data):
     finally:
         psql(lab_config, f'drop database if exists "{scratch}"', db="postgres")
     metrics = sh(lab_config, "db", "cat /var/lib/trustops/metrics/backup-benefits.prom").stdout
-    assert 'trustops_backup_last_run_success{database="benefits",host="db"} 1' in metrics
+    assert f'trustops_backup_last_run_success{{database="benefits",host="{host_of(lab_config, "db")}"}} 1' in metrics
     assert "trustops_backup_last_success_timestamp_seconds" in metrics
 
 
@@ -92,7 +93,7 @@ def test_a_corrupted_backup_is_detected(lab_config, data):
     report = json.loads(drill.stdout.strip().splitlines()[-1])
     assert not report["ok"] and any(p.startswith("checksum mismatch") for p in report["problems"])
     metrics = sh(lab_config, "db", "cat /var/lib/trustops/metrics/drill-benefits.prom").stdout
-    assert 'trustops_restore_drill_last_run_success{database="benefits",host="db"} 0' in metrics
+    assert f'trustops_restore_drill_last_run_success{{database="benefits",host="{host_of(lab_config, "db")}"}} 0' in metrics
     backup_now(lab_config)   # leave a good newest backup behind
 
 
@@ -101,7 +102,7 @@ def test_the_job_fails_loudly_when_s3_is_unreachable(lab_config, data):
     run = sh(lab_config, "db", as_postgres("trustops-pgbackup --endpoint-url http://127.0.0.1:9 backup"), check=False)
     assert run.returncode == 1 and "backup benefits: FAILED" in run.stderr
     after = sh(lab_config, "db", "cat /var/lib/trustops/metrics/backup-benefits.prom").stdout
-    assert 'trustops_backup_last_run_success{database="benefits",host="db"} 0' in after
+    assert f'trustops_backup_last_run_success{{database="benefits",host="{host_of(lab_config, "db")}"}} 0' in after
     assert "trustops_backup_last_failure_timestamp_seconds" in after
 
     def last_success(text: str) -> str:

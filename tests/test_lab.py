@@ -153,8 +153,10 @@ def test_down_removes_containers_network_and_keys_only_of_its_lab(lab_config):
                                 state_dir=PROJECT_DIR / ".lab-trustops-downtest")
     environment.up(cfg, Progress(quiet=True))
     others = _containers(lab_config)
-    # app, db, ops, s3 and the mail sink; the twin adds its router
-    assert len(_containers(cfg)) == (5 if cfg.kind == "flat" else 6) and cfg.key_file.exists()
+    # app, db, ops, s3 and the mail sink; the twin adds its router (and what else the stack needs)
+    made = {environment._inspect(c)["Config"]["Labels"]["trustops.role"] for c in _containers(cfg)}
+    assert made >= {*environment.ROLES, "s3", environment.MAIL_ROLE, *(("router",) if cfg.kind == "twin" else ())}, made
+    assert cfg.key_file.exists()
     proc = subprocess.run([*TRUSTOPS, "lab", "down"], capture_output=True, text=True, cwd=PROJECT_DIR,
                           env=dict(os.environ, TRUSTOPS_LAB_NAME=cfg.name, TRUSTOPS_LAB_PORT_BASE="2500",
                                    TRUSTOPS_LAB_DIR=str(cfg.state_dir), TRUSTOPS_LAB_KIND=cfg.kind))
@@ -186,3 +188,21 @@ def test_a_relative_state_dir_is_made_absolute(monkeypatch, tmp_path):
     cfg = environment.LabConfig.from_env()
     assert cfg.state_dir == tmp_path / ".lab-rel"
     assert cfg.inventory_file.is_absolute()
+
+
+@pytest.mark.parametrize("made, asked", [("flat", "twin"), ("twin", "flat")])
+def test_a_lab_of_the_other_kind_is_refused_not_recreated(monkeypatch, tmp_path, made, asked):
+    """The default kind became twin: a plain `lab up` on a running flat lab's name would recreate
+    its hosts as the twin's. It is refused in one line naming the kind, before Docker is touched."""
+    import yaml
+
+    def building(*a, **kw):
+        raise AssertionError("lab up went on to build the lab")
+    monkeypatch.setattr(images, "base_image", building)
+    monkeypatch.setattr(environment, "ensure_docker", lambda progress: None)
+    cfg = environment.LabConfig(name="trustops-kindtest", port_base=2450, state_dir=tmp_path / "s", kind=asked)
+    cfg.state_dir.mkdir()
+    lab_vars = {"trustops_cloud": "lab", **({"trustops_lab_kind": "twin"} if made == "twin" else {})}
+    cfg.inventory_file.write_text(yaml.safe_dump({"all": {"vars": lab_vars}}))
+    with pytest.raises(LabError, match=rf"is a {made} lab .* TRUSTOPS_LAB_KIND={made} to use it"):
+        environment.up(cfg, Progress(quiet=True))

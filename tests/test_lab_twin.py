@@ -1,4 +1,4 @@
-"""The twin (TRUSTOPS_LAB_KIND=twin): the lab built from the `lab` Pulumi stack. The plan is the
+"""The twin (the default lab kind): the lab built from the `lab` Pulumi stack. The plan is the
 program's, the NSGs behave as Azure evaluates them, flows the program does not allow are dropped
 in the lab whatever the hosts say, egress exists only where the program declares it, and a stack
 broken on purpose breaks the lab at the step Azure would."""
@@ -192,8 +192,12 @@ def test_the_inventory_is_the_stacks_own_output(twin_lab):
     twin.check_ssh(cfg, doc)   # the same ssh, options and jump Ansible uses
 
 
-def test_reachability_matrix_matches_the_program_ufw_off(twin_lab):
-    """Every (internet or VM) -> (VM, role port): allowed flows connect, denied ones time out."""
+def test_reachability_matrix_matches_the_program_ufw_off(twin_lab, lab_config, request):
+    """Every (internet or VM) -> (VM, role port): allowed flows connect, denied ones time out.
+    On the suite's own twin, after its converge: the probe's listeners must not hold a port a
+    service of the converge is about to take."""
+    if twin_lab is lab_config:
+        request.getfixturevalue("converged")
     cfg = twin_lab
     p = twin.load_plan(cfg)
     for vm in p.vms.values():
@@ -351,6 +355,81 @@ def test_iam_keys_reach_only_their_own_bucket(twin_lab):
     stranger = s3({"aws_access_key_id": "AKIA" + os.urandom(8).hex().upper(),
                    "aws_secret_access_key": os.urandom(20).hex()})
     assert put(stranger, buckets["files"], "receipts/probe.jpg") in ("InvalidAccessKeyId", "AccessDenied")
+
+
+@pytest.fixture
+def converged_twin(twin_lab, lab_config, request):
+    """The twin after the suite's converge (UFW on, monitors and Alertmanager running): the suite's
+    own lab, so nothing is converged twice."""
+    if twin_lab is not lab_config:
+        pytest.skip("the suite's lab is flat (TRUSTOPS_LAB_KIND=flat): only the suite's lab is converged")
+    request.getfixturevalue("converged")
+    return twin_lab
+
+
+def test_reachability_matrix_matches_the_program_ufw_on(converged_twin):
+    """After the converge, with UFW on every host: the firewall role opens exactly the program's
+    flows (infra/network.FLOWS), so the live matrix is still the NSGs' one. A flow the NSGs allow
+    that UFW drops, or a service that is not listening where the program says, is a mismatch."""
+    cfg = converged_twin
+    p = twin.load_plan(cfg)
+    for vm in p.vms.values():
+        status = subprocess.run(["docker", "exec", cfg.container(vm.role), "ufw", "status"], capture_output=True,
+                                text=True, timeout=60).stdout
+        assert status.startswith("Status: active"), f"{vm.name}: {status}"
+    reach.start_listeners(cfg, p)
+    observed = reach.live(cfg, p, timeout=2.0)
+    assert reach.mismatches(p, observed) == []
+
+
+def _sudo_failure_at_alertmanager(cfg, user: str) -> list[dict]:
+    from trustops import opsapi
+
+    alerts = opsapi.session(cfg.state_dir).get(opsapi.lab_urls(cfg)[1] + "/api/v2/alerts", timeout=5).json()
+    return [a for a in alerts if a["labels"].get("alertname") == "SudoFailure" and a["labels"].get("source") == user]
+
+
+def test_without_the_db_to_ops_alert_rule_db_alerts_time_out_then_arrive_when_restored(converged_twin):
+    """Break the stack: drop the ops NSG's rule for db's alerts. A sudo failure on db is detected,
+    but the monitor's post to Alertmanager times out at the NSG (as on Azure: a drop, not a
+    refusal), it counts the failed send and holds the alert; Alertmanager has nothing. Restored,
+    the held alert arrives."""
+    import secrets
+    import time
+
+    from tests.playbooks import monitor_metric
+    from trustops.wait import until
+
+    cfg = converged_twin
+    p = twin.load_plan(cfg)
+    assert "alerts-from-db" in {r.name for rules in p.nsgs.values() for r in rules}
+    broken = twin.stack_plan(cfg, remove_rules=["alerts-from-db"])
+    user = f"trustops-probe-{secrets.token_hex(3)}"    # a user no earlier alert names
+
+    def db(command: str, check: bool = True) -> str:
+        proc = subprocess.run(["docker", "exec", cfg.container("db"), "bash", "-c", command], capture_output=True,
+                              text=True, timeout=60)
+        assert not check or proc.returncode == 0, f"{command}: {proc.stderr[-500:]}"
+        return proc.stdout
+    failed = 'trustops_monitor_alert_send_failures_total'
+    db(f"useradd --system --no-create-home --shell /bin/bash {user}")
+    try:
+        started = time.time()
+        twin.apply_router(cfg, broken)
+        try:
+            before = monitor_metric(cfg, "db", failed)
+            db(f"su -s /bin/bash {user} -c \"echo wrong | sudo -S -p '' true\"", check=False)
+            until(lambda: monitor_metric(cfg, "db", failed) > before, 60, "db's monitor failing to post its alert",
+                  interval=1)
+            journal = db(f"journalctl -u trustops-monitor --since @{int(started)} -o cat --no-pager")
+            assert "did not take" in journal and "timed out" in journal, journal[-1500:]
+            assert _sudo_failure_at_alertmanager(cfg, user) == []
+        finally:
+            twin.apply_router(cfg, p)
+        until(lambda: _sudo_failure_at_alertmanager(cfg, user), 90, "the held SudoFailure at Alertmanager once "
+              "the rule is back", interval=2)
+    finally:
+        db(f"userdel {user}", check=False)
 
 
 def test_down_removes_everything_the_twin_made(twin_lab, lab_config):

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.playbooks import private_ip_of
+from trustops.inventory import ROLES
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOKS = ROOT / "runbooks"
 RULE_FILES = [ROOT / "monitors" / "prometheus" / "monitor-rules.yml", ROOT / "ansible" / "roles" / "alerting" / "files" /
@@ -129,7 +132,7 @@ def test_the_operator_paths_are_marked_runnable():
     for name in ("restore-drill.md", "BackupFailed.md", "RestoreDrillFailed.md"):
         assert (name, "sudo -u postgres trustops-pgbackup list") in marked, name
     assert ("restore-drill.md", "sudo -u postgres trustops-pgbackup drill") in marked
-    assert {host for _, host, _ in runnable_blocks()} <= {"app", "db", "ops"}
+    assert {role for _, role, _ in runnable_blocks()} <= set(ROLES)
 
 
 @pytest.mark.parametrize("runbook, host, script", runnable_blocks(),
@@ -137,7 +140,7 @@ def test_the_operator_paths_are_marked_runnable():
 def test_runnable_block_runs_on_the_lab(converged, lab, lab_config, runbook, host, script):
     import subprocess
 
-    ip = lab["all"]["children"][host]["hosts"][host]["private_ip"]
+    ip = private_ip_of(lab_config, host)
     script = script.replace("<db-host>", ip).replace("<host>", ip)
     assert "<" not in script.replace("<<", ""), f"{runbook}: a placeholder left in a runnable block: {script!r}"
     proc = subprocess.run(["docker", "exec", lab_config.container(host), "bash", "-o", "pipefail", "-ec", script],
