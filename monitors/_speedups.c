@@ -130,7 +130,7 @@ static int outcome_of(const CEvent *e) { /* the first events.OUTCOMES row that f
 
 typedef struct { double *v; Py_ssize_t cap, len, head, max; } Ring;
 
-static int ring_push(Ring *r, double x) {
+static int ring_push(Ring *r, double x, const double *inl) { /* inl: storage of its own, never freed */
     if (r->len == r->max) { /* full: the oldest goes, as deque(maxlen) */
         r->head = (r->head + 1) % r->cap;
         r->len--;
@@ -141,7 +141,7 @@ static int ring_push(Ring *r, double x) {
         double *v = PyMem_Malloc(sizeof(double) * cap);
         if (v == NULL) { PyErr_NoMemory(); return -1; }
         for (Py_ssize_t i = 0; i < r->len; i++) v[i] = r->v[(r->head + i) % r->cap];
-        PyMem_Free(r->v);
+        if (r->v != inl) PyMem_Free(r->v);
         r->v = v;
         r->cap = cap;
         r->head = 0;
@@ -155,6 +155,10 @@ static void ring_pop(Ring *r) { r->head = (r->head + 1) % r->cap; r->len--; }
 
 typedef struct { PyObject *v; Py_hash_t h; double t; } Seen;
 
+/* A group's first few times (or distinct values) live in the group itself: one memory access
+   fewer per event than an array of their own (a rule uses one of the two, never both). */
+#define GROUP_INLINE 4
+
 typedef struct Group {
     PyObject_HEAD
     PyObject *key;
@@ -166,6 +170,7 @@ typedef struct Group {
     Py_ssize_t nseen, capseen;
     double last_fired, last_seen;
     long long hits;            /* events the rule matched for this group while it was tracked */
+    union { double times[GROUP_INLINE]; Seen seen[GROUP_INLINE]; } inl;
 } Group;
 
 static void seen_drop(Group *g, Py_ssize_t i) {
@@ -216,8 +221,8 @@ static int prior_push(Group *g, double t, PyObject *v) {
 static void group_dealloc(Group *g) {
     Py_XDECREF(g->key);
     while (g->nseen) seen_drop(g, g->nseen - 1);
-    PyMem_Free(g->seen);
-    PyMem_Free(g->times.v);
+    if (g->seen != g->inl.seen) PyMem_Free(g->seen);
+    if (g->times.v != g->inl.times) PyMem_Free(g->times.v);
     prior_clear(g);
     PyMem_Free(g->prior.v);
     PyMem_Free(g->prior_v);
@@ -298,6 +303,13 @@ static Group *touch(CRule *r, PyObject *key, double ts) { /* borrowed; the rule'
         g->has_prior = g->fired = 0;
         g->seen = NULL;
         g->nseen = g->capseen = 0;
+        if (r->distinct >= 0) {
+            g->seen = g->inl.seen;
+            g->capseen = GROUP_INLINE;
+        } else {
+            g->times.v = g->inl.times;
+            g->times.cap = g->times.max < GROUP_INLINE ? g->times.max : GROUP_INLINE;
+        }
         g->last_fired = 0;
         g->hits = 0;
         if (PyDict_SetItem(r->groups, key, (PyObject *)g) < 0) { Py_DECREF(g); return NULL; }
@@ -389,8 +401,9 @@ static int apply_rule(Py_ssize_t ri, CRule *r, PyObject *key, const CEvent *e, P
         }
         if (g->nseen == g->capseen) {
             Py_ssize_t cap = g->capseen ? g->capseen * 2 : 4;
-            Seen *bigger = PyMem_Realloc(g->seen, sizeof(Seen) * cap);
+            Seen *bigger = g->seen == g->inl.seen ? PyMem_Malloc(sizeof(Seen) * cap) : PyMem_Realloc(g->seen, sizeof(Seen) * cap);
             if (bigger == NULL) { PyErr_NoMemory(); return -1; }
+            if (g->seen == g->inl.seen) memcpy(bigger, g->seen, sizeof(Seen) * g->nseen);
             g->seen = bigger;
             g->capseen = cap;
         }
@@ -401,7 +414,7 @@ static int apply_rule(Py_ssize_t ri, CRule *r, PyObject *key, const CEvent *e, P
         if (g->nseen < r->threshold) return 0;
         return fire(ri, r, g, key, (Py_ssize_t)g->hits, g->seen[0].t, ts, NULL, -1, out);
     }
-    if (ring_push(&g->times, ts) < 0) return -1;
+    if (ring_push(&g->times, ts, g->inl.times) < 0) return -1;
     while (g->times.len && ts - RING_AT(&g->times, 0) > r->window) ring_pop(&g->times);
     if (g->times.len < r->threshold) return 0;
     return fire(ri, r, g, key, (Py_ssize_t)g->hits, RING_AT(&g->times, 0), ts, NULL, -1, out);
