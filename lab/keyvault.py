@@ -97,6 +97,7 @@ class State:
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "trustops-lab-keyvault"
+    timeout = 10          # a client that connects and sends nothing does not hold a thread for ever
     state: State
     service: str   # "imds" | "vault"
 
