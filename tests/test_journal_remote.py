@@ -29,11 +29,11 @@ def test_every_uploading_role_has_its_flow_to_ops_on_the_group_vars_port():
     assert uploaders == {"app", "db"}, uploaders
 
 
-def test_only_the_platform_ca_is_trusted_and_the_key_is_a_credential():
+def test_only_the_platform_ca_is_trusted_and_only_the_uploader_reads_the_key():
     upload = (ROLE / "templates" / "journal-upload-service.conf.j2").read_text()
     [exec_start] = re.findall(r"^ExecStart=(/.+)$", upload, re.M)
-    assert "--trust={{ journal_remote_tls_dir }}/ca.crt" in exec_start and "--key=%d/host.key" in exec_start
-    assert "LoadCredential=host.key:" in upload and "--trust=all" not in upload
+    assert "--trust={{ journal_remote_tls_dir }}/ca.crt" in exec_start and "--trust=all" not in upload
+    assert "SupplementaryGroups={{ journal_remote_key_group }}" in upload
     front = (ROLE / "templates" / "trustops-journal.conf.j2").read_text()
     assert "ssl_verify_client on;" in front and "ssl_client_certificate {{ journal_remote_tls_dir }}/ca.crt;" in front
 
