@@ -31,8 +31,9 @@ def wait_port(port: int, timeout: float = 30) -> None:
           f"a listener on 127.0.0.1:{port}", interval=0.05, retry_on=(OSError,))
 
 
-def _make_tls(root: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1 (ECDSA P-256), written under root."""
+def _make_tls(root: Path, dns: tuple[str, ...] = ()) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 and the `dns` names (ECDSA P-256),
+    written under root."""
     import datetime as dt
     import ipaddress
 
@@ -50,7 +51,8 @@ def _make_tls(root: Path) -> tuple[Path, Path, Path]:
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        *map(x509.DNSName, dns)]),
                            critical=False).sign(ca_key, hashes.SHA256()))
     paths = (root / "ca.crt", root / "server.crt", root / "server.key")
     paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))

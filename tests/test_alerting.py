@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import time
 
-import requests
-
 from tests.playbooks import lab_hosts
 from trustops.lab.system import Progress
-from trustops import drill
+from trustops import drill, opsapi
 from trustops.wait import until
 
 
 def prometheus(lab_config) -> str:
-    return f"http://127.0.0.1:{lab_config.ports('ops')[9090]}"
+    return opsapi.lab_urls(lab_config)[0]
 
 
 def query(lab_config, expr: str) -> list[dict]:
-    r = requests.get(f"{prometheus(lab_config)}/api/v1/query", params={"query": expr}, timeout=10)
+    """Asked as the operator (Prometheus serves TLS and basic auth)."""
+    r = opsapi.session(lab_config.state_dir).get(f"{prometheus(lab_config)}/api/v1/query", params={"query": expr},
+                                                 timeout=10)
     r.raise_for_status()
     return r.json()["data"]["result"]
 

@@ -76,6 +76,9 @@ class _MachineSite(Site):
     def host(self, name: str):
         return testinfra.get_host("local://")
 
+    def prometheus_url(self, name: str) -> str:   # a plain Prometheus of its own (no TLS, no auth)
+        return super().prometheus_url(name).replace("https:", "http:", 1)
+
 
 def _metrics_server(port: int) -> ThreadingHTTPServer:
     class Metrics(BaseHTTPRequestHandler):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from trustops.controls import catalogue, engine, report
 from trustops.controls.evidence import ChainError
+from trustops import opsapi
 from trustops.converge import ansible_ping, converge
 from trustops.lab import environment
 from trustops.lab.system import LabError, Progress
@@ -42,10 +43,10 @@ def _print_reach(cfg: environment.LabConfig) -> None:
     print(f"  mail what the app sends (sign-in links, device notices): {cfg.maildir / 'new'}")
     print(f"  app  https://127.0.0.1:{cfg.ports('app')[443]}/login/  (trust {cfg.state_dir / 'pki' / 'ca.crt'}; "
           f"http://127.0.0.1:{cfg.ports('app')[80]} redirects)")
-    ops = cfg.ports("ops")
-    print(f"  prometheus   http://127.0.0.1:{ops[environment.PROMETHEUS_PORT]}   "
-          f"alertmanager http://127.0.0.1:{ops[environment.ALERTMANAGER_PORT]}"
-          "   (after the converge; test the paging path: .venv/bin/trustops drill attack)")
+    prometheus, alertmanager = opsapi.lab_urls(cfg)
+    print(f"  prometheus   {prometheus}   alertmanager {alertmanager}   (after the converge: user "
+          f"{opsapi.OPERATOR_USER}, password {cfg.state_dir / opsapi.PASSWORD_NAME}, CA {opsapi.ca_file(cfg.state_dir)}; "
+          "test the paging path: .venv/bin/trustops drill attack)")
     print(f"  ansible: ANSIBLE_CONFIG=ansible/ansible.cfg ansible -i {cfg.inventory_file} all -m ping")
 
 
@@ -130,7 +131,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
           "event is older)")
     if result.missing:
         print("  missing alerts: check the monitors (runbooks/TrustopsMonitorDown.md) and Alertmanager "
-              f"(http://127.0.0.1:{cfg.ports('ops')[environment.ALERTMANAGER_PORT]})")
+              f"({opsapi.lab_urls(cfg)[1]})")
         return 1
     return 0
 

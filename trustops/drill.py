@@ -25,7 +25,8 @@ import requests
 import yaml
 
 from trustops.converge import role_default
-from trustops.lab.environment import ALERTMANAGER_PORT, LabConfig
+from trustops import opsapi
+from trustops.lab.environment import LabConfig
 from trustops.lab.system import LabError, Progress
 from trustops.wait import NotSettled, until
 
@@ -99,13 +100,14 @@ def _epoch(iso: str) -> float:
 def follow(cfg: LabConfig, result: DrillResult, progress: Progress, timeout: float = 120) -> DrillResult:
     """Watches Alertmanager and the ops host's sink until every expected alert is delivered."""
     started = result.started
-    am = f"http://127.0.0.1:{cfg.ports('ops')[ALERTMANAGER_PORT]}/api/v2/alerts"
+    am = opsapi.lab_urls(cfg)[1] + "/api/v2/alerts"
+    operator = opsapi.session(cfg.state_dir)
     active: dict[str, str] = {}        # alertname -> fingerprint of the alert firing at Alertmanager
 
     def look() -> bool:
         """One look at Alertmanager and the sink; done when nothing is missing."""
         try:
-            for a in requests.get(am, timeout=5).json():
+            for a in operator.get(am, timeout=5).json():
                 name = a["labels"].get("alertname", "")
                 if name not in EXPECTED or name in active:
                     continue

@@ -147,8 +147,8 @@ class Site:
         return role_default(role, key)
 
     def prometheus_url(self, name: str) -> str:
-        """Prometheus on an ops host, on its private address (asked from that host)."""
-        return f"http://{self.private_ip(name)}:{self.setting('alerting', 'alerting_prometheus_port')}"
+        """Prometheus on an ops host, on its private address (asked from that host, over TLS)."""
+        return f"https://{self.private_ip(name)}:{self.setting('alerting', 'alerting_prometheus_port')}"
 
     def public(self, name: str, port: int) -> tuple[str, int]:
         """Where the control node reaches a host's public port: the lab publishes it on loopback,

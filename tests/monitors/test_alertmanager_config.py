@@ -105,3 +105,30 @@ def test_inhibition_and_grouping_on_a_real_alertmanager(tmp_path):
         am.stop()
         pager.close()
         ticket.close()
+
+
+def test_a_page_resolved_by_the_monitor_is_told_within_a_minute(tmp_path):
+    """On-call clarity (issue 19): the role's own timings for pages (group_wait 5s, group_interval
+    30s) and a real Alertmanager; the monitor's resolve path (AlertBook.tick, then its post with
+    endsAt now) gets a resolved notice to the pager within a minute. With Alertmanager's default
+    group_interval of 5m (the role's setting before), the notice waited up to 5 minutes."""
+    from trustops.monitors.alerts import AlertBook
+    from trustops.monitors.rules import Detection
+
+    pager = Webhook()
+    am = Alertmanager(tmp_path, "unused", config=render(alerting_pager_url=f"http://127.0.0.1:{pager.port}/")).start()
+    try:
+        book = AlertBook(am.url, "db-1", "https://x/runbooks", resolve_after=1)
+        now = time.time()
+        book.detected(Detection("PostgresLoginAfterFailures", "critical", "10.0.0.9", 5, now, now, "s", "d"), now)
+        assert book.flush()
+        until(lambda: pager.alerts(), 30, "the page at the pager", interval=0.2)
+        assert {a["labels"]["host"] for a in pager.alerts()} == {"db-1"}   # one host label, as Prometheus'
+        resolved_at = time.time()
+        assert book.tick() == 1 and book.flush()
+        until(lambda: [a for a in pager.alerts() if a["status"] == "resolved"], 60,
+              "the resolved notice at the pager", interval=0.5)
+        assert time.time() - resolved_at < 60
+    finally:
+        am.stop()
+        pager.close()

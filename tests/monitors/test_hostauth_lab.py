@@ -7,9 +7,8 @@ from __future__ import annotations
 import subprocess
 import time
 
-import requests
-
 from tests.playbooks import host_of
+from trustops import opsapi
 from trustops.inventory import ROLES
 from trustops.wait import until
 
@@ -53,10 +52,10 @@ def test_ssh_and_sudo_failures_reach_alertmanager(lab, lab_config, converged, tm
                            "echo wrong | sudo -S -p '' true"], capture_output=True, text=True, timeout=60)
     assert sudo.returncode != 0, sudo.stdout
 
-    am = f"http://127.0.0.1:{lab_config.ports('ops')[9093]}/api/v2/alerts"
+    am, operator = opsapi.lab_urls(lab_config)[1] + "/api/v2/alerts", opsapi.session(lab_config.state_dir)
 
     def arrived():
-        active = [a for a in requests.get(am, timeout=5).json() if a["status"]["state"] == "active"]
+        active = [a for a in operator.get(am, timeout=5).json() if a["status"]["state"] == "active"]
 
         def find(name, **labels):
             return [a for a in active if a["labels"].get("alertname") == name
