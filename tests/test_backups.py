@@ -50,7 +50,7 @@ def backup_now(lab_config) -> None:
 def newest(lab_config) -> dict:
     s3 = environment.s3_client(lab_config)
     bucket = environment.bucket_names(lab_config)["backups_bucket"]
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="postgres/db/").get("Contents", [])
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"postgres/{host_of(lab_config, 'db')}/").get("Contents", [])
                   if o["Key"].endswith(".dump"))
     assert keys, "no backup in the bucket"
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=keys[-1] + ".manifest.json")["Body"].read())
@@ -114,7 +114,7 @@ def test_the_job_fails_loudly_when_s3_is_unreachable(lab_config, data):
 def test_prune_removes_what_is_older_than_seven_days(lab_config, data):
     b = newest(lab_config)
     old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=8)).strftime("%Y-%m-%dT%H%M%SZ")
-    old_key = f"postgres/db/benefits/{old}.dump"
+    old_key = f"postgres/{host_of(lab_config, 'db')}/benefits/{old}.dump"
     for key in (old_key, old_key + ".manifest.json"):
         b["s3"].put_object(Bucket=b["bucket"], Key=key, Body=b"old", ServerSideEncryption="AES256")
     out = sh(lab_config, "db", as_postgres("trustops-pgbackup prune")).stdout
