@@ -521,6 +521,7 @@ def _lab_inventory(cfg, plan: stack.Plan, inet: dict, app_image: str) -> dict:
         "trustops_lab_app_image": app_image,
         **environment.mail_relay_vars(inet[environment.MAIL_ROLE]),
         "trustops_key_vault_uri": keyvault_uri(inet),
+        **environment.LAB_HEARTBEAT_VARS,   # the dead man's switch on lab time, as on the flat lab
     })
     top["vars"]["trustops_s3"] = {**top["vars"]["trustops_s3"], "endpoint_url": f"http://{inet['s3']}:5000"}
     for role in inventory.ROLES:
