@@ -216,10 +216,17 @@ def network_sysctls() -> dict[str, object]:
 _DEPLOY_USER_SCRIPT = r"""
 set -eu
 id deploy >/dev/null 2>&1 || useradd --create-home --shell /bin/bash deploy
-install -d -m 700 -o deploy -g deploy /home/deploy/.ssh
-cat > /home/deploy/.ssh/authorized_keys
-chown deploy:deploy /home/deploy/.ssh/authorized_keys; chmod 600 /home/deploy/.ssh/authorized_keys
-echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-deploy; chmod 440 /etc/sudoers.d/90-deploy
+[ -d /home/deploy/.ssh ] || install -d -m 700 -o deploy -g deploy /home/deploy/.ssh
+# Written once, as cloud-init does: a lab up on a running host leaves the files (and their inode
+# and ctime, which AIDE watches) alone unless the key changed.
+keys=/home/deploy/.ssh/authorized_keys sudoers=/etc/sudoers.d/90-deploy line='deploy ALL=(ALL) NOPASSWD:ALL'
+key=$(cat)
+if [ "$(cat "$keys" 2>/dev/null)" != "$key" ]; then
+  printf '%s\n' "$key" > "$keys"; chown deploy:deploy "$keys"; chmod 600 "$keys"
+fi
+if [ "$(cat "$sudoers" 2>/dev/null)" != "$line" ]; then
+  printf '%s\n' "$line" > "$sudoers"; chmod 440 "$sudoers"
+fi
 """
 
 

@@ -36,6 +36,8 @@ LAB_ADMIN_USER = "trustops-lab-admin"
 ADMIN_ADDRESS = "192.88.99.1"      # the machine's traffic as the VMs see it (a public address, never routed)
 LAB_RANGE = ipaddress.ip_network("172.16.0.0/12")
 ROUTER_ROLE, S3_ROLE, KEYVAULT_ROLE = "router", "s3", "keyvault"
+# The containers a twin runs beside its VMs (the mail sink is the flat lab's own).
+SERVICE_ROLES = (ROUTER_ROLE, S3_ROLE, KEYVAULT_ROLE, environment.MAIL_ROLE)
 
 
 # ---------------------------------------------------------------------------- address ranges

@@ -437,8 +437,8 @@ def test_down_removes_everything_the_twin_made(twin_lab, lab_config):
         return subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
     others = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout.split()
     mine = labelled("container", cfg.name)
-    # the VMs, the router, S3 and the mail sink
-    assert len(mine) == len(p.vms) + 3 and len(labelled("network", cfg.name)) == len(nets)
+    # the VMs and the twin's services (router, S3, Key Vault, mail sink)
+    assert len(mine) == len(p.vms) + len(twin.SERVICE_ROLES) and len(labelled("network", cfg.name)) == len(nets)
     environment.down(cfg, environment.Progress(quiet=True))
     assert labelled("container", cfg.name) == [] and labelled("network", cfg.name) == []
     assert all(environment._inspect(n) is None for n in nets) and not cfg.state_dir.exists()
