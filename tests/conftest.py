@@ -1,6 +1,7 @@
 """Shared fixtures. The `lab` fixture brings up a lab of its own (name trustops-test, ports
-2300+) so tests never touch an operator's running lab; CI runs it for real. It is the twin (the
-`lab` Pulumi stack materialised) unless TRUSTOPS_LAB_KIND=flat."""
+2300+) so tests never touch an operator's running lab; CI runs it for real. It is the flat lab
+unless TRUSTOPS_TEST_LAB_KIND=twin. Its bring-up and converge start with the session, in a process
+of their own (tests/bringup.py), and the tests that need no lab run first, meanwhile."""
 from __future__ import annotations
 
 import os
@@ -16,13 +17,10 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')
 from trustops.lab import environment  # noqa: E402  (after the PATH above)
 from trustops.lab.system import Progress  # noqa: E402
 
-# Two test runs on one machine (two checkouts, or two people) each name their own lab.
-_TEST_LAB_NAME = os.environ.get("TRUSTOPS_TEST_LAB", "trustops-test")
-# The suite runs on the flat lab (twin tests on a twin beside it) until the whole suite passes on
-# the twin within CI's budget: TRUSTOPS_TEST_LAB_KIND=twin runs it there (issue 16).
-TEST_LAB = environment.LabConfig(name=_TEST_LAB_NAME, port_base=int(os.environ.get("TRUSTOPS_TEST_PORT_BASE", "2300")),
-                                 state_dir=PROJECT_DIR / f".lab-{_TEST_LAB_NAME}",
-                                 kind=os.environ.get("TRUSTOPS_TEST_LAB_KIND", "flat"))
+from tests.bringup import TEST_LAB, Background  # noqa: E402
+
+# The lab's bring-up and converge, started when collection ends (when any lab test is selected).
+_BRINGUP: Background | None = None
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +28,16 @@ def lab_config() -> environment.LabConfig:
     return TEST_LAB
 
 
+def _say(request):
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    return (lambda line: reporter.write_line(line)) if reporter else (lambda line: None)
+
+
 @pytest.fixture(scope="session")
-def lab(lab_config):
-    """A running lab; removed at the end unless TRUSTOPS_KEEP_LAB=1."""
-    inv = environment.up(lab_config, Progress())
+def lab(lab_config, request):
+    """A running lab (converged too when the session has converged tests: its tests never run
+    beside a converge); removed at the end unless TRUSTOPS_KEEP_LAB=1."""
+    inv = _BRINGUP.wait(_say(request))["up"] if _BRINGUP is not None else environment.up(lab_config, Progress())
     yield inv
     if os.environ.get("TRUSTOPS_KEEP_LAB") != "1":
         environment.down(lab_config, Progress(quiet=True))
@@ -64,13 +68,34 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
+    """Lab tests are marked and go last (in their order): the others run while the lab comes up."""
     for item in items:
         if {"lab", "twin_lab"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
+    items.sort(key=lambda item: item.get_closest_marker("lab") is not None)
+
+
+def pytest_collection_finish(session):
+    global _BRINGUP
+    lab_tests = [item for item in session.items if "lab" in getattr(item, "fixturenames", ())]
+    if not lab_tests or session.config.option.collectonly:
+        return
+    converge = os.environ.get("TRUSTOPS_TEST_ASSUME_CONVERGED") != "1" and \
+        any("converged" in item.fixturenames for item in lab_tests)
+    _BRINGUP = Background(TEST_LAB, converge)
+    _BRINGUP.start()
+
+
+def pytest_sessionfinish(session):
+    """A bring-up no lab test waited for (the session stopped first) is stopped and its lab removed."""
+    if _BRINGUP is not None and not _BRINGUP.waited:
+        _BRINGUP.stop()
+        if os.environ.get("TRUSTOPS_KEEP_LAB") != "1":
+            environment.down(TEST_LAB, Progress(quiet=True))
 
 
 @pytest.fixture(scope="session")
-def converged(lab, lab_config):
+def converged(lab, lab_config, request):
     """The test lab converged with site.yml, twice (the second run's recap proves idempotence).
     TRUSTOPS_TEST_ASSUME_CONVERGED=1 (a lab kept with TRUSTOPS_KEEP_LAB=1 and converged since the
     last change): no converge, so a file group can be re-run in minutes; the tests that read the
@@ -79,6 +104,8 @@ def converged(lab, lab_config):
 
     if os.environ.get("TRUSTOPS_TEST_ASSUME_CONVERGED") == "1":
         return _NoRecaps()
+    if _BRINGUP is not None and _BRINGUP.converge:
+        return _BRINGUP.wait(_say(request))["converged"]
     return converge_twice(lab_config.inventory_file)
 
 

@@ -147,6 +147,7 @@ def test_docker_missing_and_not_installable(monkeypatch, tmp_path):
         system.ensure_docker(Progress(quiet=True))
 
 
+@pytest.mark.lab   # with the lab's tests: it compares the test lab's containers, which a bring-up changes
 def test_down_removes_containers_network_and_keys_only_of_its_lab(lab_config):
     """Runs last in this file: a second, throwaway lab is made and removed; the test lab stays."""
     cfg = environment.LabConfig(name="trustops-downtest", port_base=2500,

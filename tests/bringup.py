@@ -1,0 +1,107 @@
+"""The suite's lab, brought up and converged in a process of its own that starts with the session,
+so the tests that need no lab run meanwhile (they come first; the lab's tests wait for it).
+
+A process, not a thread: tests monkeypatch trustops.lab's functions, and a thread would run the
+patched ones. What the process leaves beside the lab's state directory: `<state>.bringup.json` ({"up": ..., "converged": ...} or
+{"error": ...}) and its full output in `<state>.bringup.log`.
+
+    python -m tests.bringup [--converge]     (the lab named by TRUSTOPS_TEST_LAB* as in conftest)
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from trustops.lab import environment
+from trustops.lab.system import Progress
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+# Two test runs on one machine (two checkouts, or two people) each name their own lab.
+_TEST_LAB_NAME = os.environ.get("TRUSTOPS_TEST_LAB", "trustops-test")
+# The suite runs on the flat lab (twin tests on a twin beside it) until the whole suite passes on
+# the twin within CI's budget: TRUSTOPS_TEST_LAB_KIND=twin runs it there (issue 16).
+TEST_LAB = environment.LabConfig(name=_TEST_LAB_NAME, port_base=int(os.environ.get("TRUSTOPS_TEST_PORT_BASE", "2300")),
+                                 state_dir=PROJECT_DIR / f".lab-{_TEST_LAB_NAME}",
+                                 kind=os.environ.get("TRUSTOPS_TEST_LAB_KIND", "flat"))
+
+
+def _paths(cfg: environment.LabConfig) -> tuple[Path, Path]:
+    return (cfg.state_dir.parent / f"{cfg.state_dir.name}.bringup.json",
+            cfg.state_dir.parent / f"{cfg.state_dir.name}.bringup.log")
+
+
+def _write(path: Path, doc: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, default=str))
+    tmp.replace(path)
+
+
+def main(argv: list[str]) -> int:
+    from tests.playbooks import converge_twice
+
+    result, _ = _paths(TEST_LAB)
+    try:
+        doc: dict = {"up": environment.up(TEST_LAB, Progress())}   # the inventory
+        if "--converge" in argv:
+            doc["converged"] = converge_twice(TEST_LAB.inventory_file)
+        _write(result, doc)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - whatever stopped it is the fixture's error
+        traceback.print_exc()
+        _write(result, {"error": f"{type(exc).__name__}: {str(exc)[-3000:]}"})
+        return 1
+
+
+class Background:
+    """The bring-up process, seen from the test session."""
+
+    def __init__(self, cfg: environment.LabConfig, converge: bool):
+        self.cfg, self.converge = cfg, converge
+        self.result, self.log = _paths(cfg)
+        self.proc: subprocess.Popen | None = None
+        self.waited = False
+
+    def start(self) -> None:
+        self.result.parent.mkdir(parents=True, exist_ok=True)
+        self.result.unlink(missing_ok=True)
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "tests.bringup", *(["--converge"] if self.converge else [])],
+                                         cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)   # its ansible-playbook goes with it
+
+    def stop(self) -> None:
+        """The session ends before any lab test waited (aborted, or -x): stop it, children too."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def wait(self, say=lambda line: None) -> dict:
+        """Everything the process does (the lab's tests need it converged, not converging)."""
+        assert self.proc is not None, "the bring-up was never started"
+        self.waited = True
+        if self.proc.poll() is None:
+            started = time.monotonic()
+            say(f"[lab] waiting for the test lab's bring-up and converge (log: {self.log})")
+            self.proc.wait()
+            say(f"[lab] bring-up done after {time.monotonic() - started:.0f} s more")
+        doc = json.loads(self.result.read_text()) if self.result.exists() else \
+            {"error": f"the bring-up process exited {self.proc.returncode} and wrote no result"}
+        if "error" in doc:
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-15:]
+            raise RuntimeError(f"the test lab's bring-up failed: {doc['error']}\n" + "\n".join(tail))
+        return doc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
