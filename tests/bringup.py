@@ -50,7 +50,12 @@ def main(argv: list[str]) -> int:
     try:
         doc: dict = {"up": environment.up(TEST_LAB, Progress())}   # the inventory
         if "--converge" in argv:
+            # each task's and role's time, for the log (the suite's budget is mostly this converge)
+            os.environ["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks,ansible.posix.profile_roles"
             doc["converged"] = converge_twice(TEST_LAB.inventory_file)
+            for run in ("first", "second"):
+                out = doc["converged"][f"{run}_out"]
+                print(f"--- {run} converge: {out[out.rfind('PLAY RECAP'):]}", flush=True)
         _write(result, doc)
         return 0
     except BaseException as exc:  # noqa: BLE001 - whatever stopped it is the fixture's error

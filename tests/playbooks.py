@@ -45,7 +45,8 @@ def converge_twice(inventory: Path) -> dict:
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     second = playbook(inventory)
     assert second.returncode == 0, second.stdout[-4000:]
-    return {"first": recap(first.stdout), "second": recap(second.stdout), "second_out": second.stdout,
+    return {"first": recap(first.stdout), "second": recap(second.stdout), "first_out": first.stdout,
+            "second_out": second.stdout,
             "sysctls_before": before, "sysctls_after": machine_sysctls()}
 
 
