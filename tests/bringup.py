@@ -48,7 +48,8 @@ def main(argv: list[str]) -> int:
 
     result, _ = _paths(TEST_LAB)
     try:
-        doc: dict = {"up": environment.up(TEST_LAB, Progress())}   # the inventory
+        environment.up(TEST_LAB, Progress())
+        doc: dict = {"up": str(TEST_LAB.inventory_file)}
         if "--converge" in argv:
             # each task's and role's time, for the log (the suite's budget is mostly this converge)
             os.environ["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks,ansible.posix.profile_roles"
