@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from trustops.converge import ansible_env
+from trustops.converge import ansible_env, role_default
 from trustops.inventory import ROLES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,3 +93,9 @@ def monitor_metric(lab_config, role: str, sample: str) -> float:
 def app_monitor_lines_read(lab_config) -> float:
     """Lines the app host's monitor has read from the app's sign-in log."""
     return monitor_metric(lab_config, "app", 'trustops_monitor_lines_read_total{input="app"}')
+
+
+def app_live_slot(lab_config) -> str:
+    """The app's live blue/green slot, as the app role recorded it on the app host."""
+    return subprocess.run(["docker", "exec", lab_config.container("app"), "cat", role_default("app", "app_live_slot_file")],
+                          capture_output=True, text=True, check=True).stdout.strip()

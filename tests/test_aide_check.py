@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from trustops.converge import role_default
 from trustops import aide_check
 
 # AIDE 0.18.3's report on a lab host after a file was added to /usr/local/bin (summary and lists)
@@ -169,3 +170,12 @@ def test_tampering_is_reported_with_or_without_a_deploy(deployed):
     got = counts()
     assert got["added"] == 2, got
     assert (site / "demo" / "core.py").read_text() == "VALUE = 'b3'\n"
+
+
+def test_what_a_blue_green_switch_rewrites_is_outside_what_aide_watches():
+    """The app role rewrites its slot files at every switch: where AIDE watched them (/etc/trustops),
+    the next daily check reported each deploy as a change."""
+    excludes = [re.compile(rx) for rx in role_default("aide", "aide_exclude")]
+    for name in ("app_live_slot_file", "app_upstream_file"):
+        path = role_default("app", name)
+        assert any(rx.match(path) for rx in excludes), f"{name} ({path}) is watched by AIDE"

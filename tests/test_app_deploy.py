@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests import playbooks
 from tests.playbooks import app_monitor_lines_read, host_of, playbook, recap
 
 
@@ -37,8 +38,7 @@ def test_old_protocols_are_refused(lab, lab_config, converged, version):
 
 
 def live_slot(lab_config) -> str:
-    return subprocess.run(["docker", "exec", lab_config.container("app"), "cat", "/etc/trustops/app-live-slot"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return playbooks.app_live_slot(lab_config)
 
 
 def test_a_redeploy_switches_slots_without_a_failed_request(lab, lab_config, converged):

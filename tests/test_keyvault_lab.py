@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.playbooks import host_of, playbook, recap
+from tests.playbooks import app_live_slot, host_of, playbook, recap
 from trustops.infra import host_secret
 from trustops.infra.bedrock import PURPOSE as BEDROCK
 from trustops.infra.vault import access_key_secret
@@ -130,7 +130,7 @@ def test_the_apps_key_writes_receipts_and_nothing_else_under_iam(twin_cfg):
     backups_bucket = cfg_bucket(cfg, "backups")
     got = sh(cfg, "app", _APP_PUT.replace("sys.argv[1]", repr(backups_bucket)))
     assert got.stdout.split() == ["ok", "AccessDenied"], got.stdout + got.stderr
-    slot = sh(cfg, "app", "cat /etc/trustops/app-live-slot").stdout.strip()
+    slot = app_live_slot(cfg)
     probe = ("from core import receipts; k = receipts.put(987654, b'%PDF-1.4 probe', 'application/pdf'); "
              "assert receipts.get(k) == b'%PDF-1.4 probe'; receipts.delete(k); print('receipt-ok')")
     up = sh(cfg, "app", f"docker exec benefits-{slot} python3 manage.py shell -c \"{probe}\"")

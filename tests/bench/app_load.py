@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+from tests.playbooks import app_live_slot
 from trustops.lab.environment import LabConfig
 
 SETUP = """
@@ -56,8 +57,7 @@ class Front:
 
 def hr_session(front: Front, cfg: LabConfig) -> str:
     """Logs an HR user in and verifies TOTP; returns the Cookie header of that session."""
-    slot = subprocess.run(["docker", "exec", cfg.container("app"), "cat", "/etc/trustops/app-live-slot"],
-                          capture_output=True, text=True, check=True).stdout.strip()      # blue/green
+    slot = app_live_slot(cfg)      # blue/green
     out = subprocess.run(["docker", "exec", cfg.container("app"), "docker", "exec", f"benefits-{slot}", "python3",
                           "manage.py", "shell", "-c", SETUP], capture_output=True, text=True, check=True).stdout
     user = json.loads(out.strip().splitlines()[-1])
