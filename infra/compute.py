@@ -33,7 +33,9 @@ packages: [python3, python3-apt, sudo]
 # before the postgres role installs anything, so /var/lib/postgresql never lands on the OS disk.
 POSTGRES_DATA_LUN = 0
 POSTGRES_DATA_DISK_GB = 64
-POSTGRES_DATA_DEVICE = f"/dev/disk/azure/scsi1/lun{POSTGRES_DATA_LUN}"
+# Where Azure's udev rules show a VM's data disk at LUN n (the lab's twin reads it too).
+AZURE_LUN_DEVICE = "/dev/disk/azure/scsi1/lun{lun}"
+POSTGRES_DATA_DEVICE = AZURE_LUN_DEVICE.format(lun=POSTGRES_DATA_LUN)
 POSTGRES_DATA_MOUNT = "/var/lib/postgresql"
 CLOUD_INIT_DB_DISK = f"""disk_setup:
   {POSTGRES_DATA_DEVICE}: {{table_type: gpt, layout: true, overwrite: false}}

@@ -510,6 +510,10 @@ def down(cfg: LabConfig, progress: Progress | None = None) -> list[str]:
                 progress.step(f"removing network {net}")
                 run(["docker", "network", "rm", nid])
                 removed.append(net)
+            for volume in _labelled("volume", cfg):     # the twin's data disks
+                progress.step(f"removing volume {volume}")
+                run(["docker", "volume", "rm", volume])
+                removed.append(volume)
     if cfg.state_dir.exists():
         progress.step(f"removing state and keys in {cfg.state_dir}")
         for path in sorted(cfg.state_dir.rglob("*"), reverse=True):

@@ -68,6 +68,9 @@ class Vm:
     public_ip: str | None   # the address the mocks gave its public IP
     principal_id: str
     nsg: str | None = None  # an NSG on the NIC itself (evaluated with the subnet's)
+    # managed data disks: {name, lun, size_gb, delete_option, mount} (mount: where the VM's
+    # cloud-init mounts it, None when nothing does)
+    data_disks: list[dict] = field(default_factory=list, hash=False)
 
 
 @dataclass
@@ -144,6 +147,44 @@ def _nsg_rule(r: dict) -> NsgRule:
                    source_ports=_merged(r, "sourcePortRange", "sourcePortRanges"))
 
 
+def _cloud_config(vm: str, inputs: dict) -> dict:
+    import base64
+
+    import yaml
+
+    data = (inputs.get("osProfile") or {}).get("customData")
+    if not data:
+        return {}
+    try:
+        doc = yaml.safe_load(base64.b64decode(data, validate=True).decode())
+    except (ValueError, yaml.YAMLError) as exc:
+        raise LabError(f"lab stack: VM {vm}'s customData is not base64 cloud-config YAML: {exc}") from None
+    return doc if isinstance(doc, dict) else {}
+
+
+def _data_disks(vm: str, inputs: dict) -> list[dict]:
+    """The VM's managed data disks, each with the mount point its cloud-init gives it (by device,
+    or by the label its fs_setup puts on that device), as the VM would see them at first boot."""
+    from trustops.infra.compute import AZURE_LUN_DEVICE
+
+    cloud = _cloud_config(vm, inputs)
+    device_of_label = {str(fs.get("label")): str(fs.get("device")) for fs in cloud.get("fs_setup") or []
+                       if isinstance(fs, dict) and fs.get("label")}
+    mount_of_device = {}
+    for entry in cloud.get("mounts") or []:
+        if isinstance(entry, list) and len(entry) >= 2:
+            spec = str(entry[0])
+            device = device_of_label.get(spec[len("LABEL="):]) if spec.startswith("LABEL=") else spec
+            mount_of_device[device] = str(entry[1])
+    disks = []
+    for d in (inputs.get("storageProfile") or {}).get("dataDisks") or []:
+        lun = int(d.get("lun", 0))
+        disks.append({"name": str(d.get("name") or f"{vm}-lun{lun}"), "lun": lun,
+                      "size_gb": int(d.get("diskSizeGB") or 0), "delete_option": str(d.get("deleteOption", "Detach")),
+                      "mount": mount_of_device.get(AZURE_LUN_DEVICE.format(lun=lun))})
+    return disks
+
+
 def build_plan(declared: list[tuple[str, str, dict]], outputs: dict, public_ips: dict[str, str]) -> Plan:
     """The typed plan from the declared resources (type, name, inputs) and the stack's outputs."""
     by_type: dict[str, list[tuple[str, dict]]] = {}
@@ -203,7 +244,8 @@ def build_plan(declared: list[tuple[str, str, dict]], outputs: dict, public_ips:
         vms[name] = Vm(name=name, role=str(tags.get("role", name)),
                        computer_name=str((inputs.get("osProfile") or {}).get("computerName", name)),
                        subnet=subnet, private_ip=str(private_ip), public_ip=public_ips.get(pip) if pip else None,
-                       principal_id=f"principal-{name}", nsg=_ref(nic.get("networkSecurityGroup")))
+                       principal_id=f"principal-{name}", nsg=_ref(nic.get("networkSecurityGroup")),
+                       data_disks=_data_disks(name, inputs))
 
     buckets: dict[str, dict] = {}
     bucket_of: dict[str, str] = {}

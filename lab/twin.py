@@ -282,12 +282,32 @@ def _route_through_router(cfg, plan: stack.Plan, vm: stack.Vm) -> None:
     netns(name, "ip", "route", "del", cidr, "dev", "eth0", check=False)
 
 
-def _host_args(cfg, plan: stack.Plan, vm: stack.Vm, image: str) -> list[str]:
+def data_disk_volume(cfg, disk: dict) -> str:
+    return f"{cfg.name}-{disk['name']}"
+
+
+def _ensure_data_disks(cfg, vm: stack.Vm, progress: Progress) -> list[str]:
+    """A VM's data disks as named volumes, mounted where its cloud-init mounts them. A named volume
+    outlives its container, as a managed disk outlives a replaced VM (the stack detaches it);
+    `lab down` removes them with the rest. A disk nothing mounts is made and left unmounted."""
+    args = []
+    for disk in vm.data_disks:
+        volume = data_disk_volume(cfg, disk)
+        if run(["docker", "volume", "inspect", volume], check=False).returncode != 0:
+            progress.step(f"data disk {disk['name']} ({disk['size_gb']} GB, LUN {disk['lun']}) for {vm.name}")
+            run(["docker", "volume", "create", "--label", f"trustops.lab={cfg.name}",
+                 "--label", f"trustops.disk={disk['name']}", volume])
+        if disk["mount"]:
+            args += ["-v", f"{volume}:{disk['mount']}"]
+    return args
+
+
+def _host_args(cfg, plan: stack.Plan, vm: stack.Vm, image: str, disks: list[str] = ()) -> list[str]:
     args = environment._host_run_args(cfg, vm.role, image)
     i = args.index("--network")
     args[i:i + 4] = ["--network", network_name(cfg, vm.subnet), "--ip", vm.private_ip]   # drops the alias
     args[args.index("--hostname") + 1] = vm.computer_name
-    return args
+    return args[:-1] + list(disks) + args[-1:]    # before the image
 
 
 def _ensure_buckets(cfg, plan: stack.Plan) -> None:
@@ -610,7 +630,8 @@ def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, s
     environment.ensure_mail_sink(cfg, s3_image, ["--network", internet_network(cfg), "--ip",
                                                  inet[environment.MAIL_ROLE]], progress)
     for vm in plan.vms.values():
-        environment._ensure_container(cfg.container(vm.role), _host_args(cfg, plan, vm, host_image), {}, progress)
+        disks = _ensure_data_disks(cfg, vm, progress)
+        environment._ensure_container(cfg.container(vm.role), _host_args(cfg, plan, vm, host_image, disks), {}, progress)
     for vm in plan.vms.values():
         _keep_running(cfg.container(vm.role), progress)
     progress.step("router: NSGs, public IPs and egress as the stack declares them")

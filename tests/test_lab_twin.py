@@ -75,6 +75,40 @@ def test_the_plan_is_what_the_program_declares(plan):
         assert addresses and set(addresses) <= set(POOL), gw
 
 
+def test_data_disks_are_mounted_where_the_vms_cloud_init_mounts_them(plan):
+    """The db VM's Postgres disk, with the mount its cloud-init gives it (by its fs_setup label); a
+    disk nothing mounts stays unmounted; bad customData is one line naming the VM."""
+    from trustops.infra.compute import POSTGRES_DATA_DISK_GB, POSTGRES_DATA_MOUNT
+
+    disks = {vm.role: vm.data_disks for vm in plan.vms.values()}
+    assert disks["app"] == [] and disks["ops"] == []
+    (pgdata,) = disks["db"]
+    assert (pgdata["mount"], pgdata["size_gb"], pgdata["delete_option"]) == (POSTGRES_DATA_MOUNT, POSTGRES_DATA_DISK_GB,
+                                                                             "Detach")
+    import base64
+
+    cloud = base64.b64encode(b"#cloud-config\nmounts:\n  - [/dev/sdz1, /srv]\n").decode()
+    vm = {"osProfile": {"customData": cloud}, "storageProfile": {"dataDisks": [{"lun": 3, "name": "d3"}]}}
+    assert stack._data_disks("v", vm) == [{"name": "d3", "lun": 3, "size_gb": 0, "delete_option": "Detach",
+                                           "mount": None}]
+    with pytest.raises(LabError, match=r"^lab stack: VM v's customData is not base64 cloud-config YAML"):
+        stack._data_disks("v", {"osProfile": {"customData": "%%%"}, "storageProfile": {}})
+
+
+def test_the_drill_knows_which_nsg_rule_drops_its_scan_before_ufw(plan, tmp_path):
+    """The staged attack's scan (ops -> db) cannot reach db's UFW on the twin, as on Azure: the db
+    NSG's deny-all drops the closed ports and its Postgres deny the probe of 5432; the app's own
+    Postgres flow gets through; the flat lab has no NSG to drop anything."""
+    from trustops import drill
+
+    cfg = environment.LabConfig(name="t", port_base=20000, state_dir=tmp_path, kind="twin")
+    assert "deny-all-other-inbound" in drill._dropped_before_the_host(cfg, "ops", "db", drill.SCAN_PORTS, plan)
+    assert "deny-postgres-from-anywhere-else" in drill._dropped_before_the_host(cfg, "ops", "db", (5432,), plan)
+    assert drill._dropped_before_the_host(cfg, "app", "db", (5432,), plan) is None
+    flat = environment.LabConfig(name="t", port_base=20000, state_dir=tmp_path, kind="flat")
+    assert drill._dropped_before_the_host(flat, "ops", "db", drill.SCAN_PORTS, plan) is None
+
+
 def test_plan_is_recorded_without_secret_values(plan):
     text = plan.to_json()
     assert "generated-at-deploy-time" not in text
@@ -173,6 +207,21 @@ def test_twin_materialises_the_stack(twin_lab):
                        for i in json.loads(machine) for a in i.get("addr_info", []) if a.get("family") == "inet")
     out = subprocess.run(["docker", "port", cfg.container("router")], capture_output=True, text=True).stdout
     assert out and all(l.split(" -> ")[1].startswith("127.0.0.1:") for l in out.splitlines())
+
+
+def test_the_db_vms_data_disk_is_a_volume_of_its_own_at_the_postgres_mount(twin_lab):
+    """A named volume (it outlives the container, as the detached disk outlives a replaced VM),
+    mounted where cloud-init mounts it."""
+    cfg = twin_lab
+    for vm in twin.load_plan(cfg).vms.values():
+        mounts = {m["Destination"]: m for m in environment._inspect(cfg.container(vm.role))["Mounts"]}
+        for disk in vm.data_disks:
+            m = mounts[disk["mount"]]
+            assert (m["Type"], m["Name"]) == ("volume", twin.data_disk_volume(cfg, disk)), m
+            labels = json.loads(subprocess.run(["docker", "volume", "inspect", "-f", "{{json .Labels}}", m["Name"]],
+                                               capture_output=True, text=True, check=True).stdout)
+            assert labels["trustops.lab"] == cfg.name
+        assert len(vm.data_disks) == (vm.role == "db"), vm.data_disks
 
 
 def test_the_inventory_is_the_stacks_own_output(twin_lab):
@@ -422,6 +471,26 @@ def test_without_the_db_to_ops_alert_rule_db_alerts_time_out_then_arrive_when_re
     assert "reachable again: delivered" in journal(restored)
 
 
+def test_with_the_db_nsgs_deny_all_gone_ufw_catches_the_scan_the_nsg_let_through(converged_twin):
+    """Defence in depth: a stack missing its deny-all-other-inbound rules (Azure's AllowVnetInBound
+    then lets the ops host's scan reach db) still has db's UFW, which blocks the scan and alerts.
+    The Postgres probe stays dropped by the db NSG's own deny rule, so its alert is held back."""
+    from trustops import drill
+    from trustops.lab.system import Progress
+
+    cfg = converged_twin
+    broken = twin.stack_plan(cfg, remove_rules=["deny-all-other-inbound"])
+    twin.apply_router(cfg, broken)
+    try:
+        result = drill.attack(cfg, Progress(quiet=True), timeout=150, plan=broken)
+    finally:
+        twin.apply_router(cfg, twin.load_plan(cfg))
+    assert set(result.held_back) == {"UfwDatabasePortProbe"}, result.held_back
+    assert "deny-postgres-from-anywhere-else" in result.held_back["UfwDatabasePortProbe"]
+    assert result.missing == [] and result.leaked == [], (result.delivered, result.already_firing)
+    assert "UfwPortScan" in result.delivered, result.delivered
+
+
 def test_down_removes_everything_the_twin_made(twin_lab, lab_config):
     """Last in this file: the twin's containers (router included), every network it made and its
     state go; other labs' stay. (Skipped when the twin is the session's own test lab.)"""
@@ -439,8 +508,10 @@ def test_down_removes_everything_the_twin_made(twin_lab, lab_config):
     mine = labelled("container", cfg.name)
     # the VMs and the twin's services (router, S3, Key Vault, mail sink)
     assert len(mine) == len(p.vms) + len(twin.SERVICE_ROLES) and len(labelled("network", cfg.name)) == len(nets)
+    assert len(labelled("volume", cfg.name)) == sum(len(vm.data_disks) for vm in p.vms.values()) > 0
     environment.down(cfg, environment.Progress(quiet=True))
     assert labelled("container", cfg.name) == [] and labelled("network", cfg.name) == []
+    assert labelled("volume", cfg.name) == []
     assert all(environment._inspect(n) is None for n in nets) and not cfg.state_dir.exists()
     left = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout.split()
     assert set(others) - set(mine) <= set(left)

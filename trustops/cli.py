@@ -116,11 +116,14 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
     cfg = environment.LabConfig.from_env()
     result = drill.attack(cfg, Progress(), timeout=args.timeout)
-    print(f"drill: of {len(drill.EXPECTED)} expected alerts, {len(result.delivered)} delivered now, "
+    print(f"drill: of {len(result.expected)} expected alerts, {len(result.delivered)} delivered now, "
           f"{len(result.already_firing)} already firing (notified earlier), {len(result.missing)} missing")
     import time
 
-    for name, (receiver, _) in drill.EXPECTED.items():
+    for name, why in result.held_back.items():
+        print(f"  {name:28} not expected: {why}" + ("; DELIVERED ANYWAY: the lab let the attack through"
+                                                     if name in result.leaked else ""))
+    for name, (receiver, _) in result.expected.items():
         got, seen, old = result.delivered.get(name), result.at_alertmanager.get(name), result.already_firing.get(name)
         where = (f"delivered to {got[0]} {got[1]:+.1f}s" if got else
                  f"already firing, delivered to {old[0]} at {time.strftime('%H:%M:%S', time.localtime(old[1]))}"
@@ -129,7 +132,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
               + where)
     print("  (seconds after the attack ended; warnings wait group_wait 30s, critical 5s, unless the first "
           "event is older)")
-    if result.missing:
+    if result.missing or result.leaked:
         print("  missing alerts: check the monitors (runbooks/TrustopsMonitorDown.md) and Alertmanager "
               f"({opsapi.lab_urls(cfg)[1]})")
         return 1
