@@ -111,8 +111,22 @@ def test_the_job_fails_loudly_when_s3_is_unreachable(lab_config, data):
     backup_now(lab_config)
 
 
-def test_prune_removes_what_is_older_than_seven_days(lab_config, data):
+def test_backups_older_than_seven_days_go(lab_config, data):
+    """The flat lab prunes with its own key (its S3 runs no lifecycle rules). On the twin, as on AWS,
+    the bucket's lifecycle rule expires backups after BACKUP_RETENTION_DAYS and the db host's writer
+    key cannot delete one: prune is refused in one line (the role does not run it there)."""
     b = newest(lab_config)
+    if lab_config.kind == "twin":
+        from trustops.infra.storage import BACKUP_RETENTION_DAYS
+
+        rules = b["s3"].get_bucket_lifecycle_configuration(Bucket=b["bucket"])["Rules"]
+        assert any(r["Status"] == "Enabled" and r.get("Expiration", {}).get("Days") == BACKUP_RETENTION_DAYS
+                   and "NoncurrentVersionExpiration" in r for r in rules), rules
+        run = sh(lab_config, "db", as_postgres("trustops-pgbackup prune"), check=False)
+        assert run.returncode == 1 and run.stderr.strip().splitlines() == [
+            "trustops-pgbackup: error: ClientError: An error occurred (AccessDenied) when calling the "
+            "ListObjectVersions operation: Access Denied"], run.stderr
+        return
     old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=8)).strftime("%Y-%m-%dT%H%M%SZ")
     old_key = f"postgres/{host_of(lab_config, 'db')}/benefits/{old}.dump"
     for key in (old_key, old_key + ".manifest.json"):

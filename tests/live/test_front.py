@@ -31,20 +31,35 @@ def answered_ok(get, path: str):
     return response
 
 
+class _ByName(http.client.HTTPSConnection):
+    """HTTPS to a name at a given address, as a browser after DNS: SNI, certificate check and Host
+    header are the name's (asked by its bare address, the app answers 400, as Django's allowed
+    hosts say; on the twin the public address is the app VM's public IP, which has no name)."""
+
+    def __init__(self, name: str, address: str, port: int, **kwargs):
+        super().__init__(name, port, **kwargs)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
 def _front(site, name: str):
     """A GET against the host's public ports, TLS verified (name included) against the public CAs
     and the platform CA read from the host (a public certificate in the cloud, the platform's in
-    the lab). The cloud's app_domain is asked by name, as a browser would."""
+    the lab). It asks by name, as a browser would: the cloud's app_domain, or in the lab the host's
+    own name (its certificate's and the app's default domain)."""
     ctx = ssl.create_default_context()
     ctx.load_verify_locations(cadata=site.host(name).file(site.setting("app", "app_ca_path")).content_string)
+    domain = site.vars.get("app_domain") or name
 
     def get(path: str, port: int = 443) -> http.client.HTTPResponse:
         address, published = site.public(name, port)
-        address = site.vars.get("app_domain") or address
-        conn = (http.client.HTTPSConnection(address, published, context=ctx, timeout=15) if port == 443 else
+        conn = (_ByName(domain, address, published, context=ctx, timeout=15) if port == 443 else
                 http.client.HTTPConnection(address, published, timeout=15))
         try:
-            conn.request("GET", path)
+            conn.request("GET", path, headers={"Host": domain})
             response = conn.getresponse()
             response.read()
             return response
