@@ -1,6 +1,6 @@
 """Shared fixtures. The `lab` fixture brings up a lab of its own (name trustops-test, ports
-2300+) so tests never touch an operator's running lab; CI runs it for real. It is the flat lab
-unless TRUSTOPS_TEST_LAB_KIND=twin. Its bring-up and converge start with the session, in a process
+2300+) so tests never touch an operator's running lab; CI runs it for real. It is a twin unless
+TRUSTOPS_TEST_LAB_KIND=flat. Its bring-up and converge start with the session, in a process
 of their own (tests/bringup.py), and the tests that need no lab run first, meanwhile."""
 from __future__ import annotations
 
