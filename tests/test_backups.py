@@ -114,8 +114,13 @@ def test_the_job_fails_loudly_when_s3_is_unreachable(lab_config, data):
 def test_backups_older_than_seven_days_go(lab_config, data):
     """The flat lab prunes with its own key (its S3 runs no lifecycle rules). On the twin, as on AWS,
     the bucket's lifecycle rule expires backups after BACKUP_RETENTION_DAYS and the db host's writer
-    key cannot delete one: prune is refused in one line (the role does not run it there)."""
+    key cannot delete one: prune is refused in one line and the old backup stays (the role does not
+    run prune there)."""
     b = newest(lab_config)
+    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=8)).strftime("%Y-%m-%dT%H%M%SZ")
+    old_key = f"postgres/{host_of(lab_config, 'db')}/benefits/{old}.dump"
+    for key in (old_key, old_key + ".manifest.json"):
+        b["s3"].put_object(Bucket=b["bucket"], Key=key, Body=b"old", ServerSideEncryption="AES256")
     if lab_config.kind == "twin":
         from trustops.infra.storage import BACKUP_RETENTION_DAYS
 
@@ -126,11 +131,11 @@ def test_backups_older_than_seven_days_go(lab_config, data):
         assert run.returncode == 1 and run.stderr.strip().splitlines() == [
             "trustops-pgbackup: error: ClientError: An error occurred (AccessDenied) when calling the "
             "ListObjectVersions operation: Access Denied"], run.stderr
+        assert b["s3"].head_object(Bucket=b["bucket"], Key=old_key)["ContentLength"] == 3   # still there
+        for key in (old_key, old_key + ".manifest.json"):    # the lifecycle's work, done with the lab's key
+            for v in b["s3"].list_object_versions(Bucket=b["bucket"], Prefix=key).get("Versions", []):
+                b["s3"].delete_object(Bucket=b["bucket"], Key=key, VersionId=v["VersionId"])
         return
-    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=8)).strftime("%Y-%m-%dT%H%M%SZ")
-    old_key = f"postgres/{host_of(lab_config, 'db')}/benefits/{old}.dump"
-    for key in (old_key, old_key + ".manifest.json"):
-        b["s3"].put_object(Bucket=b["bucket"], Key=key, Body=b"old", ServerSideEncryption="AES256")
     out = sh(lab_config, "db", as_postgres("trustops-pgbackup prune")).stdout
     assert f"pruned {old_key}" in out
     versions = b["s3"].list_object_versions(Bucket=b["bucket"], Prefix=old_key)
