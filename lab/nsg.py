@@ -78,9 +78,11 @@ def verdict(plan: Plan, nsg: str | None, direction: str, src: str, dst: str, pro
     return next(r for r in plan.rules(nsg, direction) if _rule_matches(plan, r, src, dst, proto, port))
 
 
-def allowed(plan: Plan, src: str, dst_vm: Vm, proto: str, port: int, src_vm: Vm | None = None) -> bool:
-    """Whether a new flow from `src` (a VM's private address, or the admin address for the
-    internet) to `dst_vm`'s private address on proto/port gets through every NSG on its path."""
+def dropped_by(plan: Plan, src: str, dst_vm: Vm, proto: str, port: int,
+               src_vm: Vm | None = None) -> tuple[str, NsgRule] | None:
+    """The first NSG on the path of a new flow from `src` (a VM's private address, or the admin
+    address for the internet) to `dst_vm`'s private address on proto/port that denies it, with its
+    deciding rule (None: every NSG on the path lets it through)."""
     checks: list[tuple[str | None, str]] = []
     if src_vm is not None:
         checks += [(src_vm.nsg, "Outbound"), (plan.subnets[src_vm.subnet].nsg, "Outbound")]
@@ -88,8 +90,13 @@ def allowed(plan: Plan, src: str, dst_vm: Vm, proto: str, port: int, src_vm: Vm 
     for nsg, direction in checks:
         rule = verdict(plan, nsg, direction, src, dst_vm.private_ip, proto, port)
         if rule is not None and rule.access != "Allow":
-            return False
-    return True
+            return nsg, rule
+    return None
+
+
+def allowed(plan: Plan, src: str, dst_vm: Vm, proto: str, port: int, src_vm: Vm | None = None) -> bool:
+    """Whether a new flow gets through every NSG on its path (see dropped_by)."""
+    return dropped_by(plan, src, dst_vm, proto, port, src_vm) is None
 
 
 # ---------------------------------------------------------------------------- the router's ruleset

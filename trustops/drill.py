@@ -93,14 +93,11 @@ def _dropped_before_the_host(cfg: LabConfig, src_role: str, dst_role: str, ports
     plan = plan or twin.load_plan(cfg)
     vms = {vm.role: vm for vm in plan.vms.values()}
     src, dst = vms[src_role], vms[dst_role]
-    if any(nsg.allowed(plan, src.private_ip, dst, "tcp", port, src_vm=src) for port in ports):
+    drops = [nsg.dropped_by(plan, src.private_ip, dst, "tcp", port, src_vm=src) for port in ports]
+    if not all(drops):
         return None
-    for where, direction in ((src.nsg, "Outbound"), (plan.subnets[src.subnet].nsg, "Outbound"),
-                             (plan.subnets[dst.subnet].nsg, "Inbound"), (dst.nsg, "Inbound")):
-        rule = nsg.verdict(plan, where, direction, src.private_ip, dst.private_ip, "tcp", ports[0])
-        if rule is not None and rule.access != "Allow":
-            return f"{where} {rule.name} (priority {rule.priority})"
-    return "an NSG"
+    where, rule = drops[0]
+    return f"{where} {rule.name} (priority {rule.priority})"
 
 
 def stage(cfg: LabConfig, progress: Progress, plan=None) -> DrillResult:
