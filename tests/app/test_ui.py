@@ -80,12 +80,23 @@ def wait_for(driver, condition):
 
 
 def submit_and_wait(driver, button=None):
-    """Click a form's button and wait for the next page (the old one goes stale)."""
+    """Click a form's button and wait until the next page has loaded. The old page is marked in
+    its window and the wait ends when a loaded document no longer has the mark. Not selenium's
+    staleness_of: while the document is replaced, chromedriver can answer its element query with
+    "Node with given id does not belong to the document" (an unknown error, not a stale element),
+    which ended the wait with an error once when the machine was busy."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    html = driver.find_element(By.TAG_NAME, "html")
+    driver.execute_script("window.trustopsLeaving = true")
     (button or driver.find_element(By.CSS_SELECTOR, "main form button")).click()
-    wait_for(driver, ec.staleness_of(html))
+
+    def next_page_loaded(d):
+        try:
+            return d.execute_script(
+                "return window.trustopsLeaving === undefined && document.readyState === 'complete'")
+        except WebDriverException:          # the document is being replaced: ask again
+            return False
+    wait_for(driver, next_page_loaded)
 
 
 def test_employee_submits_and_hr_decides_in_a_browser(live_app, browser, tmp_path):
