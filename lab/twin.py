@@ -563,6 +563,31 @@ def _ssh_hosts(doc: dict) -> list[tuple[str, dict]]:
     return [(name, hv) for role in inventory.ROLES for name, hv in (doc["all"]["children"][role]["hosts"] or {}).items()]
 
 
+def _ssh_once(cmd: list[str], limit: float = 60) -> tuple[str, str]:
+    """One ssh run: (stdout, stderr). stderr goes to a file, not a pipe: the ProxyJump hop's own
+    ssh inherits it and, when the hop cannot reach the host (an NSG drops the SYN), lives on for
+    the kernel's whole connect timeout after the ssh we ran gave up, holding a pipe open; waiting
+    for that pipe's end took the whole 60 s limit. The hop is killed with its session after."""
+    import os
+    import signal
+    import tempfile
+
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            out = ""
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        err.seek(0)
+        return out, err.read()
+
+
 def check_ssh(cfg, doc: dict, timeout: float = 60, only: set[str] | None = None) -> None:
     """Log in to every host (or those in `only`) as Ansible will (the same ssh, options and
     jump) and run sudo; all hosts at once."""
@@ -577,10 +602,10 @@ def check_ssh(cfg, doc: dict, timeout: float = 60, only: set[str] | None = None)
                f"{doc['all']['vars']['ansible_user']}@{hv['ansible_host']}", "sudo -n true && echo ok"]
         deadline = time.monotonic() + timeout
         while True:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-            if proc.stdout.strip() == "ok":
+            out, err = _ssh_once(cmd)
+            if out.strip() == "ok":
                 return None
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            last = (err.strip().splitlines() or ["no output"])[-1]
             if time.monotonic() > deadline:
                 return f"cannot log in to {name} ({hv['ansible_host']}) the way Ansible will: {last}"
             time.sleep(1)
