@@ -20,7 +20,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -568,10 +570,6 @@ def _ssh_once(cmd: list[str], limit: float = 60) -> tuple[str, str]:
     ssh inherits it and, when the hop cannot reach the host (an NSG drops the SYN), lives on for
     the kernel's whole connect timeout after the ssh we ran gave up, holding a pipe open; waiting
     for that pipe's end took the whole 60 s limit. The hop is killed with its session after."""
-    import os
-    import signal
-    import tempfile
-
     with tempfile.TemporaryFile(mode="w+") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
         try:
@@ -583,7 +581,7 @@ def _ssh_once(cmd: list[str], limit: float = 60) -> tuple[str, str]:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            proc.wait()
+            proc.communicate()      # reaps ssh and closes its stdout pipe
         err.seek(0)
         return out, err.read()
 

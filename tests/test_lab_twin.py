@@ -515,3 +515,18 @@ def test_down_removes_everything_the_twin_made(twin_lab, lab_config):
     assert all(environment._inspect(n) is None for n in nets) and not cfg.state_dir.exists()
     left = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout.split()
     assert set(others) - set(mine) <= set(left)
+
+
+def test_one_ssh_run_does_not_wait_for_a_hop_that_outlives_it(tmp_path):
+    """check_ssh's one run (twin._ssh_once): a child that keeps stderr open after the command
+    exits (ssh's ProxyJump hop, when an NSG drops its SYN) neither holds the result back nor
+    survives it. With stderr on a pipe the run waited for that child: CI simulation 5's 60 s."""
+    import os
+    pid_file = tmp_path / "hop.pid"
+    out, err = twin._ssh_once(["sh", "-c", f"sleep 300 >&2 & echo $! > {pid_file}; echo ok; echo refused >&2"],
+                              limit=20)
+    assert (out, err) == ("ok\n", "refused\n")
+    from pathlib import Path
+    stat = Path("/proc") / pid_file.read_text().strip() / "stat"
+    # killed: gone, or a zombie until its new parent reaps it
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
