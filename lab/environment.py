@@ -449,13 +449,15 @@ def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
         progress.step(f"lab {cfg.name!r}: checking Docker")
         ensure_docker(progress)
         base = images.base_image(progress)
-        host_image = images.build("host", base, progress)
-        s3_image = images.build("s3", base, progress, build_args={"MOTO_VERSION": MOTO_VERSION},
-                                prepare=images.wheelhouse(f"moto {MOTO_VERSION} (S3 image)",
-                                                          [f"moto[server]=={MOTO_VERSION}"], progress))
-        app_image = images.build("app", base, progress, context=APP_DIR,
-                                 prepare=images.wheelhouse("app/requirements.txt (app image)",
-                                                           ["-r", str(APP_DIR / "requirements.txt")], progress))
+        built = images.build_all(base, progress, {
+            "host": {},
+            "s3": {"build_args": {"MOTO_VERSION": MOTO_VERSION},
+                   "prepare": images.wheelhouse(f"moto {MOTO_VERSION} (S3 image)", [f"moto[server]=={MOTO_VERSION}"],
+                                                progress)},
+            "app": {"context": APP_DIR,
+                    "prepare": images.wheelhouse("app/requirements.txt (app image)",
+                                                 ["-r", str(APP_DIR / "requirements.txt")], progress)}})
+        host_image, s3_image, app_image = built["host"], built["s3"], built["app"]
         if cfg.kind == "twin":
             from trustops.lab import twin
 

@@ -207,3 +207,37 @@ def test_a_lab_of_the_other_kind_is_refused_not_recreated(monkeypatch, tmp_path,
     cfg.inventory_file.write_text(yaml.safe_dump({"all": {"vars": lab_vars}}))
     with pytest.raises(LabError, match=rf"is a {made} lab .* TRUSTOPS_LAB_KIND={made} to use it"):
         environment.up(cfg, Progress(quiet=True))
+
+
+def test_the_images_build_side_by_side_and_a_failed_one_loses_the_others_nothing(monkeypatch):
+    """build_all runs the builds at once (cold, one after another took 160 s of `lab up`), lets
+    each finish, and raises the first failure in the order asked."""
+    import threading
+    import time
+
+    running, peak, finished, lock = [0], [0], [], threading.Lock()
+
+    def fake_build(name, base, progress, **kwargs):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+            finished.append(name)
+        if name in ("s3", "app"):
+            raise LabError(f"building {name} image failed: no mirror")
+        return f"trustops-lab/{name}:{kwargs.get('tag', 'x')}"
+
+    monkeypatch.setattr(images, "build", fake_build)
+    with pytest.raises(LabError, match="building s3 image failed"):
+        images.build_all("base", Progress(quiet=True), {"host": {}, "s3": {}, "app": {}})
+    assert peak[0] == 3 and sorted(finished) == ["app", "host", "s3"]
+    monkeypatch.setattr(images, "build", lambda name, base, progress, **kw: f"img-{name}-{sorted(kw)}")
+    assert images.build_all("base", Progress(quiet=True), {"host": {}, "app": {"context": 1}}) == \
+        {"host": "img-host-[]", "app": "img-app-['context']"}
+
+
+def test_the_debootstrap_base_gets_the_dpkg_setting_of_debians_docker_image(tmp_path):
+    images._as_in_debians_docker_image(tmp_path)
+    assert (tmp_path / "etc/dpkg/dpkg.cfg.d/docker-apt-speedup").read_text() == "force-unsafe-io\n"
