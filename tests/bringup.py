@@ -4,7 +4,8 @@ so the tests that need no lab run meanwhile (they come first; the lab's tests wa
 A process, not a thread: tests monkeypatch trustops.lab's functions, and a thread would run the
 patched ones. What the process leaves beside the lab's state directory: `<state>.bringup.json`
 ({"converged": ...} with --converge, {} without, or {"error": ...}) and its full output in
-`<state>.bringup.log`; the inventory is the lab's own file.
+`<state>.bringup.log`, the rolling patch's reports in `<state>.patch-reports/`; the inventory is
+the lab's own file.
 
     python -m tests.bringup [--converge]     (the lab named by TRUSTOPS_TEST_LAB* as in conftest)
 """
@@ -38,6 +39,11 @@ def _paths(cfg: environment.LabConfig) -> tuple[Path, Path]:
             cfg.state_dir.parent / f"{cfg.state_dir.name}.bringup.log")
 
 
+def _patch_reports(cfg: environment.LabConfig) -> Path:
+    """Where the bring-up's rolling patch writes its reports (beside the lab's state, as the log)."""
+    return cfg.state_dir.parent / f"{cfg.state_dir.name}.patch-reports"
+
+
 def _write(path: Path, doc: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, default=str))
@@ -45,7 +51,7 @@ def _write(path: Path, doc: dict) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from tests.playbooks import converge_twice
+    from tests.playbooks import converge_patch_converge
 
     result, _ = _paths(TEST_LAB)
     try:
@@ -54,10 +60,10 @@ def main(argv: list[str]) -> int:
         if "--converge" in argv:
             # each task's and role's time, for the log (the suite's budget is mostly this converge)
             os.environ["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks,ansible.posix.profile_roles"
-            doc["converged"] = converge_twice(TEST_LAB.inventory_file)
-            for run in ("first", "second"):
+            doc["converged"] = converge_patch_converge(TEST_LAB.inventory_file, _patch_reports(TEST_LAB))
+            for run in ("first", "patch", "second"):
                 out = doc["converged"][f"{run}_out"]
-                print(f"--- {run} converge: {out[out.rfind('PLAY RECAP'):]}", flush=True)
+                print(f"--- {run}: {out[out.rfind('PLAY RECAP'):]}", flush=True)
         _write(result, doc)
         return 0
     except BaseException as exc:  # noqa: BLE001 - whatever stopped it is the fixture's error

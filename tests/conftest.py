@@ -100,18 +100,19 @@ def pytest_sessionfinish(session):
 
 
 @pytest.fixture(scope="session")
-def converged(lab, lab_config, request):
-    """The test lab converged with site.yml, twice (the second run's recap proves idempotence).
+def converged(lab, lab_config, request, tmp_path_factory):
+    """The test lab converged with site.yml, patched host by host, converged again (the second
+    converge's recap proves idempotence and that patching undid nothing).
     TRUSTOPS_TEST_ASSUME_CONVERGED=1 (a lab kept with TRUSTOPS_KEEP_LAB=1 and converged since the
     last change): no converge, so a file group can be re-run in minutes; the tests that read the
     two runs' recaps skip."""
-    from tests.playbooks import converge_twice
+    from tests.playbooks import converge_patch_converge
 
     if os.environ.get("TRUSTOPS_TEST_ASSUME_CONVERGED") == "1":
         return _NoRecaps()
     if _BRINGUP is not None and _BRINGUP.converge:
         return _BRINGUP.wait(_say(request))["converged"]
-    return converge_twice(lab_config.inventory_file)
+    return converge_patch_converge(lab_config.inventory_file, tmp_path_factory.mktemp("patch-reports"))
 
 
 class _NoRecaps(dict):

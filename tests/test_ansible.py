@@ -1,4 +1,4 @@
-"""The playbooks for real on the lab: converge, converge again with 0 changed, patch host by host,
+"""The playbooks for real on the lab: converge, patch host by host, converge again with 0 changed,
 and what only the lab can show (machine-global sysctls untouched, auditd skipped in containers,
 Postgres logging a wrong password for the monitors). What a converged system looks like is checked once, for any
 inventory, in tests/live; the last test runs those checks through the evidence engine."""
@@ -7,15 +7,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import testinfra
 
 from tests.playbooks import host_of, lab_hosts, private_ip_of
-from tests.playbooks import playbook as _playbook
+from tests.playbooks import patch as _patch
 from tests.playbooks import recap as _recap
-from trustops.converge import ansible_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,12 +58,6 @@ def test_password_failures_are_logged_for_the_monitors(lab, lab_config, converge
     assert any(e.type == "pg_auth_failed" and e.source == app_ip and e.user == "benefits_app" for e in events), log
 
 
-def _patch(inventory: Path, report_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-                           str(ROOT / "ansible" / "patch.yml"), "-e", f"patch_report_dir={report_dir}", *extra],
-                          env=ansible_env(), capture_output=True, text=True, timeout=1500)
-
-
 def test_rolling_patch_stops_at_an_unhealthy_host(lab, lab_config, converged, tmp_path):
     first_host = sorted(lab_hosts(lab_config))[0]
     proc = _patch(lab_config.inventory_file, tmp_path / "stopped", "-e",
@@ -77,13 +69,11 @@ def test_rolling_patch_stops_at_an_unhealthy_host(lab, lab_config, converged, tm
     assert not (tmp_path / "stopped").exists() or not list((tmp_path / "stopped").iterdir())
 
 
-def test_rolling_patch_reports_every_host(lab, lab_config, converged, tmp_path):
-    import json
-
-    proc = _patch(lab_config.inventory_file, tmp_path / "reports")
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    reports = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "reports").glob("*.json")}
-    assert set(reports) == lab_hosts(lab_config)
+def test_rolling_patch_reports_every_host(lab, lab_config, converged):
+    """The suite's own rolling patch, between its two converges (tests.playbooks): a report per
+    host; test_second_run_changes_nothing shows the patched hosts are still the hardened ones."""
+    reports = converged["patch_reports"]
+    assert set(reports) == lab_hosts(lab_config), converged["patch_out"][-3000:]
     assert all(isinstance(r["packages"], list) and r["rebooted"] is False for r in reports.values())
     # the app's image is measured against the mirror (PROD-05) and rebuilt with the mirror's
     # updates: after the patch run its measurement shows no security update pending. (Until
@@ -96,9 +86,6 @@ def test_rolling_patch_reports_every_host(lab, lab_config, converged, tmp_path):
     pending = re.findall(r'^trustops_pending_updates\{scope="image",image="([^"]+)",origin="security"\} (\d+)$',
                          measured, re.M)
     assert pending and all(n == "0" for _, n in pending), f"{app['images']}\n{measured}"
-    # the patched hosts are still the hardened ones (and the rebuilt image stays: nothing redeploys)
-    again = _playbook(lab_config.inventory_file)
-    assert sum(r["changed"] for r in _recap(again.stdout).values()) == 0, again.stdout[-3000:]
 
 
 def test_the_engine_runs_the_live_checks_and_catches_a_disabled_firewall(lab, lab_config, converged, tmp_path):
