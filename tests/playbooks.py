@@ -28,9 +28,9 @@ def machine_sysctls() -> dict[str, str]:
     return out
 
 
-def playbook(inventory: Path, *extra: str) -> subprocess.CompletedProcess:
+def playbook(inventory: Path, *extra: str, book: Path = PLAYBOOK) -> subprocess.CompletedProcess:
     return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-                           str(PLAYBOOK), *extra], env=ansible_env(), capture_output=True, text=True, timeout=1500)
+                           str(book), *extra], env=ansible_env(), capture_output=True, text=True, timeout=1500)
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
@@ -43,9 +43,7 @@ def recap(output: str) -> dict[str, dict[str, int]]:
 
 def patch(inventory: Path, report_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     """The rolling patch (patch.yml, one host at a time), its reports written to `report_dir`."""
-    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-                           str(PATCH_PLAYBOOK), "-e", f"patch_report_dir={report_dir}", *extra],
-                          env=ansible_env(), capture_output=True, text=True, timeout=1500)
+    return playbook(inventory, "-e", f"patch_report_dir={report_dir}", *extra, book=PATCH_PLAYBOOK)
 
 
 def converge_patch_converge(inventory: Path, report_dir: Path) -> dict:

@@ -10,12 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from trustops.lab import environment, nsg, reach, stack, twin
 from trustops.lab.stack import NsgRule, Plan, Subnet, Vm
 from trustops.lab.system import LabError
+from trustops.wait import until
 
 ADDRESS_SPACE = "172.27.0.0/16"
 POOL = [f"172.26.0.{i}" for i in range(10, 20)]
@@ -521,12 +523,10 @@ def test_one_ssh_run_does_not_wait_for_a_hop_that_outlives_it(tmp_path):
     """check_ssh's one run (twin._ssh_once): a child that keeps stderr open after the command
     exits (ssh's ProxyJump hop, when an NSG drops its SYN) neither holds the result back nor
     survives it. With stderr on a pipe the run waited for that child: CI simulation 5's 60 s."""
-    import os
     pid_file = tmp_path / "hop.pid"
     out, err = twin._ssh_once(["sh", "-c", f"sleep 300 >&2 & echo $! > {pid_file}; echo ok; echo refused >&2"],
                               limit=20)
     assert (out, err) == ("ok\n", "refused\n")
-    from pathlib import Path
     stat = Path("/proc") / pid_file.read_text().strip() / "stat"
 
     def killed() -> bool:   # gone, or a zombie until its new parent reaps it (SIGKILL lands a moment later:
@@ -534,5 +534,4 @@ def test_one_ssh_run_does_not_wait_for_a_hop_that_outlives_it(tmp_path):
             return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
         except FileNotFoundError:
             return True
-    from trustops.wait import until
     until(killed, 10, "the hop killed with the run", interval=0.05)
