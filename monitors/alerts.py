@@ -325,3 +325,100 @@ class AlertBook:
         self.due.update(dict.fromkeys(self.firing))  # a restart re-posts what fires
         self.resolved.extend(r for r in data.get("resolved", []) if isinstance(r, dict))
         self.dropped = int(data.get("dropped", 0))
+
+
+class AlertFanout:
+    """Every alert to every Alertmanager of a cluster, as Prometheus sends them: one AlertBook per
+    peer, each with its own queue, backoff and outage log, fed the same detections. Losing a peer
+    holds back only that peer's posts; the cluster deduplicates the notifications."""
+
+    def __init__(self, urls: list[str], *args, **kw) -> None:
+        self.books = [AlertBook(url, *args, **kw) for url in (urls or [None])]
+
+    @property
+    def first(self) -> AlertBook:
+        return self.books[0]
+
+    def detected(self, d: Detection, now: float | None = None) -> None:
+        for b in self.books:
+            b.detected(d, now)
+
+    def aggregate(self, *args, **kw) -> None:
+        for b in self.books:
+            b.aggregate(*args, **kw)
+
+    def aggregated_more(self, rule: str, n: int, now: float | None = None) -> None:
+        for b in self.books:
+            b.aggregated_more(rule, n, now)
+
+    def overflows(self, rule: str, group: str) -> bool:
+        return self.first.overflows(rule, group)
+
+    def tick(self, now: float | None = None) -> int:
+        return max(b.tick(now) for b in self.books)
+
+    def flush(self, now: float | None = None) -> bool:
+        return any([b.flush(now) for b in self.books])     # every peer, no short cut
+
+    @property
+    def queue(self) -> list:
+        """Posts waiting, over all peers (a post two peers still need counts twice)."""
+        return [p for b in self.books for p in b.queue]
+
+    @property
+    def firing(self) -> dict:
+        return self.first.firing
+
+    @property
+    def aggregated(self) -> dict:
+        return self.first.aggregated
+
+    @property
+    def sent(self) -> int:
+        return sum(b.sent for b in self.books)
+
+    @property
+    def failures(self) -> int:
+        return sum(b.failures for b in self.books)
+
+    @property
+    def dropped(self) -> int:
+        return sum(b.dropped for b in self.books)
+
+    @property
+    def on_sent(self):
+        return self.first.on_sent
+
+    @on_sent.setter
+    def on_sent(self, callback) -> None:
+        for b in self.books:
+            b.on_sent = callback
+
+    def start_sender(self) -> None:
+        for b in self.books:
+            b.start_sender()
+
+    def stop_sender(self, timeout: float = 5.0) -> None:
+        for b in self.books:
+            b.stop_sender(timeout)
+
+    def dump(self) -> dict:
+        return {"peers": {b.url or "": b.dump() for b in self.books}}
+
+    def restore(self, data: dict | None) -> None:
+        """Each peer's own part of the checkpoint; a peer the checkpoint does not know (new in the
+        config, or a checkpoint from before the fan-out) starts from what fires, re-posted fresh."""
+        if not data:
+            return
+        peers = data.get("peers")
+        if not isinstance(peers, dict):
+            peers = {}
+            whole = data
+        else:
+            whole = next(iter(peers.values()), None)
+        for b in self.books:
+            part = peers.get(b.url or "")
+            if isinstance(part, dict):
+                b.restore(part)
+            elif isinstance(whole, dict):
+                b.restore({"firing": whole.get("firing"), "due": [], "dropped": 0})

@@ -51,14 +51,14 @@ def cmd_replay(a: argparse.Namespace) -> int:
 def cmd_check(a: argparse.Namespace) -> int:
     cfg = load_config(a.config)
     print(f"config {a.config}: OK ({len(cfg.inputs)} inputs, rules from {cfg.rules_file}, "
-          f"alertmanager {cfg.alertmanager_url or 'not set'})")
+          f"alertmanager {', '.join(cfg.alertmanager_urls) or 'not set'})")
     return 0
 
 
 def cmd_run(a: argparse.Namespace) -> int:
     cfg = load_config(a.config)
     print(f"trustops-monitor: {len(cfg.inputs)} inputs, metrics on {cfg.metrics_listen}, "
-          f"alertmanager {cfg.alertmanager_url or 'not set'}", file=sys.stderr, flush=True)
+          f"alertmanager {', '.join(cfg.alertmanager_urls) or 'not set'}", file=sys.stderr, flush=True)
     Monitor(cfg).run()
     return 0
 

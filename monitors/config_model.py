@@ -41,6 +41,7 @@ class RuleOverride(BaseModel):
 
 class AlertmanagerModel(_Strict):
     url: StrictStr | None = Field(default=None, pattern=r"^https?://[^/\s]+")
+    urls: list[StrictStr] | None = Field(default=None, min_length=1)   # every peer of a cluster
     ca_file: StrictStr | None = None
 
 

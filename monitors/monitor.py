@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from trustops.monitors import events as ev
-from trustops.monitors.alerts import AlertBook
+from trustops.monitors.alerts import AlertFanout
 from trustops.monitors.app import AppParser
 from trustops.monitors.config_model import INPUT_TYPES
 from trustops.monitors import hostauth
@@ -69,7 +69,7 @@ class Config:
     allowlist: list[str] = field(default_factory=list)
     rules_file: str = str(DEFAULT_RULES)
     rules: dict = field(default_factory=dict)
-    alertmanager_url: str | None = None
+    alertmanager_urls: list[str] = field(default_factory=list)  # every peer of the Alertmanager cluster
     alertmanager_ca_file: str | None = None   # the CA of an https Alertmanager (the platform's), else the system's
     runbook_base_url: str = DEFAULT_RUNBOOKS
     metrics_listen: str | None = "127.0.0.1:9469"
@@ -145,8 +145,15 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
         raise ConfigError("config: input names must be unique")
     am = data.get("alertmanager") or {}
     url = am.get("url") if isinstance(am, dict) else None
-    if url is not None and not re.match(r"^https?://[^/\s]+", str(url)):
-        raise ConfigError(f"alertmanager.url {url!r}: expected http(s)://host:port")
+    urls = am.get("urls") if isinstance(am, dict) else None
+    if url is not None and urls is not None:
+        raise ConfigError("alertmanager: give url (one Alertmanager) or urls (every peer of a cluster), not both")
+    urls = [str(u) for u in (urls if urls is not None else [url] if url is not None else [])]
+    for u in urls:
+        if not re.match(r"^https?://[^/\s]+", u):
+            raise ConfigError(f"alertmanager url {u!r}: expected http(s)://host:port")
+    if len(set(urls)) != len(urls):
+        raise ConfigError(f"alertmanager.urls: {urls} names a peer twice (it would get every alert twice)")
     ca_file = am.get("ca_file") if isinstance(am, dict) else None
     if ca_file is not None and not os.path.isfile(str(ca_file)):
         raise ConfigError(f"alertmanager.ca_file {ca_file!r}: no such file")
@@ -162,7 +169,7 @@ def load_config(path: Path | str | None = None, data: dict | None = None) -> Con
         allowed_networks=_cidrs(data.get("allowed_networks"), "allowed_networks"),
         allowlist=_cidrs(data.get("allowlist"), "allowlist"),
         rules_file=str(data.get("rules_file") or DEFAULT_RULES), rules=data.get("rules") or {},
-        alertmanager_url=url, alertmanager_ca_file=ca_file,
+        alertmanager_urls=urls, alertmanager_ca_file=ca_file,
         runbook_base_url=str(data.get("runbook_base_url") or DEFAULT_RUNBOOKS),
         metrics_listen=listen, state_dir=str(data.get("state_dir") or "/var/lib/trustops-monitor"),
         start_at=start_at, max_line_bytes=int(data.get("max_line_bytes", 64 * 1024)),
@@ -471,7 +478,7 @@ class Monitor:
         self.rules = {r.name: r for r in rules}
         self.engine = make_engine(rules, cfg.allowed_networks)
         self.metrics.build_info.labels("c" if isinstance(self.engine, FastEngine) else "python").set(1)
-        self.alerts = AlertBook(cfg.alertmanager_url, cfg.instance, cfg.runbook_base_url, cfg.resolve_after,
+        self.alerts = AlertFanout(cfg.alertmanager_urls, cfg.instance, cfg.runbook_base_url, cfg.resolve_after,
                                 refresh=self._refresh, ca_file=cfg.alertmanager_ca_file,
                                 max_per_rule=cfg.max_alerts_per_rule,
                                 max_firing=cfg.max_alerts, top=self.engine.top)

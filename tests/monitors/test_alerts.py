@@ -88,7 +88,8 @@ def test_the_text_gives_the_real_count_at_send_time(tmp_path, capture):
     mon.step()
     failures(27, 200)
     mon.step()
-    mon.alerts._last_resend = 0  # the next resend is due
+    for book in mon.alerts.books:  # the next resend is due
+        book._last_resend = 0
     mon.step()
     summaries = [a["annotations"]["summary"] for batch in capture.received for a in batch
                  if a["labels"]["alertname"] == "PostgresBruteForce"]
@@ -153,3 +154,57 @@ def test_the_sender_posts_over_tls_verified_against_the_configured_ca(tmp_path, 
     with pytest.raises(ConfigError, match=r"^alertmanager\.ca_file '.*nope': no such file$"):
         load_config(data={"instance": "db-1", "inputs": [{"name": "pg", "type": "postgres", "path": str(tmp_path / "x")}],
                           "alertmanager": {"url": url, "ca_file": str(tmp_path / "nope")}})
+
+
+def test_every_alert_goes_to_every_peer_and_a_dead_peer_holds_back_only_its_own(capture):
+    """Issue 19 (Alertmanager as a cluster): the monitor posts each alert to every peer, as
+    Prometheus does; a peer that is down gets what it missed when it is back, and the live one is
+    not held back meanwhile. Its queue survives a restart per peer."""
+    from trustops.monitors.alerts import AlertFanout
+    lines: list[str] = []
+    down = free_port()
+    fan = AlertFanout([f"http://127.0.0.1:{capture.port}", f"http://127.0.0.1:{down}"], "db-1",
+                      "https://x/runbooks", log=lines.append)
+    now = time.time()
+    fan.detected(_det(now, now), now=now)
+    assert fan.flush(now=now)                   # the live peer took it
+    assert [a["labels"]["alertname"] for a in capture.received[0]] == ["PostgresBruteForce"]
+    assert len(fan.queue) == 1 and fan.sent == 1 and fan.failures == 1
+    assert any(f"127.0.0.1:{down}" in line and "did not take 1 alerts" in line for line in lines), lines
+    saved = json.loads(json.dumps(fan.dump()))
+    second = Webhook()
+    try:
+        again = AlertFanout([f"http://127.0.0.1:{capture.port}", f"http://127.0.0.1:{down}"], "db-1",
+                            "https://x/runbooks")
+        again.restore(saved)
+        again.books[1].url = f"http://127.0.0.1:{second.port}/api/v2/alerts"   # the dead peer is back
+        assert again.flush(now=now + 1)
+        assert [a["labels"]["alertname"] for b in second.received for a in b] == ["PostgresBruteForce"]
+        assert again.queue == []
+    finally:
+        second.close()
+
+
+def test_a_checkpoint_from_before_the_fan_out_is_read_for_every_peer(capture):
+    from trustops.monitors.alerts import AlertFanout
+    now = time.time()
+    old = AlertBook(f"http://127.0.0.1:{free_port()}", "db-1", "https://x/runbooks")
+    old.detected(_det(now, now), now=now)
+    fan = AlertFanout([f"http://127.0.0.1:{capture.port}", f"http://127.0.0.1:{capture.port}/b"], "db-1",
+                      "https://x/runbooks")
+    fan.restore(json.loads(json.dumps(old.dump())))
+    assert fan.flush(now=now + 1)
+    assert len(capture.received) == 2 and all(len(b) == 1 for b in capture.received)
+
+
+@pytest.mark.parametrize("am, error", [
+    ({"url": "http://a:9093", "urls": ["http://b:9093"]}, "not both"),
+    ({"urls": ["http://a:9093", "http://a:9093"]}, "names a peer twice"),
+    ({"urls": ["a:9093"]}, "a:9093.*expected http"),
+])
+def test_a_bad_peer_list_is_one_line(tmp_path, am, error):
+    from trustops.monitors.monitor import ConfigError
+    data = {"inputs": [{"name": "pg", "type": "postgres", "path": str(tmp_path / "pg.log")}], "alertmanager": am}
+    with pytest.raises(ConfigError, match=error) as info:
+        load_config(data=data)
+    assert "\n" not in str(info.value)

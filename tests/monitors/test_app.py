@@ -322,7 +322,8 @@ def _render_monitor_yml(tmp_path, **hostvars) -> dict:
     text = env.get_template("monitor.yml.j2").render(
         inventory_hostname="h-1", private_ip="10.10.1.4", monitors_postgres_log="/var/log/postgresql/x.log",
         monitors_ufw_from_shared_kernel_log=False, monitors_allowed_networks=["10.10.1.4/32"],
-        monitors_alertmanager_url="https://10.10.3.4:9093", monitors_ca_file=str(ca), monitors_metrics_port=9469,
+        monitors_alertmanager_urls=["https://10.10.3.4:9093", "https://10.10.3.5:9093"], monitors_ca_file=str(ca),
+        monitors_metrics_port=9469,
         monitors_state_dir=str(tmp_path / "state"), monitors_app_auth_log=auth_log,
         **{"monitors_admin_networks": ["192.88.99.1/32"], **hostvars})
     path = tmp_path / "monitor.yml"
@@ -358,3 +359,11 @@ def test_a_log_that_exists_but_cannot_be_opened_is_reported_not_a_crash(tmp_path
     finally:
         for t in mon.tails.values():
             t.close()
+
+
+def test_the_role_names_every_ops_host_as_a_peer(tmp_path):
+    """Issue 19: each alert goes to every Alertmanager of the cluster (the daemon reads them all)."""
+    from trustops.monitors.monitor import load_config as load
+    db = _render_monitor_yml(tmp_path, trustops_role="db", group_names=["db"])
+    assert db["alertmanager"]["urls"] == ["https://10.10.3.4:9093", "https://10.10.3.5:9093"]
+    assert load(data=db).alertmanager_urls == db["alertmanager"]["urls"]
