@@ -82,7 +82,7 @@ def test_a_restarted_receiver_remembers_the_last_heartbeat(tmp_path):
 def test_a_torn_state_file_is_ignored(tmp_path):
     (tmp_path / heartbeat.STATE_FILE).write_text('{"last_beat": 12')
     sw = Switch(tmp_path, timeout=60, repeat=600, grace=900, clock=Clock())
-    assert sw.last_beat is None
+    assert sw.last_beat == {} and sw.paged_at == {}
 
 
 @pytest.mark.parametrize("payload, ok", [
@@ -160,3 +160,52 @@ def test_the_page_names_its_host_as_every_other_alert_does():
     args = heartbeat.build_parser().parse_args(["127.0.0.1", "1", "/tmp", "--instance", "db-1"])
     labels = heartbeat.page_payload("firing", args.instance, 0, 400, 300)["alerts"][0]["labels"]
     assert labels["host"] == labels["instance"] == "db-1"
+
+
+def _watchdogs(*replicas: str) -> dict:
+    return {**WATCHDOG, "alerts": [{"status": "firing", "labels": {"alertname": HEARTBEAT_ALERT, "severity": "info",
+                                                                   heartbeat.REPLICA_LABEL: r}} for r in replicas]}
+
+
+def test_one_prometheus_replica_gone_pages_for_it_though_the_other_keeps_beating(tmp_path):
+    """Issue 19 (Prometheus as an HA pair): both replicas' Watchdogs arrive in one notification;
+    when one stops, the other still beats, and the receiver pages naming the one that stopped,
+    then resolves it when it is back. Before, any Watchdog was a heartbeat: one replica dead was
+    silent."""
+    clock = Clock()
+    sw = Switch(tmp_path, timeout=60, repeat=600, grace=0, clock=clock, replicas=("ops-1", "ops-2"))
+    sw.beat(heartbeat.heartbeat_replicas(_watchdogs("ops-1", "ops-2")))
+    for _ in range(3):
+        clock.now += 30
+        sw.beat(heartbeat.heartbeat_replicas(_watchdogs("ops-1")))
+        sw.check()
+    records = [json.loads(line)["payload"] for line in (tmp_path / "alerts-pager.jsonl").read_text().splitlines()]
+    assert [(r["status"], r["alerts"][0]["labels"].get("replica")) for r in records] == [("firing", "ops-2")]
+    assert "Prometheus on ops-2" in records[0]["alerts"][0]["annotations"]["summary"]
+    clock.now += 30
+    sw.beat(heartbeat.heartbeat_replicas(_watchdogs("ops-2", "ops-1")))
+    records = [json.loads(line)["payload"] for line in (tmp_path / "alerts-pager.jsonl").read_text().splitlines()]
+    assert [(r["status"], r["alerts"][0]["labels"].get("replica")) for r in records] == [
+        ("firing", "ops-2"), ("resolved", "ops-2")]
+    # a restart keeps each replica's last beat
+    again = Switch(tmp_path, timeout=60, repeat=600, grace=0, clock=clock, replicas=("ops-1", "ops-2"))
+    assert again.last_beat == {"ops-1": clock.now, "ops-2": clock.now}
+
+
+def test_a_state_file_from_before_replicas_stands_for_each_of_them(tmp_path):
+    clock = Clock()
+    (tmp_path / heartbeat.STATE_FILE).write_text(json.dumps({"last_beat": clock.now - 120, "paged_at": None}))
+    sw = Switch(tmp_path, timeout=60, repeat=600, grace=900, clock=clock, replicas=("ops-1", "ops-2"))
+    sw.check()
+    assert sorted(r for s, r in [(p["status"], p["alerts"][0]["labels"]["replica"]) for p in
+                                 (json.loads(line)["payload"] for line in
+                                  (tmp_path / "alerts-pager.jsonl").read_text().splitlines())]) == ["ops-1", "ops-2"]
+
+
+def test_a_watchdog_of_a_replica_nobody_expects_is_no_heartbeat(tmp_path):
+    clock = Clock()
+    sw = Switch(tmp_path, timeout=60, repeat=600, grace=0, clock=clock, replicas=("ops-1",))
+    sw.beat(heartbeat.heartbeat_replicas(_watchdogs("ops-9")))
+    clock.now += 61
+    sw.check()
+    assert pages(tmp_path) == [("firing", PAGE_ALERT)]

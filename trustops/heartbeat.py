@@ -4,8 +4,10 @@ Watchdog alert here, on another host, every few seconds; when none has arrived f
 webhook payload to the pager URL, or the local sink's file when none is set), repeats the page
 every REPEAT seconds while it lasts, and sends the resolved notice when heartbeats come back.
 The last heartbeat is kept on disk, so a restart of this receiver neither forgets an outage nor
-starts a new grace period.
-Usage: trustops-heartbeat HOST PORT DIR [--timeout S] [--repeat S] [--grace S] [--pager-url URL]"""
+starts a new grace period. With Prometheus as an HA pair each replica's Watchdog is told apart
+(its `prometheus_replica` label) and each is expected (--expect): one replica gone pages too,
+though the other keeps the pipeline alive.
+Usage: trustops-heartbeat HOST PORT DIR [--timeout S] [--repeat S] [--grace S] [--expect R ...] [--pager-url URL]"""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +26,7 @@ import requests
 from trustops.alert_sink import append as sink_append
 
 HEARTBEAT_ALERT = "Watchdog"                 # the rule in the alerting role's meta-rules.yml
+REPLICA_LABEL = "prometheus_replica"         # Prometheus's alert_relabel_configs keep it on Watchdog only
 HEARTBEAT_PATH = "/heartbeat"
 PAGE_ALERT = "WatchdogHeartbeatMissing"      # what this receiver pages with (runbooks/<name>.md)
 RUNBOOKS = "https://github.com/trustops/trustops/blob/main/runbooks"
@@ -48,62 +51,84 @@ def is_heartbeat(payload: object) -> bool:
         and a["labels"].get("alertname") == HEARTBEAT_ALERT for a in alerts)
 
 
-def page_payload(status: str, host: str, since: float, now: float, timeout: float) -> dict:
+def heartbeat_replicas(payload: dict) -> set[str]:
+    """The Prometheus replicas whose Watchdog fires in a heartbeat ("" for one without the label)."""
+    return {str(a["labels"].get(REPLICA_LABEL, "")) for a in payload["alerts"]
+            if isinstance(a, dict) and a.get("status") == "firing" and isinstance(a.get("labels"), dict)
+            and a["labels"].get("alertname") == HEARTBEAT_ALERT}
+
+
+def page_payload(status: str, host: str, since: float, now: float, timeout: float, replica: str = "") -> dict:
     """The page in Alertmanager's webhook shape (version 4), so the pager and the sink take it as
     they take Alertmanager's own."""
-    labels = {"alertname": PAGE_ALERT, "severity": "critical", "instance": host, "host": host}
+    labels = {"alertname": PAGE_ALERT, "severity": "critical", "instance": host, "host": host,
+              **({"replica": replica} if replica else {})}
+    source = f"Prometheus on {replica}" if replica else "the alerting pipeline"
+    cause = (f"Prometheus on {replica} (or the whole {replica} host) is down, or no Alertmanager is left: the "
+             "alerts it evaluates reach nobody" if replica else
+             "Prometheus, Alertmanager or the ops host is down, so no other alert can page")
     annotations = {
-        "summary": f"No heartbeat from the alerting pipeline for {int(now - since)}s",
-        "description": (f"{host} has had no Watchdog notification from Alertmanager on the ops host since "
-                        f"{_iso(since)} (allowed: {int(timeout)}s): Prometheus, Alertmanager or the ops host is "
-                        "down, so no other alert can page."),
+        "summary": f"No heartbeat from {source} for {int(now - since)}s",
+        "description": (f"{host} has had no Watchdog notification from {source} since {_iso(since)} (allowed: "
+                        f"{int(timeout)}s): {cause}."),
         "runbook_url": f"{RUNBOOKS}/{PAGE_ALERT}.md"}
+    key = f"{PAGE_ALERT}:{host}" + (f":{replica}" if replica else "")
     alert = {"status": status, "labels": labels, "annotations": annotations, "startsAt": _iso(since),
              "endsAt": _iso(now) if status == "resolved" else "0001-01-01T00:00:00Z",
-             "generatorURL": "", "fingerprint": f"{PAGE_ALERT}:{host}"}
-    return {"version": "4", "status": status, "receiver": PAGER_RECEIVER, "groupKey": f"{PAGE_ALERT}:{host}",
+             "generatorURL": "", "fingerprint": key}
+    return {"version": "4", "status": status, "receiver": PAGER_RECEIVER, "groupKey": key,
             "truncatedAlerts": 0, "groupLabels": {"alertname": PAGE_ALERT}, "commonLabels": labels,
             "commonAnnotations": annotations, "externalURL": "", "alerts": [alert]}
 
 
 class Switch:
-    """The switch's state: when the last heartbeat came, and whether (and when) it paged."""
+    """The switch's state: when the last heartbeat of each expected replica came, and whether (and
+    when) it paged for it. No replicas expected: one heartbeat, whatever its labels."""
 
     def __init__(self, directory: Path, timeout: float, repeat: float, grace: float, pager_url: str = "",
-                 host: str = "", clock=time.time) -> None:
+                 host: str = "", clock=time.time, replicas: tuple[str, ...] | list[str] = ()) -> None:
         self.directory, self.timeout, self.repeat, self.pager_url = directory, timeout, repeat, pager_url
         self.host = host or os.uname().nodename
         self.clock = clock
         self.lock = threading.Lock()
         self.started = clock()
         self.grace = max(timeout, grace)   # before the first heartbeat ever: a new site is still converging
-        state = self._load()
-        self.last_beat: float | None = state.get("last_beat")
-        self.paged_at: float | None = state.get("paged_at")
+        self.replicas = tuple(dict.fromkeys(replicas)) or ("",)
+        self.last_beat: dict[str, float] = {}
+        self.paged_at: dict[str, float] = {}
+        self._load()
 
-    def overdue(self, now: float) -> bool:
-        if self.last_beat is None:
+    def overdue(self, now: float, replica: str = "") -> bool:
+        last = self.last_beat.get(replica)
+        if last is None:
             return now - self.started > self.grace
-        return now - self.last_beat > self.timeout
+        return now - last > self.timeout
 
-    def _load(self) -> dict:
+    def _load(self) -> None:
         try:
             state = json.loads((self.directory / STATE_FILE).read_text())
-            return {k: float(v) for k, v in state.items() if k in ("last_beat", "paged_at") and v is not None}
+            if "beats" in state:
+                beats, paged = state["beats"], state.get("paged") or {}
+            else:   # one heartbeat, as before replicas: it stands for each of them
+                beats = {r: state["last_beat"] for r in self.replicas} if state.get("last_beat") else {}
+                paged = {r: state["paged_at"] for r in self.replicas} if state.get("paged_at") else {}
+            self.last_beat = {str(r): float(t) for r, t in beats.items() if r in self.replicas}
+            self.paged_at = {str(r): float(t) for r, t in paged.items() if r in self.replicas}
         except FileNotFoundError:
-            return {}
-        except (ValueError, TypeError, AttributeError) as exc:   # a torn or edited file: start over, say so
+            return
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:   # a torn or edited file: start over, say so
             log.warning("ignoring unreadable %s: %s", STATE_FILE, exc)
-            return {}
+            self.last_beat, self.paged_at = {}, {}
 
     def _save(self) -> None:
         tmp = self.directory / f".{STATE_FILE}.{os.getpid()}"
-        tmp.write_text(json.dumps({"last_beat": self.last_beat, "paged_at": self.paged_at}))
+        tmp.write_text(json.dumps({"beats": self.last_beat, "paged": self.paged_at}))
         os.replace(tmp, self.directory / STATE_FILE)
 
-    def _send(self, status: str, now: float) -> bool:
-        since = self.started if self.last_beat is None else self.last_beat
-        payload = page_payload(status, self.host, since, now, self.timeout)
+    def _send(self, status: str, now: float, replica: str) -> bool:
+        last = self.last_beat.get(replica)
+        since = self.started if last is None else last
+        payload = page_payload(status, self.host, since, now, self.timeout, replica)
         try:
             if self.pager_url:
                 requests.post(self.pager_url, json=payload, timeout=10).raise_for_status()
@@ -112,26 +137,32 @@ class Switch:
         except (requests.RequestException, OSError) as exc:
             log.error("could not send the %s page (%s: %s); trying again", status, type(exc).__name__, exc)
             return False
-        log.warning("sent %s page %s (no heartbeat since %s)", status, PAGE_ALERT, _iso(since))
+        log.warning("sent %s page %s%s (no heartbeat since %s)", status, PAGE_ALERT,
+                    f" for {replica}" if replica else "", _iso(since))
         return True
 
-    def beat(self) -> None:
+    def beat(self, replicas: set[str] | None = None) -> None:
+        """A heartbeat carrying these replicas' Watchdogs (None: every expected one)."""
         with self.lock:
             now = self.clock()
-            if self.paged_at is not None and self._send("resolved", now):
-                self.paged_at = None
-            self.last_beat = now
+            for replica in self.replicas:
+                if replicas is not None and replica not in replicas and self.replicas != ("",):
+                    continue
+                if replica in self.paged_at and self._send("resolved", now, replica):
+                    del self.paged_at[replica]
+                self.last_beat[replica] = now
             self._save()
 
     def check(self) -> None:
-        """Pages when the heartbeat is overdue and no page went out within REPEAT seconds."""
+        """Pages for each replica whose heartbeat is overdue and not paged within REPEAT seconds."""
         with self.lock:
             now = self.clock()
-            if not self.overdue(now):
-                return
-            if self.paged_at is None or now - self.paged_at >= self.repeat:
-                if self._send("firing", now):
-                    self.paged_at = now
+            for replica in self.replicas:
+                if not self.overdue(now, replica):
+                    continue
+                paged = self.paged_at.get(replica)
+                if (paged is None or now - paged >= self.repeat) and self._send("firing", now, replica):
+                    self.paged_at[replica] = now
                     self._save()
 
 
@@ -159,7 +190,7 @@ def handler(switch: Switch) -> type[BaseHTTPRequestHandler]:
             if not is_heartbeat(payload):
                 self.send_error(422, f"not a firing {HEARTBEAT_ALERT} notification")
                 return
-            switch.beat()
+            switch.beat(heartbeat_replicas(payload))
             self.send_response(200)
             self.end_headers()
 
@@ -180,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for the very first heartbeat (a site being converged)")
     p.add_argument("--instance", default="",
                    help="this host's name in the page's host and instance labels (the inventory's; default: the node name)")
+    p.add_argument("--expect", action="append", default=[], metavar="REPLICA",
+                   help="a Prometheus replica whose Watchdog must arrive (repeat for each; none: any Watchdog)")
     p.add_argument("--tick", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--pager-url", default=os.environ.get("TRUSTOPS_PAGER_URL", ""),
                    help="webhook that pages (default $TRUSTOPS_PAGER_URL; empty: DIR/alerts-pager.jsonl)")
@@ -196,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trustops-heartbeat: {args.directory} is not a directory", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    switch = Switch(args.directory, args.timeout, args.repeat, args.grace, args.pager_url, host=args.instance)
+    switch = Switch(args.directory, args.timeout, args.repeat, args.grace, args.pager_url, host=args.instance,
+                    replicas=args.expect)
     server = ThreadingHTTPServer((args.host, args.port), handler(switch))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
