@@ -80,6 +80,18 @@ class VmArgs:
     resource_group_name: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
     public: bool = False
+    index: int = 1          # the role's index-th VM: its address and computer name (ops-2)
+
+
+def host_name(role: str, index: int) -> str:
+    """The VM's computer name and the inventory's host name: app-1, ops-2."""
+    return f"{role}-{index}"
+
+
+def vm_resource_name(role: str, index: int) -> str:
+    """trustops-ops for the first VM of a role (the name it always had: a new name would replace
+    the VM), trustops-ops-2 for the next ones."""
+    return f"trustops-{role}" if index == 1 else f"trustops-{role}-{index}"
 
 
 class Vm(pulumi.ComponentResource):
@@ -87,7 +99,7 @@ class Vm(pulumi.ComponentResource):
         super().__init__("trustops:infra:Vm", name, None, opts)
         cfg, child = args.cfg, pulumi.ResourceOptions(parent=self)
         ipconf: dict = {"name": "primary", "primary": True, "subnet": {"id": args.subnet_id},
-                        "private_ip_allocation_method": "Static", "private_ip_address": cfg.host_ip(args.role)}
+                        "private_ip_allocation_method": "Static", "private_ip_address": cfg.host_ip(args.role, args.index)}
         self.public_ip = None
         if args.public:
             self.public_ip = network.PublicIPAddress(
@@ -112,7 +124,7 @@ class Vm(pulumi.ComponentResource):
             hardware_profile={"vm_size": cfg.db_vm_size if args.role == "db" else cfg.vm_size},
             network_profile={"network_interfaces": [{"id": self.nic.id, "primary": True}]},
             os_profile={
-                "computer_name": f"{args.role}-1", "admin_username": "deploy", "custom_data": custom_data,
+                "computer_name": host_name(args.role, args.index), "admin_username": "deploy", "custom_data": custom_data,
                 "linux_configuration": {
                     "disable_password_authentication": True,
                     "ssh": {"public_keys": [{"path": "/home/deploy/.ssh/authorized_keys",

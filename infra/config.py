@@ -68,8 +68,9 @@ class StackConfig:
         index = {"app": 1, "db": 2, "ops": 3}[role]
         return str(list(ipaddress.ip_network(self.address_space).subnets(new_prefix=24))[index])
 
-    def host_ip(self, role: str) -> str:
-        return str(ipaddress.ip_network(self.subnet(role))[4])  # Azure reserves .0-.3
+    def host_ip(self, role: str, index: int = 1) -> str:
+        """The role's index-th VM (1, 2, ...): .4, .5, ... of its subnet (Azure reserves .0-.3)."""
+        return str(ipaddress.ip_network(self.subnet(role))[3 + index])
 
     @property
     def tags(self) -> dict[str, str]:

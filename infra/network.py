@@ -28,6 +28,7 @@ class Flow:
     port: int
     source: str
     what: str
+    protocol: str = "Tcp"
 
 
 FLOWS: tuple[Flow, ...] = (
@@ -49,6 +50,13 @@ FLOWS: tuple[Flow, ...] = (
     Flow("ops", 9093, "db", "alerts"),
     Flow("ops", 19532, "app", "journal-upload"),
     Flow("ops", 19532, "db", "journal-upload"),
+    # Between the ops hosts: each Prometheus scrapes the other host's exporters and sends its alerts
+    # to every Alertmanager; the Alertmanagers gossip as one cluster (TCP and UDP).
+    Flow("ops", 9100, "ops", "node-metrics"),
+    Flow("ops", 9469, "ops", "monitor-metrics"),
+    Flow("ops", 9093, "ops", "alerts"),
+    Flow("ops", 9094, "ops", "alertmanager-gossip"),
+    Flow("ops", 9094, "ops", "alertmanager-gossip-udp", protocol="Udp"),
 )
 
 
@@ -89,7 +97,7 @@ def nsg_rules(cfg: StackConfig, role: str) -> list[dict]:
             continue
         priority += 10
         rules.append(_rule(f"{flow.what}-from-{flow.source}", priority, str(flow.port),
-                           flow_sources(cfg, flow.source)))
+                           flow_sources(cfg, flow.source), protocol=flow.protocol))
     rules.append(_rule("deny-all-other-inbound", DENY_ALL_INBOUND_PRIORITY, "*", ["*"], access="Deny",
                        protocol="*"))
     return rules

@@ -9,14 +9,18 @@ from pulumi_azure_native import Provider as AzureProvider
 from pulumi_azure_native import resources
 
 from trustops.infra.bedrock import PURPOSE as BEDROCK, BedrockInvoker, BedrockInvokerArgs
-from trustops.infra.compute import POSTGRES_DATA_DEVICE, POSTGRES_DATA_MOUNT, Vm, VmArgs, require_encryption_at_host
+from trustops.infra.compute import (POSTGRES_DATA_DEVICE, POSTGRES_DATA_MOUNT, Vm, VmArgs, host_name,
+                                    require_encryption_at_host, vm_resource_name)
 from trustops.infra.config import StackConfig
 from trustops.infra.network import Network, NetworkArgs
 from trustops.infra.storage import Buckets, BucketsArgs
 from trustops.infra.vault import Vault, VaultArgs, access_key_secret
 from trustops import inventory
 
-HOSTS = {"app": "app-1", "db": "db-1", "ops": "ops-1"}
+# How many VMs each role runs. Two ops hosts: Alertmanager as a cluster and Prometheus as an HA
+# pair, so losing one still pages (issue 19).
+VM_COUNT = {"app": 1, "db": 1, "ops": 2}
+HOSTS = {role: tuple(host_name(role, i) for i in range(1, n + 1)) for role, n in VM_COUNT.items()}
 # Which writer's key each host gets (and nothing else): the app stores receipts, db writes backups.
 HOST_AWS_WRITER = {"app": "files", "db": "backups"}
 
@@ -31,20 +35,22 @@ def main() -> dict[str, pulumi.Output]:
                                  opts=opts)
     require_encryption_at_host(azure)
     net = Network("trustops", NetworkArgs(cfg, rg.name), opts)
-    vms = {role: Vm(f"trustops-{role}", VmArgs(cfg, role, rg.name, net.subnets[role].id, public=role == "app"),
-                    opts) for role in ("app", "db", "ops")}
+    vms = {host_name(role, i): Vm(vm_resource_name(role, i),
+                                  VmArgs(cfg, role, rg.name, net.subnets[role].id, public=role == "app", index=i),
+                                  opts)
+           for role, n in VM_COUNT.items() for i in range(1, n + 1)}
     buckets = Buckets("trustops", BucketsArgs(cfg, aws_eu))
     host_secrets = {
-        HOSTS[role]: (vms[role].vm.identity.principal_id,
-                      {access_key_secret(purpose): buckets.credentials_json(purpose)})
-        for role, purpose in HOST_AWS_WRITER.items()}
+        host: (vms[host].vm.identity.principal_id, {access_key_secret(purpose): buckets.credentials_json(purpose)})
+        for role, purpose in HOST_AWS_WRITER.items() for host in HOSTS[role]}
     # The app's identity for Claude on Bedrock in the EU (HOST-03): its key for the app host only.
     bedrock = BedrockInvoker("trustops", BedrockInvokerArgs(cfg, aws_eu))
-    host_secrets[HOSTS["app"]][1][access_key_secret(BEDROCK)] = bedrock.credentials_json()
+    for host in HOSTS["app"]:
+        host_secrets[host][1][access_key_secret(BEDROCK)] = bedrock.credentials_json()
     vault = Vault("trustops", VaultArgs(cfg, rg.name, [net.subnets[r].id for r in ("app", "db", "ops")],
-                                        host_secrets=host_secrets, field_key_host=HOSTS["app"]), opts)
+                                        host_secrets=host_secrets, field_key_host=HOSTS["app"][0]), opts)
 
-    app_ip = vms["app"].public_ip.ip_address  # type: ignore[union-attr]
+    app_ip = vms[HOSTS["app"][0]].public_ip.ip_address  # type: ignore[union-attr]
     inv = pulumi.Output.all(app_ip, buckets.names["backups"], buckets.names["files"],
                             vault.vault.properties.vault_uri, net.nat_ip.ip_address).apply(
         lambda a: _inventory(cfg, app_public_ip=a[0], backups=a[1], files=a[2], vault_uri=a[3],
@@ -70,11 +76,10 @@ def _inventory(cfg: StackConfig, app_public_ip: str, backups: str, files: str, v
     firewalls must let in."""
     jump = f"-o ProxyJump=deploy@{app_public_ip}"
     behind_jump = (f"{cfg.host_ip('app')}/32",)
-    hosts = [inventory.Host(HOSTS["app"], "app", app_public_ip, cfg.host_ip("app"), ssh_sources=cfg.admin_cidrs),
-             inventory.Host(HOSTS["db"], "db", cfg.host_ip("db"), cfg.host_ip("db"), ssh_common_args=jump,
-                            ssh_sources=behind_jump),
-             inventory.Host(HOSTS["ops"], "ops", cfg.host_ip("ops"), cfg.host_ip("ops"), ssh_common_args=jump,
-                            ssh_sources=behind_jump)]
+    hosts = [inventory.Host(HOSTS["app"][0], "app", app_public_ip, cfg.host_ip("app"), ssh_sources=cfg.admin_cidrs)]
+    hosts += [inventory.Host(host, role, cfg.host_ip(role, i), cfg.host_ip(role, i), ssh_common_args=jump,
+                             ssh_sources=behind_jump)
+              for role in ("db", "ops") for i, host in enumerate(HOSTS[role], start=1)]
     site = inventory.Site(
         environment=cfg.environment, cloud="azure",
         networks={"app": cfg.subnet("app"), "db": cfg.subnet("db"), "ops": cfg.subnet("ops"),

@@ -38,12 +38,29 @@ SERVICE_PORTS = {
     "app": {22: 1, 443: 43, 80: 80},
     "db": {22: 2},
     "ops": {22: 3, PROMETHEUS_PORT: 90, ALERTMANAGER_PORT: 93},
+    "ops-2": {22: 4, PROMETHEUS_PORT: 92, ALERTMANAGER_PORT: 94},   # the twin's second ops host
 }
 S3_PORT_OFFSET = 66
 MAIL_ROLE = "mail"
 MAIL_PORT = 2525          # the sink's SMTP port inside the lab (an unprivileged user binds it)
 MAIL_UID = 10002          # the S3 image's unprivileged user, which the sink runs as
 LAB_KINDS = ("flat", "twin")
+
+
+def host_key(role: str, host: str) -> str:
+    """The lab's name for a host's container and published ports: its role for the role's first
+    host (app-1 -> app), its own name for the next ones (ops-2)."""
+    return role if host == f"{role}-1" else host
+
+
+def ops_keys(cfg: "LabConfig") -> list[str]:
+    """Every ops host of the lab's inventory, by lab name (ops, ops-2): each runs an Alertmanager
+    peer and its own local sink."""
+    try:
+        hosts = yaml.safe_load(cfg.inventory_file.read_text())["all"]["children"]["ops"]["hosts"]
+        return [host_key("ops", h) for h in hosts] or ["ops"]
+    except (OSError, KeyError, TypeError) as exc:
+        raise LabError(f"no lab inventory at {cfg.inventory_file}: run `trustops up` first") from exc
 
 
 @dataclass(frozen=True)
@@ -529,7 +546,8 @@ def status(cfg: LabConfig) -> dict:
     """What runs now: each host's state and ports, and where the inventory is."""
     hosts = {}
     docker_ok = shutil.which("docker") is not None and run(["docker", "info"], check=False, timeout=20).returncode == 0
-    for role in (*ROLES, "s3", MAIL_ROLE, *(("router",) if cfg.kind == "twin" else ())):
+    twin_only = (*(k for k in SERVICE_PORTS if k not in ROLES), "router") if cfg.kind == "twin" else ()
+    for role in (*ROLES, "s3", MAIL_ROLE, *twin_only):
         info = _inspect(cfg.container(role)) if docker_ok else None
         hosts[role] = {
             "container": cfg.container(role),

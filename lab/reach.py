@@ -75,7 +75,7 @@ def expected(plan: stack.Plan, admin_ip: str = twin.ADMIN_ADDRESS, ports=ROLE_PO
 
 def start_listeners(cfg, plan: stack.Plan, ports=ROLE_PORTS) -> None:
     for vm in plan.vms.values():
-        subprocess.run(["docker", "exec", cfg.container(vm.role), "python3", "-c",
+        subprocess.run(["docker", "exec", cfg.container(vm.lab_key), "python3", "-c",
                         _LISTENER.replace("LIFETIME", str(LISTENER_LIFETIME)),
                         *map(str, ports)], check=True, capture_output=True, timeout=30)
 
@@ -114,7 +114,7 @@ def live(cfg, plan: stack.Plan, ports=ROLE_PORTS, timeout: float = 2.0) -> dict[
         targets = [address(k) for k in keys_by_source[source]]
         if source == INTERNET:
             return _probe_local(targets, timeout)
-        proc = subprocess.run(["docker", "exec", cfg.container(plan.vms[source].role), "python3", "-c", _PROBE,
+        proc = subprocess.run(["docker", "exec", cfg.container(plan.vms[source].lab_key), "python3", "-c", _PROBE,
                                str(timeout), json.dumps(targets)], capture_output=True, text=True,
                               timeout=60 + timeout)
         return json.loads(proc.stdout)

@@ -72,6 +72,13 @@ class Vm:
     # cloud-init mounts it, None when nothing does)
     data_disks: list[dict] = field(default_factory=list, hash=False)
 
+    @property
+    def lab_key(self) -> str:
+        """The lab's name for this VM's container and published ports: its role for the role's
+        first VM (app, db, ops), its computer name for the next ones (ops-2)."""
+        from trustops.lab.environment import host_key
+        return host_key(self.role, self.computer_name)
+
 
 @dataclass
 class Plan:

@@ -193,9 +193,9 @@ def _published(cfg: environment.LabConfig, plan: stack.Plan) -> tuple[list, list
     the operator's tunnel through the jump host (both cross the NSGs)."""
     published, console = [], []
     for vm in plan.vms.values():
-        if vm.role not in environment.SERVICE_PORTS:
+        if vm.lab_key not in environment.SERVICE_PORTS:
             continue
-        for inner, outer in cfg.ports(vm.role).items():
+        for inner, outer in cfg.ports(vm.lab_key).items():
             (published if vm.public_ip else console).append((outer, vm.private_ip, inner))
     return published, console
 
@@ -278,7 +278,7 @@ def _keep_running(name: str, progress: Progress, attempts: int = 3) -> None:
 
 
 def _route_through_router(cfg, plan: stack.Plan, vm: stack.Vm) -> None:
-    name, gw, cidr = cfg.container(vm.role), router_ip(plan, vm.subnet), plan.subnets[vm.subnet].cidr
+    name, gw, cidr = cfg.container(vm.lab_key), router_ip(plan, vm.subnet), plan.subnets[vm.subnet].cidr
     netns(name, "ip", "route", "replace", f"{gw}/32", "dev", "eth0", "scope", "link")
     netns(name, "ip", "route", "replace", "default", "via", gw, "dev", "eth0")
     netns(name, "ip", "route", "del", cidr, "dev", "eth0", check=False)
@@ -305,7 +305,7 @@ def _ensure_data_disks(cfg, vm: stack.Vm, progress: Progress) -> list[str]:
 
 
 def _host_args(cfg, plan: stack.Plan, vm: stack.Vm, image: str, disks: list[str] = ()) -> list[str]:
-    args = environment._host_run_args(cfg, vm.role, image)
+    args = environment._host_run_args(cfg, vm.lab_key, image)
     i = args.index("--network")
     args[i:i + 4] = ["--network", network_name(cfg, vm.subnet), "--ip", vm.private_ip]   # drops the alias
     args[args.index("--hostname") + 1] = vm.computer_name
@@ -539,7 +539,8 @@ def _lab_inventory(cfg, plan: stack.Plan, inet: dict, app_image: str) -> dict:
         "ansible_ssh_common_args": ssh,
         "trustops_lab_name": cfg.name,
         "trustops_lab_kind": "twin",
-        "trustops_lab_published": {r: cfg.ports(r) for r in environment.ROLES},
+        "trustops_lab_published": {vm.lab_key: cfg.ports(vm.lab_key) for vm in plan.vms.values()
+                                   if vm.lab_key in environment.SERVICE_PORTS},
         "trustops_lab_s3_local_url": f"http://127.0.0.1:{cfg.s3_port}",
         "trustops_lab_state_dir": str(cfg.state_dir),
         "trustops_lab_app_image": app_image,
@@ -654,9 +655,9 @@ def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, s
                                                  inet[environment.MAIL_ROLE]], progress)
     for vm in plan.vms.values():
         disks = _ensure_data_disks(cfg, vm, progress)
-        environment._ensure_container(cfg.container(vm.role), _host_args(cfg, plan, vm, host_image, disks), {}, progress)
+        environment._ensure_container(cfg.container(vm.lab_key), _host_args(cfg, plan, vm, host_image, disks), {}, progress)
     for vm in plan.vms.values():
-        _keep_running(cfg.container(vm.role), progress)
+        _keep_running(cfg.container(vm.lab_key), progress)
     progress.step("router: NSGs, public IPs and egress as the stack declares them")
     apply_router(cfg, plan)
     for vm in plan.vms.values():
@@ -664,9 +665,9 @@ def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, s
     progress.step("preparing hosts (deploy user, host keys)")
     known = []
     for vm in plan.vms.values():
-        key = environment._prepare_host(cfg, vm.role, pubkey)
+        key = environment._prepare_host(cfg, vm.lab_key, pubkey)
         known += [f"{addr} {key}" for addr in (vm.private_ip, vm.public_ip) if addr]
-        known += [f"[127.0.0.1]:{cfg.ports(vm.role)[22]} {key}"] if vm.role in environment.SERVICE_PORTS else []
+        known += [f"[127.0.0.1]:{cfg.ports(vm.lab_key)[22]} {key}"] if vm.lab_key in environment.SERVICE_PORTS else []
     cfg.known_hosts.write_text("\n".join(known) + "\n")
     _write_ssh_config(cfg)
     doc = _lab_inventory(cfg, plan, inet, app_image)

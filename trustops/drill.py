@@ -12,7 +12,7 @@ On the twin the stack's NSGs sit before UFW, as on Azure: the db NSG drops the o
 drill works that out from the stack's plan, says which rule drops what, expects only what can
 fire, and reports a held-back alert that arrives anyway (the twin would not be faithful).
 
-It then follows Alertmanager's API and the ops host's alert sink, printing each alert as it
+It then follows Alertmanager's API and every ops host's alert sink, printing each alert as it
 reaches Alertmanager and as it is delivered to a receiver, with the time since its attack ended.
 An alert that was already firing before the drill is not notified again (Alertmanager
 deduplicates while an alert fires; the monitor resolves it after 10 quiet minutes): the drill
@@ -31,7 +31,7 @@ import yaml
 
 from trustops.converge import role_default
 from trustops import opsapi
-from trustops.lab.environment import LabConfig
+from trustops.lab.environment import LabConfig, ops_keys
 from trustops.lab.system import LabError, Progress
 from trustops.wait import NotSettled, until
 
@@ -91,7 +91,7 @@ def _dropped_before_the_host(cfg: LabConfig, src_role: str, dst_role: str, ports
     from trustops.lab import nsg, twin
 
     plan = plan or twin.load_plan(cfg)
-    vms = {vm.role: vm for vm in plan.vms.values()}
+    vms = {vm.lab_key: vm for vm in plan.vms.values()}
     src, dst = vms[src_role], vms[dst_role]
     drops = [nsg.dropped_by(plan, src.private_ip, dst, "tcp", port, src_vm=src) for port in ports]
     if not all(drops):
@@ -137,17 +137,48 @@ def _epoch(iso: str) -> float:
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
+def sink_records(cfg: LabConfig) -> list[dict]:
+    """What the lab's receivers got: every ops host's local sink (each Alertmanager peer delivers
+    to its own; the cluster makes one of them notify), oldest first, each with its `peer`. A host
+    that is down has its sink read when it is back."""
+    records = []
+    for key in ops_keys(cfg):
+        try:
+            out = _exec(cfg, key, "cat /var/log/trustops/alerts-*.jsonl 2>/dev/null || true").stdout
+        except subprocess.TimeoutExpired:
+            continue
+        for line in out.splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("payload"), dict):
+                records.append({**rec, "peer": key})
+    return sorted(records, key=lambda r: r.get("received_at", 0))
+
+
+def _alerts_from_a_peer(operator, peers: list[str]) -> list[dict]:
+    """Alertmanager's alerts from the first peer that answers (the cluster shares them)."""
+    error: Exception = requests.ConnectionError("no Alertmanager peer")
+    for url in peers:
+        try:
+            return operator.get(url, timeout=(2, 5)).json()
+        except (requests.RequestException, ValueError) as exc:
+            error = exc
+    raise error
+
+
 def follow(cfg: LabConfig, result: DrillResult, progress: Progress, timeout: float = 120) -> DrillResult:
     """Watches Alertmanager and the ops host's sink until every expected alert is delivered."""
     started = result.started
-    am = opsapi.lab_urls(cfg)[1] + "/api/v2/alerts"
+    peers = [opsapi.lab_urls(cfg, key)[1] + "/api/v2/alerts" for key in ops_keys(cfg)]
     operator = opsapi.session(cfg.state_dir)
     active: dict[str, str] = {}        # alertname -> fingerprint of the alert firing at Alertmanager
 
     def look() -> bool:
         """One look at Alertmanager and the sink; done when nothing is missing."""
         try:
-            for a in operator.get(am, timeout=5).json():
+            for a in _alerts_from_a_peer(operator, peers):
                 name = a["labels"].get("alertname", "")
                 if name not in EXPECTED or name in active:
                     continue
@@ -164,12 +195,7 @@ def follow(cfg: LabConfig, result: DrillResult, progress: Progress, timeout: flo
         except (requests.RequestException, ValueError) as exc:
             progress.step(f"  Alertmanager not answering ({type(exc).__name__}); "
                           "runbook: TrustopsMonitorAlertsUndelivered")
-        sink = _exec(cfg, "ops", "cat /var/log/trustops/alerts-*.jsonl 2>/dev/null || true").stdout
-        for line in sink.splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
+        for rec in sink_records(cfg):
             for a in rec["payload"].get("alerts", []):
                 name = a["labels"].get("alertname", "")
                 if name not in EXPECTED or a["status"] != "firing" or name in result.delivered:

@@ -37,7 +37,8 @@ def session(secrets_dir: Path, operator: bool = True) -> requests.Session:
     return s
 
 
-def lab_urls(cfg) -> tuple[str, str]:
-    """Prometheus and Alertmanager's front as a lab publishes them on this machine."""
-    ops = cfg.ports("ops")
+def lab_urls(cfg, host: str = "ops") -> tuple[str, str]:
+    """Prometheus and Alertmanager's front of an ops host (the lab's name: ops, ops-2) as a lab
+    publishes them on this machine."""
+    ops = cfg.ports(host)
     return f"https://127.0.0.1:{ops[PROMETHEUS_PORT]}", f"https://127.0.0.1:{ops[ALERTMANAGER_PORT]}"

@@ -14,6 +14,7 @@ from pulumi.runtime import rpc
 from trustops import mockrun as harness
 from trustops.infra.config import EU_AZURE_LOCATIONS
 from trustops.infra.policy.rules import REQUIRED_TAGS as POLICY_TAGS
+from trustops.infra.program import VM_COUNT
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_SIG, SECRET_VALUE_SIG = rpc._special_sig_key, rpc._special_secret_sig   # how the engine marks a secret
@@ -59,7 +60,7 @@ def test_inventory_says_where_ssh_comes_from_on_each_host(dev):
     hosts = {n: hv for g in inv["children"].values() for n, hv in g["hosts"].items()}
     app_private = hosts["app-1"]["private_ip"]
     assert hosts["app-1"]["trustops_ssh_sources"] == admin
-    for behind in ("db-1", "ops-1"):
+    for behind in ("db-1", "ops-1", "ops-2"):
         assert hosts[behind]["ansible_ssh_common_args"] == f"-o ProxyJump=deploy@{hosts['app-1']['ansible_host']}"
         assert hosts[behind]["trustops_ssh_sources"] == [f"{app_private}/32"]
 
@@ -207,7 +208,7 @@ def test_no_random_password_without_minimum_classes(dev):
 def test_boot_diagnostics_on_every_vm(dev):
     resources, _ = dev
     vms = _of(resources, "azure-native:compute:VirtualMachine")
-    assert len(vms) == 3
+    assert len(vms) == sum(VM_COUNT.values()) == 4
     for vm in vms:
         assert vm.inputs["diagnosticsProfile"]["bootDiagnostics"]["enabled"] is True, vm.name
 

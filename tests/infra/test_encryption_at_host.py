@@ -9,6 +9,7 @@ import pytest
 
 from trustops import mockrun as harness
 from trustops.infra.compute import REGISTER_ENCRYPTION_AT_HOST
+from trustops.infra.program import VM_COUNT
 
 FEATURE = "Microsoft.Compute/EncryptionAtHost"
 
@@ -17,7 +18,7 @@ def test_registered_feature_lets_the_vms_be_declared(monkeypatch):
     monkeypatch.setitem(harness.FEATURE_STATES, FEATURE, "Registered")
     resources, _ = harness.run("dev")
     vms = [r for r in resources if r.type == "azure-native:compute:VirtualMachine"]
-    assert len(vms) == 3 and all(v.inputs["securityProfile"]["encryptionAtHost"] is True for v in vms)
+    assert len(vms) == sum(VM_COUNT.values()) == 4 and all(v.inputs["securityProfile"]["encryptionAtHost"] is True for v in vms)
 
 
 @pytest.mark.parametrize("state", ["NotRegistered", "Registering", None])

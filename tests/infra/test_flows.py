@@ -73,7 +73,7 @@ def _within(src: str, nsg_source: str) -> bool:
     return ipaddress.ip_network(src).subnet_of(ipaddress.ip_network(nsg_source))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("host", ["app-1", "db-1", "ops-1"])
+@pytest.mark.parametrize("host", ["app-1", "db-1", "ops-1", "ops-2"])
 def test_every_role_flow_is_allowed_by_the_nsg(staging, host):
     resources, inv = staging
     role = host.split("-")[0]
@@ -84,7 +84,7 @@ def test_every_role_flow_is_allowed_by_the_nsg(staging, host):
     assert missing == [], f"{host}: UFW lets these in, the NSG drops them"
 
 
-@pytest.mark.parametrize("host", ["app-1", "db-1", "ops-1"])
+@pytest.mark.parametrize("host", ["app-1", "db-1", "ops-1", "ops-2"])
 def test_the_nsg_allows_nothing_the_roles_do_not_use(staging, host):
     resources, inv = staging
     role = host.split("-")[0]
@@ -105,7 +105,7 @@ def test_alerts_from_db_reach_alertmanager_on_ops(staging):
 def test_ssh_behind_the_jump_host_is_allowed_from_the_jump_host_only(staging):
     _, inv = staging
     app_ip = inv["children"]["app"]["hosts"]["app-1"]["private_ip"]
-    for host in ("db-1", "ops-1"):
+    for host in ("db-1", "ops-1", "ops-2"):
         assert {src for port, src in ufw_allows(inv, host) if port == 22} == {f"{app_ip}/32"}
     admin = set(inv["vars"]["trustops_networks"]["admin"])
     assert {src for port, src in ufw_allows(inv, "app-1") if port == 22} == admin

@@ -11,6 +11,7 @@ from trustops.infra.network import nsg_rules
 from trustops.infra.policy import rules as policies
 from trustops import mockrun as harness
 from trustops import inventory
+from trustops.infra.program import VM_COUNT
 
 STACKS = ("dev", "staging", "prod")
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +36,7 @@ def test_every_policy_passes_on_every_stack(stack):
 def test_stack_declares_what_the_page_promises(stack):
     name, resources, _ = stack
     types = [r.type for r in resources]
-    assert types.count("azure-native:compute:VirtualMachine") == 3
+    assert types.count("azure-native:compute:VirtualMachine") == sum(VM_COUNT.values()) == 4
     assert types.count("aws:s3/bucket:Bucket") == 2
     assert "azure-native:keyvault:Vault" in types
     vms = [r for r in resources if r.type == "azure-native:compute:VirtualMachine"]
