@@ -71,21 +71,20 @@ def _role_hosts(lab_config, role: str) -> dict[str, dict]:
 
 
 def host_of(lab_config, role: str) -> str:
-    """The inventory name of the lab's one host of `role` (`db` on the flat lab, `db-1` on the
-    twin, whatever the stack calls it): lab tests name a host by its role, never by a literal."""
-    (name,) = _role_hosts(lab_config, role)
-    return name
+    """The inventory name of the lab's first host of `role` (`db` on the flat lab, `db-1` on the
+    twin, whatever the stack calls it; the twin's ops-1 of two), the one whose container is
+    lab_config.container(role): lab tests name a host by its role, never by a literal."""
+    return next(iter(_role_hosts(lab_config, role)))
 
 
 def private_ip_of(lab_config, role: str) -> str:
-    """The private address of the lab's one host of `role`, as the inventory gives it."""
-    (host,) = _role_hosts(lab_config, role).values()
-    return host["private_ip"]
+    """The private address of the lab's first host of `role`, as the inventory gives it."""
+    return next(iter(_role_hosts(lab_config, role).values()))["private_ip"]
 
 
 def lab_hosts(lab_config) -> set[str]:
-    """The inventory names of all the lab's hosts (one per role)."""
-    return {host_of(lab_config, role) for role in ROLES}
+    """The inventory names of all the lab's hosts (the twin has two ops hosts)."""
+    return {name for role in ROLES for name in _role_hosts(lab_config, role)}
 
 
 def monitor_metrics(lab_config, role: str) -> str:
