@@ -112,6 +112,8 @@ def test_a_staged_attack_reaches_the_receivers_exactly_once_with_an_ops_host_kil
         assert result.missing == [], (result.at_alertmanager, result.delivered, result.already_firing)
         assert result.leaked == [], result.held_back
         assert set(result.held_back) == ({"UfwPortScan", "UfwDatabasePortProbe"} if lab_config.kind == "twin" else set())
+        assert "PostgresLoginAfterFailures" in result.delivered, \
+            f"the page was firing before this attack (another within the monitor's 10 min): {result.already_firing}"
         receiver, latency = result.delivered["PostgresLoginAfterFailures"]
         assert receiver == "pager"
         notified = _firing_notifications(lab_config, result.started)

@@ -20,8 +20,9 @@ TAG = "trustops-journal-test"
 
 
 def _host(lab: dict, role: str) -> tuple[str, str]:
-    """(inventory name, private address) of the lab's one host of `role`."""
-    ((name, hv),) = lab["all"]["children"][role]["hosts"].items()
+    """(inventory name, private address) of the lab's first host of `role` (the one whose
+    container is the role's: ops-1 of the twin's two, where the others ship their journals)."""
+    name, hv = next(iter(lab["all"]["children"][role]["hosts"].items()))
     return name, hv["private_ip"]
 
 

@@ -197,9 +197,9 @@ def test_twin_materialises_the_stack(twin_lab):
         assert [c["Subnet"] for c in info["IPAM"]["Config"]] == [subnet.cidr]
         assert info["Options"].get("com.docker.network.bridge.inhibit_ipv4") == "true"   # no way in but the router
     for vm in p.vms.values():
-        nets = environment._inspect(cfg.container(vm.role))["NetworkSettings"]["Networks"]
+        nets = environment._inspect(cfg.container(vm.lab_key))["NetworkSettings"]["Networks"]
         assert {n: v["IPAddress"] for n, v in nets.items()} == {twin.network_name(cfg, vm.subnet): vm.private_ip}
-        route = subprocess.run(["docker", "exec", cfg.container(vm.role), "ip", "route"], capture_output=True,
+        route = subprocess.run(["docker", "exec", cfg.container(vm.lab_key), "ip", "route"], capture_output=True,
                                text=True, check=True).stdout
         assert route.splitlines()[0].strip() == f"default via {twin.router_ip(p, vm.subnet)} dev eth0"
         assert p.subnets[vm.subnet].cidr not in route          # intra-subnet traffic goes through the router too
@@ -216,7 +216,7 @@ def test_the_db_vms_data_disk_is_a_volume_of_its_own_at_the_postgres_mount(twin_
     mounted where cloud-init mounts it."""
     cfg = twin_lab
     for vm in twin.load_plan(cfg).vms.values():
-        mounts = {m["Destination"]: m for m in environment._inspect(cfg.container(vm.role))["Mounts"]}
+        mounts = {m["Destination"]: m for m in environment._inspect(cfg.container(vm.lab_key))["Mounts"]}
         for disk in vm.data_disks:
             m = mounts[disk["mount"]]
             assert (m["Type"], m["Name"]) == ("volume", twin.data_disk_volume(cfg, disk)), m
@@ -252,13 +252,13 @@ def test_reachability_matrix_matches_the_program_ufw_off(twin_lab, lab_config, r
     cfg = twin_lab
     p = twin.load_plan(cfg)
     for vm in p.vms.values():
-        _ufw(cfg, vm.role, "disable")
+        _ufw(cfg, vm.lab_key, "disable")
     try:
         reach.start_listeners(cfg, p)
         observed = reach.live(cfg, p, timeout=2.0)
     finally:
         for vm in p.vms.values():
-            _ufw(cfg, vm.role, "--force enable") if _has_ufw_rules(cfg, vm.role) else None
+            _ufw(cfg, vm.lab_key, "--force enable") if _has_ufw_rules(cfg, vm.lab_key) else None
     want = reach.expected(p)
     assert any(want.values()) and not all(want.values())   # the matrix has both kinds of flows
     assert reach.mismatches(p, observed) == []
@@ -281,7 +281,7 @@ def test_egress_only_through_what_the_program_declares(twin_lab):
     losing their natGateway): they time out, while the app VM still leaves by its public IP."""
     cfg = twin_lab
     p = twin.load_plan(cfg)
-    roles = {vm.role: vm for vm in p.vms.values()}
+    roles = {vm.lab_key: vm for vm in p.vms.values()}
     assert {r: _s3_probe(cfg, r) for r in roles} == {r: "open" for r in roles if p.egress(roles[r])} | \
         {r: "timeout" for r in roles if not p.egress(roles[r])}
     broken = twin.stack_plan(cfg, detach_nat=True)
@@ -425,7 +425,7 @@ def test_reachability_matrix_matches_the_program_ufw_on(converged_twin):
     cfg = converged_twin
     p = twin.load_plan(cfg)
     for vm in p.vms.values():
-        status = subprocess.run(["docker", "exec", cfg.container(vm.role), "ufw", "status"], capture_output=True,
+        status = subprocess.run(["docker", "exec", cfg.container(vm.lab_key), "ufw", "status"], capture_output=True,
                                 text=True, timeout=60).stdout
         assert status.startswith("Status: active"), f"{vm.name}: {status}"
     reach.start_listeners(cfg, p)
