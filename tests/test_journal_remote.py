@@ -25,15 +25,36 @@ def test_the_central_journals_are_kept_as_long_as_the_ropa_says():
 
 
 def test_every_uploading_role_has_its_flow_to_ops_on_the_group_vars_port():
+    """Every role uploads to ops, ops to the other ops hosts (high availability)."""
     uploaders = {f.source for f in FLOWS if f.to == "ops" and f.port == PORT}
-    assert uploaders == {"app", "db"}, uploaders
+    assert uploaders == {"app", "db", "ops"}, uploaders
+
+
+def _hosts_vars(var: str, host: str, groups: dict[str, list[str]]) -> list[str]:
+    """A role default that names hosts, rendered for `host` of an inventory with `groups`."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["difference"] = lambda a, b: [x for x in a if x not in b]
+    return env.from_string(role_default("journal_remote", var)).render(inventory_hostname=host, groups=groups)
+
+
+def test_each_host_sends_to_every_ops_host_but_itself_and_each_ops_host_takes_every_other_host():
+    """Losing one ops host loses no host's journal: each of the others keeps a copy of every host's."""
+    groups = {"app": ["app-1"], "db": ["db-1"], "ops": ["ops-1", "ops-2"]}
+    groups["all"] = [h for g in ("app", "db", "ops") for h in groups[g]]
+    receivers = {h: _hosts_vars("journal_remote_receivers", h, groups) for h in groups["all"]}
+    assert receivers == {"app-1": "['ops-1', 'ops-2']", "db-1": "['ops-1', 'ops-2']", "ops-1": "['ops-2']",
+                         "ops-2": "['ops-1']"}, receivers
+    assert _hosts_vars("journal_remote_senders", "ops-2", groups) == "['app-1', 'db-1', 'ops-1']"
+    one_ops = {"app": ["app"], "db": ["db"], "ops": ["ops"], "all": ["app", "db", "ops"]}
+    assert _hosts_vars("journal_remote_receivers", "ops", one_ops) == "[]"   # one ops host: it keeps its own
 
 
 def test_only_the_platform_ca_is_trusted_and_only_the_uploader_reads_the_key():
-    upload = (ROLE / "templates" / "journal-upload-service.conf.j2").read_text()
+    upload = (ROLE / "templates" / "trustops-journal-upload@.service.j2").read_text()
     [exec_start] = re.findall(r"^ExecStart=(/.+)$", upload, re.M)
     assert "--trust={{ journal_remote_tls_dir }}/ca.crt" in exec_start and "--trust=all" not in upload
-    assert "SupplementaryGroups={{ journal_remote_key_group }}" in upload
+    assert "--save-state={{ journal_remote_upload_state_dir }}/%i.state" in exec_start   # a cursor per receiver
+    assert re.search(r"^SupplementaryGroups=.*\{\{ journal_remote_key_group \}\}", upload, re.M)
     front = (ROLE / "templates" / "trustops-journal.conf.j2").read_text()
     assert "ssl_verify_client on;" in front and "ssl_client_certificate {{ journal_remote_tls_dir }}/ca.crt;" in front
 

@@ -1,7 +1,9 @@
 """Central journals on the converged lab (issue 19): what is written on the db host (a marker, a UFW
-kernel line, an sshd line) is read on ops from db's own files under the receiver's directory; an
-outage of the receiver loses nothing and duplicates nothing (the uploader keeps its cursor); a client
-without a certificate of the fleet is refused. Host names and addresses come from the inventory."""
+kernel line, an sshd line) is read on ops from db's own files under the receiver's directory, on
+every ops host (each keeps every other host's journal, the other ops hosts' included); an outage of
+one receiver loses nothing and duplicates nothing (the uploader instance keeps its cursor) and holds
+back nothing on the other ops host; a client without a certificate of the fleet is refused. Host
+names and addresses come from the inventory."""
 from __future__ import annotations
 
 import secrets
@@ -11,6 +13,7 @@ import pytest
 import yaml
 
 from trustops.converge import ANSIBLE_DIR, role_default
+from trustops.lab.environment import ops_keys
 from trustops.wait import until
 
 REMOTE_DIR = role_default("journal_remote", "journal_remote_dir")
@@ -26,16 +29,22 @@ def _host(lab: dict, role: str) -> tuple[str, str]:
     return name, hv["private_ip"]
 
 
+def _ops(lab, lab_config) -> list[tuple[str, str]]:
+    """(container key, inventory name) of every ops host, the first one first."""
+    return list(zip(ops_keys(lab_config), lab["all"]["children"]["ops"]["hosts"]))
+
+
 def _sh(lab_config, role: str, script: str, timeout: int = 60) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", "exec", lab_config.container(role), "bash", "-o", "pipefail", "-ec", script],
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _central(lab, lab_config, role: str, *match: str) -> list[str]:
-    """Messages of `role`'s host as ops keeps them: only from the files named by that host's certificate."""
-    name, _ = _host(lab, role)
-    proc = _sh(lab_config, "ops", f"journalctl --no-pager -o cat --file='{REMOTE_DIR}/remote-{name}.journal' "
-                                  f"--file='{REMOTE_DIR}/remote-{name}@*.journal' " + " ".join(match))
+def _central(lab, lab_config, role: str, *match: str, on: str = "ops", name: str = "") -> list[str]:
+    """Messages of `role`'s host (or the host `name`) as the ops host `on` (a container key) keeps
+    them: only from the files named by that host's certificate."""
+    name = name or _host(lab, role)[0]
+    proc = _sh(lab_config, on, f"journalctl --no-pager -o cat --file='{REMOTE_DIR}/remote-{name}.journal' "
+                               f"--file='{REMOTE_DIR}/remote-{name}@*.journal' " + " ".join(match))
     return proc.stdout.splitlines() if proc.returncode == 0 else []
 
 
@@ -49,13 +58,31 @@ def journals(lab, lab_config, converged):
     return lab, lab_config
 
 
-def test_a_marker_written_on_db_is_read_on_ops(journals):
+def test_a_marker_written_on_db_is_read_on_every_ops_host(journals):
     lab, lab_config = journals
     marker = f"central-journal-marker-{secrets.token_hex(6)}"
     _logger(lab_config, "db", marker)
-    until(lambda: marker in _central(lab, lab_config, "db", f"SYSLOG_IDENTIFIER={TAG}"), 90,
-          f"{marker} from db in ops' {REMOTE_DIR}", interval=2)
-    assert marker not in _central(lab, lab_config, "app", f"SYSLOG_IDENTIFIER={TAG}")   # db's files, no other's
+    for key, name in _ops(lab, lab_config):
+        until(lambda: marker in _central(lab, lab_config, "db", f"SYSLOG_IDENTIFIER={TAG}", on=key), 90,
+              f"{marker} from db in {name}'s {REMOTE_DIR}", interval=2)
+        assert marker not in _central(lab, lab_config, "app", f"SYSLOG_IDENTIFIER={TAG}", on=key)  # db's files only
+
+
+def test_each_ops_host_keeps_the_other_ops_hosts_journal(journals):
+    """Ops hosts upload to each other: the journal of an ops host that is lost is on the others."""
+    lab, lab_config = journals
+    ops = _ops(lab, lab_config)
+    if len(ops) < 2:
+        pytest.skip("one ops host: it keeps its own journal, there is no other to send it to")
+    marker = f"ops-journal-marker-{secrets.token_hex(6)}"
+    for key, _ in ops:
+        _logger(lab_config, key, f"{marker}-{key}")
+    for key, name in ops:
+        for other_key, other in ops:
+            if other != name:
+                until(lambda: f"{marker}-{other_key}" in _central(lab, lab_config, "ops", f"SYSLOG_IDENTIFIER={TAG}",
+                                                                  on=key, name=other), 90,
+                      f"{other}'s marker in {name}'s {REMOTE_DIR}", interval=2)
 
 
 def test_a_ufw_line_and_an_sshd_line_of_db_arrive(journals):
@@ -78,8 +105,12 @@ def test_a_ufw_line_and_an_sshd_line_of_db_arrive(journals):
 
 
 def test_an_outage_of_ops_loses_nothing_and_duplicates_nothing(journals):
+    """db's receiver on the first ops host stopped: its uploader instance fails and keeps its cursor,
+    the other ops hosts get db's entries meanwhile; back, every entry arrives there once."""
     lab, lab_config = journals
+    ops = _ops(lab, lab_config)
     receiver = f"trustops-journal-remote@{_host(lab, 'db')[0]}"
+    uploader = f"trustops-journal-upload@{ops[0][1]}"
     since = _sh(lab_config, "db", "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
     stop = _sh(lab_config, "ops", f"systemctl stop {receiver}.socket {receiver}.service")
     assert stop.returncode == 0, stop.stderr
@@ -88,9 +119,12 @@ def test_an_outage_of_ops_loses_nothing_and_duplicates_nothing(journals):
     try:
         for m in markers:
             _logger(lab_config, "db", m)
-        until(lambda: "failed" in _sh(lab_config, "db", f"journalctl -u systemd-journal-upload --since '{since}' "
+        until(lambda: "failed" in _sh(lab_config, "db", f"journalctl -u {uploader} --since '{since}' "
                                                          "--no-pager -o cat").stdout,
-              60, "the uploader failing while db's receiver on ops is down", interval=2)
+              60, f"the uploader failing while db's receiver on {ops[0][1]} is down", interval=2)
+        for key, name in ops[1:]:   # the other ops hosts are not held back
+            until(lambda: all(m in _central(lab, lab_config, "db", f"SYSLOG_IDENTIFIER={TAG}", on=key) for m in markers),
+                  90, f"the outage's markers on {name}", interval=3)
         assert not any(run in m for m in _central(lab, lab_config, "db", f"SYSLOG_IDENTIFIER={TAG}"))
     finally:
         start = _sh(lab_config, "ops", f"systemctl start {receiver}.socket")
@@ -98,7 +132,7 @@ def test_an_outage_of_ops_loses_nothing_and_duplicates_nothing(journals):
     got = until(lambda: (lambda ms: ms if all(m in ms for m in markers) else None)(
         _central(lab, lab_config, "db", f"SYSLOG_IDENTIFIER={TAG}")), 120, "the outage's markers on ops", interval=3)
     assert sorted(m for m in got if run in m) == markers, "each marker exactly once"
-    assert _sh(lab_config, "db", "systemctl is-active systemd-journal-upload").stdout.strip() in ("active", "activating")
+    assert _sh(lab_config, "db", f"systemctl is-active {uploader}").stdout.strip() in ("active", "activating")
 
 
 REFUSE = r"""
@@ -141,11 +175,12 @@ def test_a_client_without_a_certificate_of_the_fleet_is_refused(journals):
     assert f"{marker}-none" not in got and f"{marker}-intruder" not in got
 
 
-def test_each_receiver_instance_is_sandboxed_ok_or_better(journals):
+def test_each_receiver_and_uploader_instance_is_sandboxed_ok_or_better(journals):
     from tests.test_unit_sandboxing import GOOD, exposure
 
     lab, lab_config = journals
-    for role in ("app", "db"):
-        unit = f"trustops-journal-remote@{_host(lab, role)[0]}.service"
-        score, level, _ = exposure(lab_config, "ops", unit)
+    measured = [("ops", f"trustops-journal-remote@{_host(lab, role)[0]}.service") for role in ("app", "db")]
+    measured += [("db", f"trustops-journal-upload@{name}.service") for _, name in _ops(lab, lab_config)]
+    for where, unit in measured:
+        score, level, _ = exposure(lab_config, where, unit)
         assert level in GOOD and score < 5.0, f"{unit}: {score} {level}"

@@ -13,9 +13,9 @@ UNITS = {"trustops-backup.service": "db", "trustops-restore-drill.service": "db"
          "trustops-host-metrics.service": "db", "trustops-alert-sink.service": "ops",
          "trustops-pending-updates.service": "db"}
 UNITS.update({"trustops-heartbeat.service": "db", "trustops-aide-check.service": "db"})   # heartbeat, aide roles
-# journal_remote role: Debian's uploader with our drop-in, and our own units (the UFW copy on lab hosts only;
-# the per-host receiver instances are measured by tests/test_journal_remote_lab.py, their names are the inventory's)
-UNITS.update({"systemd-journal-upload.service": "db", "trustops-journal-vacuum.service": "ops",
+# journal_remote role: our own units (the UFW copy on lab hosts only; the receiver and uploader instances,
+# one per host, are measured by tests/test_journal_remote_lab.py: their names are the inventory's)
+UNITS.update({"trustops-journal-vacuum.service": "ops",
               "trustops-ufw-journal.service": "db"})
 GOOD = ("PERFECT", "SAFE", "OK")
 
