@@ -41,10 +41,15 @@ def _sh(lab_config, role: str, script: str, timeout: int = 60) -> subprocess.Com
 
 def _central(lab, lab_config, role: str, *match: str, on: str = "ops", name: str = "") -> list[str]:
     """Messages of `role`'s host (or the host `name`) as the ops host `on` (a container key) keeps
-    them: only from the files named by that host's certificate."""
+    them: only from the files named by that host's certificate (the one being written and its
+    archives; a host new to the receiver has no archive yet)."""
     name = name or _host(lab, role)[0]
-    proc = _sh(lab_config, on, f"journalctl --no-pager -o cat --file='{REMOTE_DIR}/remote-{name}.journal' "
-                               f"--file='{REMOTE_DIR}/remote-{name}@*.journal' " + " ".join(match))
+    listing = _sh(lab_config, on, f"ls -1 {REMOTE_DIR}").stdout.split()
+    files = [f for f in listing if f == f"remote-{name}.journal" or f.startswith(f"remote-{name}@")]
+    if not files:
+        return []
+    proc = _sh(lab_config, on, "journalctl --no-pager -o cat "
+               + " ".join(f"--file='{REMOTE_DIR}/{f}'" for f in files) + " " + " ".join(match))
     return proc.stdout.splitlines() if proc.returncode == 0 else []
 
 
