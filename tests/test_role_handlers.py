@@ -1,7 +1,7 @@
 """Every handler a task notifies exists in its role (or a role it depends on), templated names
 included: Ansible finds a missing one only when the notify fires, which on a kept lab may be
 never and on a new one is mid-converge (CI simulation 7: a renamed handler, notified by a
-certificate task only when the certificate is new, stopped the first converge on branch `land`)."""
+certificate task only when the certificate is new, stopped the first converge)."""
 from __future__ import annotations
 
 import re
