@@ -51,13 +51,12 @@ FLOWS: tuple[Flow, ...] = (
     Flow("ops", 19532, "app", "journal-upload"),
     Flow("ops", 19532, "db", "journal-upload"),
     # Between the ops hosts: each Prometheus scrapes the other host's exporters and sends its alerts
-    # to every Alertmanager; the Alertmanagers gossip as one cluster (TCP and UDP); each keeps the
-    # others' journals.
+    # to every Alertmanager; the Alertmanagers gossip as one cluster (mutual TLS, so TCP only); each
+    # keeps the others' journals.
     Flow("ops", 9100, "ops", "node-metrics"),
     Flow("ops", 9469, "ops", "monitor-metrics"),
     Flow("ops", 9093, "ops", "alerts"),
     Flow("ops", 9094, "ops", "alertmanager-gossip"),
-    Flow("ops", 9094, "ops", "alertmanager-gossip-udp", protocol="Udp"),
     Flow("ops", 19532, "ops", "journal-upload"),
 )
 

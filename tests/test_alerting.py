@@ -8,10 +8,12 @@ import json
 import subprocess
 import time
 
+import pytest
 import requests
+import yaml
 
 from tests.playbooks import lab_hosts
-from trustops.converge import role_default
+from trustops.converge import ANSIBLE_DIR, role_default
 from trustops.heartbeat import PAGE_ALERT
 from trustops.lab import environment
 from trustops.lab.system import Progress
@@ -142,3 +144,62 @@ def test_a_staged_attack_reaches_the_receivers_exactly_once_with_an_ops_host_kil
         print(f"\n  drill latencies (s since the attack began){f' with {lost} killed' if lost else ''}: at Alertmanager "
               f"{ {k: round(v, 1) for k, v in result.at_alertmanager.items()} }, delivered "
               f"{ {k: (r, round(t, 1)) for k, (r, t) in result.delivered.items()} }")
+
+
+GOSSIP_PROBE = r"""
+import socket, ssl, sys
+host, port, tls = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def attempt(with_cert):
+    ctx = ssl.create_default_context(cafile=f"{tls}/ca.crt")
+    if with_cert:
+        ctx.load_cert_chain(f"{tls}/server.crt", f"{tls}/server.key")
+    try:
+        with socket.create_connection((host, port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host) as s:
+                s.settimeout(3)
+                try:
+                    s.recv(1)   # TLS 1.3: a refused client certificate shows on the first read
+                except socket.timeout:
+                    pass        # the peer waits for gossip: taken
+                return "accepted"
+    except (OSError, ssl.SSLError) as exc:
+        return type(exc).__name__
+print(attempt(False), attempt(True))
+"""
+
+
+def test_the_clusters_gossip_takes_only_a_peer_with_a_certificate_of_the_fleet(lab, lab_config, converged):
+    """From the second ops host (where the NSG and UFW let it in) to the first one's gossip port:
+    TLS whose server certificate checks against the platform CA, and refused without a client
+    certificate of it; the host's own gets in. (Plain gossip, as before, let anything that reached
+    the port join the cluster and read or forge silences.)"""
+    keys = environment.ops_keys(lab_config)
+    if len(keys) < 2:
+        pytest.skip("one ops host: no cluster, no gossip port")
+    first_ip = next(iter(lab["all"]["children"]["ops"]["hosts"].values()))["private_ip"]
+    port = yaml.safe_load((ANSIBLE_DIR / "group_vars" / "all.yml").read_text())["trustops_alertmanager_cluster_port"]
+    proc = subprocess.run(["docker", "exec", "-i", lab_config.container(keys[1]), "python3", "-", first_ip, str(port),
+                           role_default("alerting", "alerting_tls_dir")], input=GOSSIP_PROBE, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    without, with_cert = proc.stdout.split()
+    assert with_cert == "accepted", proc.stdout     # else the refusal below proves nothing
+    assert without == "SSLError", proc.stdout
+
+
+def test_the_cluster_gossip_is_mutual_tls_over_tcp_only():
+    """Without the lab: every peer's Alertmanager gets --cluster.tls-config, whose server side
+    requires a client certificate of the platform CA; the host's alerting certificate may be a
+    client's; and with TLS the gossip is TCP only, so no UDP flow is opened for it."""
+    from trustops.infra.network import FLOWS
+
+    role = ANSIBLE_DIR / "roles" / "alerting"
+    tasks = (role / "tasks" / "alertmanager.yml").read_text()
+    assert "'--cluster.tls-config=' ~ alerting_cluster_tls_config" in tasks
+    tls = yaml.safe_load((role / "templates" / "alertmanager-cluster-tls.yml.j2").read_text()
+                         .replace("{{ alerting_tls_dir }}", "/tls"))
+    assert tls["tls_server_config"]["client_auth_type"] == "RequireAndVerifyClientCert"
+    assert tls["tls_server_config"]["client_ca_file"] == tls["tls_client_config"]["ca_file"] == "/tls/ca.crt"
+    assert "clientAuth" in (role / "tasks" / "tls.yml").read_text()
+    port = yaml.safe_load((ANSIBLE_DIR / "group_vars" / "all.yml").read_text())["trustops_alertmanager_cluster_port"]
+    assert {f.protocol for f in FLOWS if f.port == port} == {"Tcp"}
