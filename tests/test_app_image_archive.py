@@ -85,7 +85,7 @@ def _kill_all(book: Path, pids: Path) -> None:
 
 
 def _archive(state: Path, image: str) -> Path:
-    return state / ("app-image-" + "".join(c if c.isalnum() or c in "_.-" else "_" for c in image) + ".tar")
+    return state / ("app-image-" + "".join(c if c.isalnum() or c in "_.-" else "_" for c in image) + ".tar.gz")
 
 
 def test_saved_once_under_its_name_other_images_and_old_leftovers_removed(tmp_path, tiny_image):
@@ -128,7 +128,7 @@ def test_a_save_killed_half_way_leaves_no_archive_and_the_next_run_saves(tmp_pat
     shim.mkdir()
     pids = tmp_path / "save.pids"
     (shim / "docker").write_text('#!/bin/sh\n# docker save, slowly: a part of the archive, then a long wait that fails\n'
-                                 f'echo $$ $PPID >> {pids}\nout=$3\nhead -c 65536 /dev/zero > "$out"\n'
+                                 f'echo $$ $PPID >> {pids}\nhead -c 65536 /dev/urandom\n'
                                  'sleep 300\nexit 1\n')
     (shim / "docker").chmod(0o755)
     env = ansible_env() | {"PATH": f"{shim}:{os.environ['PATH']}"}
