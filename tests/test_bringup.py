@@ -53,3 +53,29 @@ def test_stop_ends_the_process_and_its_children(cfg):
     assert bg.proc.returncode is not None
     assert until(lambda: subprocess.run(["pgrep", "-s", str(bg.proc.pid)]).returncode == 1, 5,
                  "the child sleep gone with its session", interval=0.1)
+
+
+def test_the_session_steps_back_while_the_bring_up_runs_and_returns_after(tmp_path):
+    """Run in a session of its own, so the suite's own niceness is not touched: while the bring-up
+    runs, the session weighs less (its autogroup at SESSION_NICE_WHILE_BRINGING_UP) and the
+    bring-up, a session of its own, keeps its weight; after the wait the session's is back."""
+    script = f"""
+import json, os, sys
+from pathlib import Path
+from tests import bringup
+from trustops.lab import environment
+cfg = environment.LabConfig(name="trustops-nicetest", port_base=2600, state_dir=Path({str(tmp_path / '.lab-x')!r}),
+                            kind="flat")
+bg = bringup.Background(cfg, converge=False)
+before = bringup.session_nice()
+bg.start([sys.executable, "-c", "import time; time.sleep(2); open({str(tmp_path / '.lab-x.bringup.json')!r}, 'w').write('{{}}')"])
+during = bringup.session_nice()
+child = Path(f"/proc/{{bg.proc.pid}}/autogroup").read_text().split()[-1]
+bg.wait()
+print(json.dumps({{"before": before, "during": during, "child": int(child), "after": bringup.session_nice()}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         cwd=bringup.PROJECT_DIR, start_new_session=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = json.loads(out.stdout.splitlines()[-1])
+    assert seen == {"before": 0, "during": bringup.SESSION_NICE_WHILE_BRINGING_UP, "child": 0, "after": 0}
