@@ -94,7 +94,14 @@ def session_nice(nice: int | None = None) -> int:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
         return old
     if nice is not None:
-        _AUTOGROUP.write_text(f"{nice}\n")
+        for _ in range(30):
+            try:
+                _AUTOGROUP.write_text(f"{nice}\n")
+                break
+            except BlockingIOError:     # without CAP_SYS_ADMIN, one autogroup change per 100 ms machine-wide
+                time.sleep(0.11)
+        else:
+            raise BlockingIOError(f"{_AUTOGROUP}: the kernel refused the niceness change for 3 s")
     return old
 
 
@@ -118,22 +125,26 @@ class Background:
             self.proc = subprocess.Popen(argv, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL,
                                          start_new_session=True)   # its ansible-playbook goes with it
-        own = session_nice()
-        if own < SESSION_NICE_WHILE_BRINGING_UP:
-            session_nice(SESSION_NICE_WHILE_BRINGING_UP)
-            self._own_nice = own
+        try:
+            own = session_nice()
+            if own < SESSION_NICE_WHILE_BRINGING_UP:
+                session_nice(SESSION_NICE_WHILE_BRINGING_UP)
+                self._own_nice = own
+        except OSError:     # the session keeps its weight: slower, not wrong
+            self._own_nice = None
 
-    def _step_forward(self) -> None:
-        """The session's own niceness again, once the bring-up is over."""
+    def step_forward(self) -> None:
+        """The session's own niceness again, once the bring-up is over (or the session ends)."""
         if self._own_nice is not None:
             try:
                 session_nice(self._own_nice)
-            except PermissionError:     # only root may lower a niceness again
+            except OSError:     # without the autogroup, only root lowers a process's niceness again
                 pass
             self._own_nice = None
 
     def stop(self) -> None:
-        """The session ends before any lab test waited (aborted, or -x): stop it, children too."""
+        """The session ends before any lab test waited (aborted, or -x), or while one waited
+        (Ctrl-C): stop it, children too."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -141,18 +152,20 @@ class Background:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        self._step_forward()
+        self.step_forward()
 
     def wait(self, say=lambda line: None) -> dict:
         """Everything the process does (the lab's tests need it converged, not converging)."""
         assert self.proc is not None, "the bring-up was never started"
         self.waited = True
-        if self.proc.poll() is None:
-            started = time.monotonic()
-            say(f"[lab] waiting for the test lab's bring-up and converge (log: {self.log})")
-            self.proc.wait()
-            say(f"[lab] bring-up done after {time.monotonic() - started:.0f} s more")
-        self._step_forward()
+        try:
+            if self.proc.poll() is None:
+                started = time.monotonic()
+                say(f"[lab] waiting for the test lab's bring-up and converge (log: {self.log})")
+                self.proc.wait()
+                say(f"[lab] bring-up done after {time.monotonic() - started:.0f} s more")
+        finally:            # an interrupted wait too (Ctrl-C): the terminal's session is this one
+            self.step_forward()
         doc = json.loads(self.result.read_text()) if self.result.exists() else \
             {"error": f"the bring-up process exited {self.proc.returncode} and wrote no result"}
         if "error" in doc:

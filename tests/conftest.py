@@ -92,11 +92,16 @@ def pytest_collection_finish(session):
 
 
 def pytest_sessionfinish(session):
-    """A bring-up no lab test waited for (the session stopped first) is stopped and its lab removed."""
-    if _BRINGUP is not None and not _BRINGUP.waited:
+    """A bring-up no lab test waited for (the session stopped first), or still running (its wait
+    was interrupted), is stopped and its lab removed; the session's niceness is its own again."""
+    if _BRINGUP is None:
+        return
+    running = _BRINGUP.proc is not None and _BRINGUP.proc.poll() is None
+    if not _BRINGUP.waited or running:
         _BRINGUP.stop()
         if os.environ.get("TRUSTOPS_KEEP_LAB") != "1":
             environment.down(TEST_LAB, Progress(quiet=True))
+    _BRINGUP.step_forward()
 
 
 @pytest.fixture(scope="session")

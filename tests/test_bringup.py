@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -58,7 +59,10 @@ def test_stop_ends_the_process_and_its_children(cfg):
 def test_the_session_steps_back_while_the_bring_up_runs_and_returns_after(tmp_path):
     """Run in a session of its own, so the suite's own niceness is not touched: while the bring-up
     runs, the session weighs less (its autogroup at SESSION_NICE_WHILE_BRINGING_UP) and the
-    bring-up, a session of its own, keeps its weight; after the wait the session's is back."""
+    bring-up, a session of its own, keeps its weight; after the wait the session's is back, and
+    after a wait interrupted by Ctrl-C and after stop() too."""
+    if not Path("/proc/self/autogroup").exists():
+        pytest.skip("the kernel has no autogroups (the session steps back by its process's niceness)")
     script = f"""
 import json, os, sys
 from pathlib import Path
@@ -66,16 +70,38 @@ from tests import bringup
 from trustops.lab import environment
 cfg = environment.LabConfig(name="trustops-nicetest", port_base=2600, state_dir=Path({str(tmp_path / '.lab-x')!r}),
                             kind="flat")
+seen = {{"before": bringup.session_nice()}}
 bg = bringup.Background(cfg, converge=False)
-before = bringup.session_nice()
 bg.start([sys.executable, "-c", "import time; time.sleep(2); open({str(tmp_path / '.lab-x.bringup.json')!r}, 'w').write('{{}}')"])
-during = bringup.session_nice()
-child = Path(f"/proc/{{bg.proc.pid}}/autogroup").read_text().split()[-1]
+seen["during"] = bringup.session_nice()
+seen["child"] = int(Path(f"/proc/{{bg.proc.pid}}/autogroup").read_text().split()[-1])
 bg.wait()
-print(json.dumps({{"before": before, "during": during, "child": int(child), "after": bringup.session_nice()}}))
+seen["after"] = bringup.session_nice()
+
+bg = bringup.Background(cfg, converge=False)
+bg.start([sys.executable, "-c", "import time; time.sleep(300)"])
+def interrupted(*a, **k):
+    raise KeyboardInterrupt
+real_wait, bg.proc.wait = bg.proc.wait, interrupted
+try:
+    bg.wait()
+except KeyboardInterrupt:
+    seen["after_ctrl_c"] = bringup.session_nice()
+bg.proc.wait = real_wait
+bg.stop()
+seen["stopped"] = bg.proc.returncode is not None
+
+bg = bringup.Background(cfg, converge=False)
+bg.start([sys.executable, "-c", "import time; time.sleep(300)"])
+seen["during_again"] = bringup.session_nice()
+bg.stop()
+seen["after_stop"] = bringup.session_nice()
+print(json.dumps(seen))
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90,
                          cwd=bringup.PROJECT_DIR, start_new_session=True)
     assert out.returncode == 0, out.stderr[-2000:]
     seen = json.loads(out.stdout.splitlines()[-1])
-    assert seen == {"before": 0, "during": bringup.SESSION_NICE_WHILE_BRINGING_UP, "child": 0, "after": 0}
+    back = bringup.SESSION_NICE_WHILE_BRINGING_UP
+    assert seen == {"before": 0, "during": back, "child": 0, "after": 0, "after_ctrl_c": 0, "stopped": True,
+                    "during_again": back, "after_stop": 0}
