@@ -1,7 +1,7 @@
 """The app image's archive on the control node (role app_image, lab): saved once per image under a
-temporary name and renamed when complete, so a save killed half-way (SIGKILL of the converge, whose
-background save then dies too) is never shipped, and a half-written file of another run is never
-taken for an archive. Runs the role's own save script through ansible-playbook on this machine's
+temporary name and renamed when complete, so a save killed half-way (the machine's crash, or the
+save's own processes killed) is never shipped, a failed docker save leaves no archive, and a
+half-written file of another run is never taken for an archive. Runs the role's own save script through ansible-playbook on this machine's
 Docker, with a one-file image made here."""
 from __future__ import annotations
 
@@ -154,3 +154,19 @@ def test_a_save_killed_half_way_leaves_no_archive_and_the_next_run_saves(tmp_pat
     assert "SAVED=True" in again.stdout
     with tarfile.open(archive) as tar:
         assert "manifest.json" in tar.getnames()
+
+
+def test_a_failed_docker_save_leaves_no_archive_and_fails_the_task(tmp_path, tiny_image):
+    """docker save fails after the pipe's gzip made a valid empty archive: pipefail fails the
+    script, so nothing is renamed into place (the next run would have shipped 20 bytes forever)."""
+    book = _book(tmp_path, tiny_image)
+    state = tmp_path / "state"
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "docker").write_text("#!/bin/sh\necho 'Error response from daemon: no space left on device' >&2\nexit 1\n")
+    (shim / "docker").chmod(0o755)
+    failed = _run(book, env=ansible_env() | {"PATH": f"{shim}:{os.environ['PATH']}"})
+    assert failed.returncode != 0
+    assert "no space left on device" in failed.stdout
+    assert not _archive(state, tiny_image).exists()
+    assert not list(state.glob("app-image-*"))            # its temporary removed too
