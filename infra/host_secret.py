@@ -16,6 +16,7 @@ import argparse
 import grp
 import json
 import os
+import ssl
 import sys
 import tempfile
 import urllib.error
@@ -44,7 +45,11 @@ def _get_json(url: str, headers: dict[str, str], what: str) -> dict:
                 404: "no such secret (or vault)"}.get(exc.code, exc.reason)
         raise HostSecretError(f"{what}: HTTP {exc.code} ({hint})") from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise HostSecretError(f"{what}: unreachable ({getattr(exc, 'reason', exc)})") from None
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise HostSecretError(f"{what}: the endpoint's TLS certificate is not trusted here "
+                                  f"({reason.verify_message})") from None
+        raise HostSecretError(f"{what}: unreachable ({reason})") from None
     except ValueError:
         raise HostSecretError(f"{what}: the answer is not JSON") from None
 
@@ -61,6 +66,9 @@ def managed_identity_token(imds: str = IMDS) -> str:
 def read_secret(vault_uri: str, name: str, imds: str = IMDS) -> str:
     if not name.replace("-", "").isalnum():
         raise HostSecretError(f"secret name {name!r}: letters, digits and dashes only")
+    if urllib.parse.urlsplit(vault_uri).scheme != "https":
+        # the bearer token and the secret never cross the network in clear (Key Vault is HTTPS only)
+        raise HostSecretError(f"vault URI {vault_uri!r}: https:// only")
     url = f"{vault_uri.rstrip('/')}/secrets/{name}?api-version={KEY_VAULT_API_VERSION}"
     doc = _get_json(url, {"Authorization": f"Bearer {managed_identity_token(imds)}"}, f"Key Vault secret {name}")
     if "value" not in doc:

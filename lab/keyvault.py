@@ -4,7 +4,9 @@ a host reads its own keys by the stack's path (trustops.infra.host_secret) in th
 - IMDS (GET /metadata/identity/oauth2/token, header `Metadata: true`) answers a token bound to the
   asking VM, known by the connection's source address as Azure knows a VM by its link: the router
   sends 169.254.169.254:80 here without rewriting the source (trustops.lab.nsg).
-- The vault (GET /secrets/<name>?api-version=7.4, `Authorization: Bearer <token>`) answers a
+- The vault (GET /secrets/<name>?api-version=7.4, `Authorization: Bearer <token>`), over TLS as
+  on Azure (a certificate from the lab's public root, trustops.lab.webpki, which the hosts trust
+  as a cloud image trusts the Web PKI; IMDS stays plain HTTP on the link, as Azure's), answers a
   secret only to an identity the plan's role assignments give it: 401 without a valid token, 403
   when the caller's address is outside the vault's network rules (the subnets the stack allows)
   or the identity has no role on the secret, 404 for a secret the stack does not declare.
@@ -23,6 +25,8 @@ import json
 import os
 import re
 import secrets
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -162,14 +166,48 @@ class Handler(BaseHTTPRequestHandler):
                            "attributes": {"enabled": True}})
 
 
-def serve(config: str, host: str, imds_port: int, vault_port: int) -> list[ThreadingHTTPServer]:
+class TLSServer(ThreadingHTTPServer):
+    """The vault's server: the TLS handshake in the request's own thread, under the handler's
+    timeout, so a client that connects and never finishes it holds only that thread."""
+
+    tls: ssl.SSLContext
+
+    def finish_request(self, request, client_address) -> None:
+        request.settimeout(Handler.timeout)
+        try:
+            request = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as exc:   # plain HTTP, an untrusting client, a timeout
+            sys.stderr.write(f"vault {client_address[0]} TLS handshake failed: {exc}\n")
+            return
+        super().finish_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        try:
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        request.close()
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2     # as Key Vault (TLS 1.2 and later)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def serve(config: str, host: str, imds_port: int, vault_port: int, cert: str, key: str) -> list[ThreadingHTTPServer]:
     """Both servers, each in a daemon thread; returns them (tests shut them down)."""
     state = State(config)
     state.current()   # a missing or broken file stops the start with its one line
+    tls = tls_context(cert, key)
     servers = []
     for service, port in (("imds", imds_port), ("vault", vault_port)):
         handler = type(f"{service}Handler", (Handler,), {"state": state, "service": service})
-        srv = ThreadingHTTPServer((host, port), handler)
+        if service == "vault":
+            srv: ThreadingHTTPServer = type("VaultServer", (TLSServer,), {"tls": tls})((host, port), handler)
+        else:
+            srv = ThreadingHTTPServer((host, port), handler)
         srv.daemon_threads = True
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
@@ -182,9 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="0.0.0.0")   # noqa: S104 - inside its own container
     ap.add_argument("--imds-port", type=int, default=IMDS_PORT)
     ap.add_argument("--vault-port", type=int, default=VAULT_PORT)
+    ap.add_argument("--tls-cert", required=True, help="the vault's certificate (PEM)")
+    ap.add_argument("--tls-key", required=True, help="its private key (PEM)")
     a = ap.parse_args(argv)
     try:
-        serve(a.config, a.host, a.imds_port, a.vault_port)
+        tls_context(a.tls_cert, a.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        print(f"keyvault: TLS certificate {a.tls_cert} or key {a.tls_key}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        serve(a.config, a.host, a.imds_port, a.vault_port, a.tls_cert, a.tls_key)
     except (OSError, ValueError) as exc:
         print(f"keyvault: {a.config}: {exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -28,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from trustops import inventory
-from trustops.lab import environment, keyvault, nsg, stack
+from trustops.lab import environment, keyvault, nsg, stack, webpki
 from trustops.lab.system import LabError, Progress, run, wait_tcp
 
 # moto checks every request against IAM after this many (the lab's own administrator key is made
@@ -440,8 +441,9 @@ def keyvault_dir(cfg) -> Path:
 
 def keyvault_uri(inet: dict) -> str:
     """The vault's URI in the twin: the stand-in in the router's namespace, at the router's address
-    on the lab's internet network (plain HTTP), in place of https://<vault>.vault.azure.net/."""
-    return f"http://{inet['router']}:{keyvault.VAULT_PORT}/"
+    on the lab's internet network, in place of https://<vault>.vault.azure.net/ (HTTPS with a
+    certificate for that address from the lab's public root, which every host trusts)."""
+    return f"https://{inet['router']}:{keyvault.VAULT_PORT}/"
 
 
 def _keyvault_values(cfg, plan: stack.Plan) -> dict[str, str]:
@@ -484,20 +486,43 @@ def write_keyvault_config(cfg, plan: stack.Plan) -> Path:
     return path
 
 
+def trust_lab_root(cfg, plan: stack.Plan) -> None:
+    """The lab's public root (trustops.lab.webpki) in every VM's system trust store, as a cloud
+    image ships the public roots: all hosts at once, each store rebuilt only if the root is new."""
+    root = webpki.ensure_root(cfg.state_dir).read_bytes()
+    procs = {vm.lab_key: subprocess.Popen(["docker", "exec", "-i", cfg.container(vm.lab_key), "sh", "-c",
+                                           webpki.TRUST_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT)
+             for vm in plan.vms.values()}
+    failed = []
+    for role, proc in procs.items():
+        out, _ = proc.communicate(root, timeout=120)
+        if proc.returncode != 0:
+            failed.append(f"{cfg.container(role)}: {out.decode(errors='replace').strip()[-300:]}")
+    if failed:
+        raise LabError("the lab's public root could not be put in the hosts' trust stores: " + "; ".join(failed))
+
+
 def ensure_keyvault(cfg, plan: stack.Plan, image: str, progress: Progress) -> None:
     """IMDS and Key Vault (trustops.lab.keyvault) in their own container that shares the router's
     network namespace, as the platform's services sit on the VMs' link on Azure: it sees each VM's
     own address, and the router's rules decide who reaches it. From the S3 image's Python, as an
     unprivileged user on a read-only root."""
     write_keyvault_config(cfg, plan)
+    crt, key = webpki.ensure_server_cert(cfg.state_dir, keyvault_dir(cfg), "vault-tls",
+                                         internet_addresses(cfg)["router"], uid=keyvault.KEYVAULT_UID)
+    serial = hashlib.sha256(crt.read_bytes()).hexdigest()[:12]
     router = environment._inspect(cfg.container(ROUTER_ROLE))["Id"]  # type: ignore[index]
-    # the router's id in the run arguments: a new router (a new namespace) makes a new stand-in
+    # the router's id in the run arguments: a new router (a new namespace) makes a new stand-in;
+    # the certificate's digest too: a renewed certificate restarts it with the new one
     args = ["--label", f"trustops.lab={cfg.name}", "--label", f"trustops.role={KEYVAULT_ROLE}",
-            "--label", f"trustops.router={router[:12]}", "--network", f"container:{router}", "--no-healthcheck",
+            "--label", f"trustops.router={router[:12]}", "--label", f"trustops.tls={serial}",
+            "--network", f"container:{router}", "--no-healthcheck",
             "--user", str(keyvault.KEYVAULT_UID), "--read-only",
             "-v", f"{Path(keyvault.__file__).resolve()}:/opt/keyvault.py:ro",
             "-v", f"{keyvault_dir(cfg)}:/etc/keyvault:ro",
-            "--entrypoint", "/usr/bin/python3", image, "/opt/keyvault.py", "--config", "/etc/keyvault/config.json"]
+            "--entrypoint", "/usr/bin/python3", image, "/opt/keyvault.py", "--config", "/etc/keyvault/config.json",
+            "--tls-cert", f"/etc/keyvault/{crt.name}", "--tls-key", f"/etc/keyvault/{key.name}"]
     environment._ensure_container(cfg.container(KEYVAULT_ROLE), args, {}, progress)
 
 
@@ -669,6 +694,7 @@ def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, s
         known += [f"{addr} {key}" for addr in (vm.private_ip, vm.public_ip) if addr]
         known += [f"[127.0.0.1]:{cfg.ports(vm.lab_key)[22]} {key}"] if vm.lab_key in environment.SERVICE_PORTS else []
     cfg.known_hosts.write_text("\n".join(known) + "\n")
+    trust_lab_root(cfg, plan)
     _write_ssh_config(cfg)
     doc = _lab_inventory(cfg, plan, inet, app_image)
     progress.step("waiting for SSH on every host, through the jump host as Ansible goes")

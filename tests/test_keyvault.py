@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -18,7 +19,7 @@ import pytest
 
 from trustops.infra import host_secret
 from trustops.infra.vault import KEY_VAULT_SECRETS_USER, access_key_secret
-from trustops.lab import keyvault, stack
+from trustops.lab import keyvault, stack, webpki
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST_SECRET = ROOT / "infra" / "host_secret.py"
@@ -67,8 +68,11 @@ def vault(plan, tmp_path):
         return doc
     write("db-1")
     imds, port = _free_port(), _free_port()
+    crt, key = webpki.ensure_server_cert(tmp_path, tmp_path, "vault-tls", "127.0.0.1")
+    root = tmp_path / "webpki" / "root.crt"
     proc = subprocess.Popen([sys.executable, str(KEYVAULT), "--config", str(config), "--host", "127.0.0.1",
-                             "--imds-port", str(imds), "--vault-port", str(port)], stderr=subprocess.PIPE, text=True)
+                             "--imds-port", str(imds), "--vault-port", str(port), "--tls-cert", str(crt),
+                             "--tls-key", str(key)], stderr=subprocess.PIPE, text=True)
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -79,11 +83,15 @@ def vault(plan, tmp_path):
             import time
             time.sleep(0.1)
 
-    def read(secret: str, out: Path, *extra: str):
-        return subprocess.run([sys.executable, str(HOST_SECRET), "--vault", f"http://127.0.0.1:{port}/",
+    def read(secret: str, out: Path, *extra: str, trust: Path | None = root, scheme: str = "https"):
+        # the lab's root as the system store's (SSL_CERT_FILE: OpenSSL's default verify file)
+        env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+        if trust is not None:
+            env["SSL_CERT_FILE"] = str(trust)
+        return subprocess.run([sys.executable, str(HOST_SECRET), "--vault", f"{scheme}://127.0.0.1:{port}/",
                                "--imds", f"http://127.0.0.1:{imds}", "--secret", secret, "--out", str(out),
-                               "--format", "aws-env", *extra], capture_output=True, text=True, timeout=60)
-    yield {"write": write, "read": read, "values": values, "imds": imds, "port": port, "proc": proc}
+                               "--format", "aws-env", *extra], capture_output=True, text=True, timeout=60, env=env)
+    yield {"write": write, "read": read, "values": values, "imds": imds, "port": port, "proc": proc, "root": root}
     proc.terminate()
     proc.wait(10)
 
@@ -142,10 +150,10 @@ def test_imds_wants_its_header_and_knows_only_the_stacks_vms(vault):
         urllib.request.urlopen(urllib.request.Request(url, headers={"Metadata": "true"}), timeout=5)
     assert err.value.code == 400 and b"Identity not found" in err.value.read()
     # a token is needed, and a made-up one is refused
-    req = urllib.request.Request(f"http://127.0.0.1:{vault['port']}/secrets/field-key-1?api-version=7.4",
+    req = urllib.request.Request(f"https://127.0.0.1:{vault['port']}/secrets/field-key-1?api-version=7.4",
                                  headers={"Authorization": "Bearer " + secrets.token_urlsafe(32)})
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(req, timeout=5)
+        urllib.request.urlopen(req, timeout=5, context=ssl.create_default_context(cafile=vault["root"]))
     assert err.value.code == 401
 
 
@@ -171,6 +179,58 @@ def test_stand_in_down_is_one_line_and_back_it_serves(vault, tmp_path):
     proc = vault["read"](access_key_secret("backups"), tmp_path / "x")
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
     assert "managed identity token (IMDS): unreachable" in proc.stderr
+
+
+def test_the_vault_is_https_only_and_its_certificate_is_checked(vault, tmp_path):
+    """Key Vault is HTTPS: host_secret refuses a plain URI before any token is asked for, and a
+    host that does not trust the endpoint's root (a cloud image without it, a wrong endpoint)
+    stops with one line and writes nothing."""
+    out = tmp_path / "backup.env"
+    plain = vault["read"](access_key_secret("backups"), out, scheme="http")
+    assert plain.returncode == 1 and not out.exists()
+    assert plain.stderr.strip() == f"host_secret: vault URI 'http://127.0.0.1:{vault['port']}/': https:// only"
+    other_root = tmp_path / "other"
+    other_root.mkdir()
+    untrusted = vault["read"](access_key_secret("backups"), out, trust=webpki.ensure_root(other_root))
+    assert untrusted.returncode == 1 and not out.exists() and len(untrusted.stderr.strip().splitlines()) == 1
+    assert (f"Key Vault secret {access_key_secret('backups')}: the endpoint's TLS certificate is not trusted here"
+            in untrusted.stderr), untrusted.stderr
+    assert vault["read"](access_key_secret("backups"), out).returncode == 0     # with the lab's root: served
+
+
+def test_a_plain_or_silent_client_holds_no_vault_thread(vault, tmp_path):
+    """Plain HTTP to the vault's port gets no answer and the stand-in goes on serving; a client
+    that connects and never finishes the handshake does not block the next one."""
+    with socket.create_connection(("127.0.0.1", vault["port"]), timeout=5) as plain:
+        plain.sendall(b"GET /secrets/field-key-1?api-version=7.4 HTTP/1.0\r\n\r\n")
+        plain.settimeout(15)
+        try:
+            answer = plain.recv(4096)
+        except (ConnectionResetError, TimeoutError):
+            answer = b""
+        assert not answer.startswith(b"HTTP/"), answer
+    silent = socket.create_connection(("127.0.0.1", vault["port"]), timeout=5)
+    try:
+        proc = vault["read"](access_key_secret("backups"), tmp_path / "backup.env")
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        silent.close()
+    assert vault["proc"].poll() is None
+
+
+def test_the_lab_root_makes_a_new_leaf_for_a_new_address_and_keeps_keys_private(tmp_path):
+    crt, key = webpki.ensure_server_cert(tmp_path, tmp_path, "leaf", "172.30.0.2")
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "webpki" / "root.key").stat().st_mode & 0o777) == "0o600"
+    first = crt.read_bytes()
+    assert webpki.ensure_server_cert(tmp_path, tmp_path, "leaf", "172.30.0.2")[0].read_bytes() == first
+    assert webpki.ensure_server_cert(tmp_path, tmp_path, "leaf", "172.30.0.9")[0].read_bytes() != first
+    from cryptography import x509
+
+    leaf = x509.load_pem_x509_certificate(crt.read_bytes())
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificate((tmp_path / "webpki" / "root.crt").read_bytes()))
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(a) for a in sans.get_values_for_type(x509.IPAddress)] == ["172.30.0.9"]
 
 
 def test_the_roles_name_the_programs_secrets():

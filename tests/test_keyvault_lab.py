@@ -79,6 +79,30 @@ def test_a_host_asking_for_another_hosts_secret_gets_403_in_one_line(twin_cfg):
     sh(cfg, "app", "rm -f /root/probe.env")
 
 
+def test_the_vault_is_https_and_a_host_without_the_lab_root_refuses_it(twin_cfg):
+    """The hosts check the vault's certificate with their system store, no lab-only option: with
+    the lab's public root taken out of the store (an image without the endpoint's CA) the read
+    stops in one line; put back, it works again."""
+    from trustops.lab import webpki
+
+    cfg = twin_cfg
+    uri = __import__("yaml").safe_load(cfg.inventory_file.read_text())["all"]["vars"]["trustops_key_vault_uri"]
+    assert uri.startswith("https://"), uri
+    held = "/root/.lab-root-held"
+    out = sh(cfg, "app", f"mv {webpki.HOST_TRUST_PATH} {held} && update-ca-certificates --fresh >/dev/null")
+    assert out.returncode == 0, out.stderr
+    try:
+        proc = _read_as(cfg, "app", access_key_secret(BEDROCK))
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stdout + proc.stderr
+        assert "the endpoint's TLS certificate is not trusted here" in proc.stderr, proc.stderr
+    finally:
+        back = sh(cfg, "app", f"mv {held} {webpki.HOST_TRUST_PATH} && update-ca-certificates --fresh >/dev/null")
+        assert back.returncode == 0, back.stderr
+    again = _read_as(cfg, "app", access_key_secret(BEDROCK))
+    assert again.returncode == 0, again.stderr
+    sh(cfg, "app", "rm -f /root/probe.env")
+
+
 def test_backups_work_with_the_writers_key_under_iam(twin_cfg):
     """The real path: the backup job on db with the key it read (moto checks its policy); the same
     key cannot erase a backup (no prune in the twin, a stolen key erases nothing)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import ssl
 import stat
 import subprocess
 import sys
@@ -15,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from trustops.lab import webpki
+
 SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "host_secret.py"
 GRANTED = "backups-writer-access-key"
 
 
 @pytest.fixture
-def cloud():
+def cloud(tmp_path, monkeypatch):
     token = secrets.token_urlsafe(16)
     key = {"aws_access_key_id": "AKIA" + secrets.token_hex(8).upper(), "aws_secret_access_key": secrets.token_urlsafe(30)}
     seen: list[str] = []
@@ -48,14 +51,24 @@ def cloud():
                 return self._send(200, {"value": json.dumps(key)})
             return self._send(403, {"error": {"code": "Forbidden"}})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", key, seen
-    server.shutdown()
+    # IMDS in plain HTTP on the link, the vault in HTTPS with a certificate from a root made now
+    # (trustops.lab.webpki) that the "host" trusts as its system store (SSL_CERT_FILE)
+    crt, tls_key = webpki.ensure_server_cert(tmp_path, tmp_path, "vault", "127.0.0.1")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(crt, tls_key)
+    imds, vault = ThreadingHTTPServer(("127.0.0.1", 0), Handler), ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    vault.socket = tls.wrap_socket(vault.socket, server_side=True)
+    for server in (imds, vault):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "webpki" / "root.crt"))
+    yield (f"https://127.0.0.1:{vault.server_address[1]}", f"http://127.0.0.1:{imds.server_address[1]}"), key, seen
+    for server in (imds, vault):
+        server.shutdown()
 
 
-def _run(base: str, *args: str):
-    return subprocess.run([sys.executable, str(SCRIPT), "--vault", base + "/", "--imds", base, *args],
+def _run(base: tuple[str, str] | str, *args: str):
+    vault, imds = base if isinstance(base, tuple) else (base, base)
+    return subprocess.run([sys.executable, str(SCRIPT), "--vault", vault + "/", "--imds", imds, *args],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -86,7 +99,8 @@ def test_no_metadata_service_is_one_line(tmp_path):
     with socket.socket() as s:           # a loopback port with nothing listening
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = _run(f"http://127.0.0.1:{port}", "--secret", GRANTED, "--out", str(tmp_path / "x"))
+    proc = _run((f"https://127.0.0.1:{port}", f"http://127.0.0.1:{port}"), "--secret", GRANTED,
+                "--out", str(tmp_path / "x"))
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
     assert "managed identity token (IMDS): unreachable" in proc.stderr
 
