@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import grp
+import http.client
 import json
 import os
 import ssl
@@ -35,15 +36,29 @@ class HostSecretError(RuntimeError):
     pass
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Neither IMDS nor Key Vault redirects a GET: a redirect is refused, not followed (followed,
+    it would carry the bearer token wherever it points, plain HTTP included)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _get_json(url: str, headers: dict[str, str], what: str) -> dict:
     req = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:   # noqa: S310 - fixed schemes
+        with _OPENER.open(req, timeout=TIMEOUT_S) as resp:   # noqa: S310 - fixed schemes
             return json.loads(resp.read().decode())
     except urllib.error.HTTPError as exc:
         hint = {401: "the token was refused", 403: "this VM's identity has no role on the secret",
-                404: "no such secret (or vault)"}.get(exc.code, exc.reason)
+                404: "no such secret (or vault)"}.get(exc.code, "a redirect, refused" if 300 <= exc.code < 400
+                                                      else str(exc.reason).splitlines()[0][:100])
         raise HostSecretError(f"{what}: HTTP {exc.code} ({hint})") from None
+    except http.client.HTTPException as exc:    # not HTTP at all, a malformed address
+        raise HostSecretError(f"{what}: no valid HTTP answer ({type(exc).__name__})") from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, ssl.SSLCertVerificationError):
@@ -66,7 +81,9 @@ def managed_identity_token(imds: str = IMDS) -> str:
 def read_secret(vault_uri: str, name: str, imds: str = IMDS) -> str:
     if not name.replace("-", "").isalnum():
         raise HostSecretError(f"secret name {name!r}: letters, digits and dashes only")
-    if urllib.parse.urlsplit(vault_uri).scheme != "https":
+    if any(c.isspace() or not c.isprintable() for c in vault_uri):
+        raise HostSecretError(f"vault URI {vault_uri!r}: spaces or control characters")
+    if urllib.parse.urlsplit(vault_uri).scheme.lower() != "https":
         # the bearer token and the secret never cross the network in clear (Key Vault is HTTPS only)
         raise HostSecretError(f"vault URI {vault_uri!r}: https:// only")
     url = f"{vault_uri.rstrip('/')}/secrets/{name}?api-version={KEY_VAULT_API_VERSION}"

@@ -175,18 +175,18 @@ class TLSServer(ThreadingHTTPServer):
     def finish_request(self, request, client_address) -> None:
         request.settimeout(Handler.timeout)
         try:
-            request = self.tls.wrap_socket(request, server_side=True)
+            tls = self.tls.wrap_socket(request, server_side=True)   # takes over the socket
         except (OSError, ssl.SSLError) as exc:   # plain HTTP, an untrusting client, a timeout
             sys.stderr.write(f"vault {client_address[0]} TLS handshake failed: {exc}\n")
             return
-        super().finish_request(request, client_address)
-
-    def shutdown_request(self, request) -> None:
         try:
-            request.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        request.close()
+            super().finish_request(tls, client_address)
+        finally:
+            try:
+                tls.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            tls.close()
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:

@@ -486,19 +486,32 @@ def write_keyvault_config(cfg, plan: stack.Plan) -> Path:
     return path
 
 
-def trust_lab_root(cfg, plan: stack.Plan) -> None:
+def trust_lab_root(cfg, plan: stack.Plan, timeout: float = 120) -> None:
     """The lab's public root (trustops.lab.webpki) in every VM's system trust store, as a cloud
     image ships the public roots: all hosts at once, each store rebuilt only if the root is new."""
+    import time
+
     root = webpki.ensure_root(cfg.state_dir).read_bytes()
     procs = {vm.lab_key: subprocess.Popen(["docker", "exec", "-i", cfg.container(vm.lab_key), "sh", "-c",
-                                           webpki.TRUST_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           webpki.trust_script()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT)
              for vm in plan.vms.values()}
-    failed = []
-    for role, proc in procs.items():
-        out, _ = proc.communicate(root, timeout=120)
-        if proc.returncode != 0:
-            failed.append(f"{cfg.container(role)}: {out.decode(errors='replace').strip()[-300:]}")
+    deadline, failed = time.monotonic() + timeout, []
+    try:
+        for role, proc in procs.items():
+            try:
+                out, _ = proc.communicate(root, timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                failed.append(f"{cfg.container(role)}: no answer in {timeout:.0f} s")
+                continue
+            if proc.returncode != 0:
+                text = " | ".join(out.decode(errors="replace").split("\n")).strip(" |")
+                failed.append(f"{cfg.container(role)}: exit {proc.returncode} {text[-300:]}")
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     if failed:
         raise LabError("the lab's public root could not be put in the hosts' trust stores: " + "; ".join(failed))
 
@@ -512,11 +525,14 @@ def ensure_keyvault(cfg, plan: stack.Plan, image: str, progress: Progress) -> No
     crt, key = webpki.ensure_server_cert(cfg.state_dir, keyvault_dir(cfg), "vault-tls",
                                          internet_addresses(cfg)["router"], uid=keyvault.KEYVAULT_UID)
     serial = hashlib.sha256(crt.read_bytes()).hexdigest()[:12]
+    code = hashlib.sha256(Path(keyvault.__file__).read_bytes()).hexdigest()[:12]
     router = environment._inspect(cfg.container(ROUTER_ROLE))["Id"]  # type: ignore[index]
     # the router's id in the run arguments: a new router (a new namespace) makes a new stand-in;
-    # the certificate's digest too: a renewed certificate restarts it with the new one
+    # the certificate's and the program's digests too: a renewed certificate or a changed
+    # stand-in (mounted from the checkout) restarts it
     args = ["--label", f"trustops.lab={cfg.name}", "--label", f"trustops.role={KEYVAULT_ROLE}",
             "--label", f"trustops.router={router[:12]}", "--label", f"trustops.tls={serial}",
+            "--label", f"trustops.code={code}",
             "--network", f"container:{router}", "--no-healthcheck",
             "--user", str(keyvault.KEYVAULT_UID), "--read-only",
             "-v", f"{Path(keyvault.__file__).resolve()}:/opt/keyvault.py:ro",

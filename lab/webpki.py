@@ -21,9 +21,12 @@ LEAF_DAYS = 397           # the Web PKI's longest leaf lifetime
 RENEW_BEFORE_DAYS = 30
 
 
-def _write_private(path: Path, data: bytes, uid: int | None = None) -> None:
+def _write_atomically(path: Path, data: bytes, mode: int, uid: int | None = None) -> None:
+    """A temporary file beside `path` (made anew, so a leftover's looser mode is not inherited),
+    then a rename: a run killed mid-way leaves the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     if uid is not None:
@@ -31,12 +34,28 @@ def _write_private(path: Path, data: bytes, uid: int | None = None) -> None:
     tmp.replace(path)
 
 
+def _load(crt: Path, key_file: Path):
+    """(certificate, key) when both parse and the key is the certificate's, else None."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        cert = x509.load_pem_x509_certificate(crt.read_bytes())
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        return None
+    same = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
+        == key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return (cert, key) if same else None
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
 def ensure_root(state_dir: Path) -> Path:
-    """<state>/webpki/root.crt (and its key, 0600), made once; returns the certificate's path."""
+    """<state>/webpki/root.crt (and its key, 0600), made once and again only when missing, broken
+    or due to end before a new leaf would; returns the certificate's path."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,8 +63,10 @@ def ensure_root(state_dir: Path) -> Path:
 
     d = state_dir / "webpki"
     d.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(d, 0o700)
     crt, key_file = d / "root.crt", d / "root.key"
-    if crt.exists() and key_file.exists():
+    loaded = _load(crt, key_file)
+    if loaded and loaded[0].not_valid_after_utc - _now() > datetime.timedelta(days=LEAF_DAYS + RENEW_BEFORE_DAYS):
         return crt
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ROOT_NAME)])
@@ -60,24 +81,29 @@ def ensure_root(state_dir: Path) -> Path:
                                          crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
-    _write_private(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    # the key first: a kill between the two leaves a pair that does not match, made again next time
+    _write_atomically(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()), 0o600)
+    _write_atomically(crt, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return crt
 
 
-def _current(crt: Path, address: str, root_crt: Path) -> bool:
-    """The leaf at `crt` is for `address`, signed by this root, and not due for renewal."""
+def _current(crt: Path, key_file: Path, address: str, root_crt: Path) -> bool:
+    """The leaf at `crt` has its key, is for `address`, is signed by this root (not one made
+    before it under the same name), and is not due for renewal."""
     from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
 
-    try:
-        cert = x509.load_pem_x509_certificate(crt.read_bytes())
-        root = x509.load_pem_x509_certificate(root_crt.read_bytes())
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (OSError, ValueError, x509.ExtensionNotFound):
+    loaded = _load(crt, key_file)
+    if loaded is None:
         return False
-    return (cert.issuer == root.subject
-            and ipaddress.ip_address(address) in sans.get_values_for_type(x509.IPAddress)
+    cert = loaded[0]
+    try:
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(root_crt.read_bytes()))
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+        return False
+    return (ipaddress.ip_address(address) in sans.get_values_for_type(x509.IPAddress)
             and cert.not_valid_after_utc - _now() > datetime.timedelta(days=RENEW_BEFORE_DAYS))
 
 
@@ -92,7 +118,7 @@ def ensure_server_cert(state_dir: Path, out_dir: Path, stem: str, address: str,
 
     root_crt = ensure_root(state_dir)
     crt, key_file = out_dir / f"{stem}.crt", out_dir / f"{stem}.key"
-    if key_file.exists() and _current(crt, address, root_crt):
+    if _current(crt, key_file, address, root_crt):
         return crt, key_file
     root = x509.load_pem_x509_certificate(root_crt.read_bytes())
     root_key = serialization.load_pem_private_key((root_crt.parent / "root.key").read_bytes(), password=None)
@@ -103,27 +129,32 @@ def ensure_server_cert(state_dir: Path, out_dir: Path, stem: str, address: str,
             .issuer_name(root.subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=LEAF_DAYS))
+            .not_valid_after(min(now + datetime.timedelta(days=LEAF_DAYS), root.not_valid_after_utc))
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root.public_key()), critical=False)
             .sign(root_key, hashes.SHA256()))
-    _write_private(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()), uid)
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    if uid is not None:
-        os.chown(crt, uid, uid)
+    _write_atomically(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()), 0o600, uid)
+    _write_atomically(crt, cert.public_bytes(serialization.Encoding.PEM), 0o644, uid)
     return crt, key_file
 
 
-# Run in a host over `docker exec` (sh -s): the root in the system store, once; the store is
-# rebuilt only when the file is new or changed (update-ca-certificates takes a second or two).
-TRUST_SCRIPT = f"""set -eu
+HOST_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def trust_script(target: str = HOST_TRUST_PATH, bundle: str = HOST_BUNDLE) -> str:
+    """A POSIX sh script, run in a host with `sh -c` and the root's PEM on standard input: the root
+    in the system store, the store rebuilt unless the file is already there and the bundle already
+    holds it (a rebuild that failed or was killed is done again on the next run)."""
+    return f"""set -eu
 new=$(mktemp)
+trap 'rm -f "$new"' EXIT
 cat > "$new"
-if cmp -s "$new" {HOST_TRUST_PATH}; then rm -f "$new"; exit 0; fi
-install -m 0644 "$new" {HOST_TRUST_PATH}
-rm -f "$new"
+first=$(sed -n 2p "$new")
+if cmp -s "$new" {target} && [ -n "$first" ] && grep -qxF "$first" {bundle} 2>/dev/null; then exit 0; fi
+install -m 0644 "$new" {target}
 update-ca-certificates >/dev/null
+grep -qxF "$first" {bundle}
 """

@@ -233,6 +233,59 @@ def test_the_lab_root_makes_a_new_leaf_for_a_new_address_and_keeps_keys_private(
     assert [str(a) for a in sans.get_values_for_type(x509.IPAddress)] == ["172.30.0.9"]
 
 
+def test_a_new_root_or_a_broken_key_makes_a_new_leaf_and_a_leftover_never_loosens_the_key(tmp_path):
+    from cryptography import x509
+
+    crt, key = webpki.ensure_server_cert(tmp_path, tmp_path, "leaf", "172.30.0.2")
+    first = crt.read_bytes()
+    for path in (tmp_path / "webpki").iterdir():        # the root lost: made again, under the same name
+        path.unlink()
+    root = webpki.ensure_root(tmp_path)
+    crt, key = webpki.ensure_server_cert(tmp_path, tmp_path, "leaf", "172.30.0.2")
+    assert crt.read_bytes() != first
+    x509.load_pem_x509_certificate(crt.read_bytes()).verify_directly_issued_by(
+        x509.load_pem_x509_certificate(root.read_bytes()))
+    key.write_text("")                                   # a key cut short: the pair is made again
+    (tmp_path / ".leaf.key.tmp").write_text("x")         # a killed run's leftover, world-readable
+    os.chmod(tmp_path / ".leaf.key.tmp", 0o644)
+    crt, key = webpki.ensure_server_cert(tmp_path, tmp_path, "leaf", "172.30.0.2")
+    assert webpki._load(crt, key) is not None and oct(key.stat().st_mode & 0o777) == "0o600"
+    root.write_bytes(root.read_bytes()[:100])            # a half-written root: made again
+    assert webpki._load(webpki.ensure_root(tmp_path), tmp_path / "webpki" / "root.key") is not None
+
+
+def _stub_update(bin_dir: Path, works: bool, target: Path, bundle: Path) -> Path:
+    bin_dir.mkdir(exist_ok=True)
+    stub = bin_dir / "update-ca-certificates"
+    stub.write_text("#!/bin/sh\n" + (f"cat {target} >> {bundle}\necho run >> {bin_dir}/runs\n" if works else "exit 1\n"))
+    stub.chmod(0o755)
+    return stub
+
+
+def test_the_trust_script_rebuilds_a_store_a_failed_run_left_without_the_root(tmp_path):
+    """The script lab up runs in each host (dash, as Debian's sh), with update-ca-certificates
+    stubbed: a failed rebuild leaves the file in place, and the next run rebuilds anyway."""
+    import shutil
+
+    if not shutil.which("dash"):
+        pytest.skip("dash is Debian's /bin/sh (scripts/bootstrap installs it)")
+    root = webpki.ensure_root(tmp_path).read_bytes()
+    target, bundle = tmp_path / "store" / "lab-root.crt", tmp_path / "bundle.crt"
+    target.parent.mkdir()
+    bundle.write_text("")
+    script = webpki.trust_script(str(target), str(bundle))
+
+    def run(works: bool):
+        _stub_update(tmp_path / "bin", works, target, bundle)
+        env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+        return subprocess.run(["dash", "-c", script], input=root, capture_output=True, env=env, timeout=60)
+
+    assert run(works=False).returncode != 0 and target.read_bytes() == root
+    assert run(works=True).returncode == 0 and root.decode() in bundle.read_text()
+    assert run(works=True).returncode == 0                       # in place and in the bundle: nothing to do
+    assert (tmp_path / "bin" / "runs").read_text().count("run") == 1
+
+
 def test_the_roles_name_the_programs_secrets():
     from trustops.converge import role_default
 

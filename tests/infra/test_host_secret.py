@@ -109,3 +109,73 @@ def test_hostile_secret_names_are_refused(cloud, tmp_path):
     base, _, seen = cloud
     proc = _run(base, "--secret", "../keys/x", "--out", str(tmp_path / "x"))
     assert proc.returncode == 1 and "letters, digits and dashes only" in proc.stderr and seen == []
+
+
+def test_a_redirect_is_refused_and_the_token_goes_nowhere(cloud, tmp_path):
+    """An https vault answering 302 to a plain-HTTP address: followed, the redirect would carry the
+    bearer token in clear; host_secret stops in one line and the plain listener hears nothing."""
+    (_, imds), _, _ = cloud
+    heard: list[str] = []
+
+    class Plain(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            heard.append(self.headers.get("Authorization", ""))
+            self.send_response(200)
+            self.end_headers()
+
+    plain = ThreadingHTTPServer(("127.0.0.1", 0), Plain)
+
+    class Redirect(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{plain.server_address[1]}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    crt, key = webpki.ensure_server_cert(tmp_path, tmp_path, "redirect", "127.0.0.1")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(crt, key)
+    redirect = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    redirect.socket = tls.wrap_socket(redirect.socket, server_side=True)
+    for server in (plain, redirect):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = tmp_path / "backup.env"
+        proc = _run((f"https://127.0.0.1:{redirect.server_address[1]}", imds), "--secret", GRANTED,
+                    "--out", str(out), "--format", "aws-env")
+        assert proc.returncode == 1 and not out.exists()
+        assert proc.stderr.strip() == f"host_secret: Key Vault secret {GRANTED}: HTTP 302 (a redirect, refused)"
+        assert heard == []
+    finally:
+        for server in (plain, redirect):
+            server.shutdown()
+
+
+def test_an_endpoint_that_is_not_http_or_a_uri_with_control_characters_is_one_line(tmp_path):
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def garbage():
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.sendall(b"\x00\x01 not http at all\r\n\r\n")
+        conn.close()
+    threading.Thread(target=garbage, daemon=True).start()
+    port = listener.getsockname()[1]
+    proc = _run((f"https://127.0.0.1:{port}", f"http://127.0.0.1:{port}"), "--secret", GRANTED,
+                "--out", str(tmp_path / "x"))
+    listener.close()
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "managed identity token (IMDS): no valid HTTP answer" in proc.stderr
+    odd = _run(("https://127.0.0.1:1/\nx", "http://127.0.0.1:1"), "--secret", GRANTED, "--out", str(tmp_path / "x"))
+    assert odd.returncode == 1 and len(odd.stderr.strip().splitlines()) == 1
+    assert "spaces or control characters" in odd.stderr
