@@ -486,34 +486,43 @@ def write_keyvault_config(cfg, plan: stack.Plan) -> Path:
     return path
 
 
-def trust_lab_root(cfg, plan: stack.Plan, timeout: float = 120) -> None:
+def trust_lab_root(cfg, plan: stack.Plan, timeout: float = 120):
     """The lab's public root (trustops.lab.webpki) in every VM's system trust store, as a cloud
-    image ships the public roots: all hosts at once, each store rebuilt only if the root is new."""
+    image ships the public roots: begun in every host at once; returns the function that waits
+    for them (lab up waits for SSH meanwhile), which raises LabError for any that failed."""
     import time
 
     root = webpki.ensure_root(cfg.state_dir).read_bytes()
-    procs = {vm.lab_key: subprocess.Popen(["docker", "exec", "-i", cfg.container(vm.lab_key), "sh", "-c",
-                                           webpki.trust_script()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT)
-             for vm in plan.vms.values()}
-    deadline, failed = time.monotonic() + timeout, []
-    try:
-        for role, proc in procs.items():
-            try:
-                out, _ = proc.communicate(root, timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                failed.append(f"{cfg.container(role)}: no answer in {timeout:.0f} s")
-                continue
-            if proc.returncode != 0:
-                text = " | ".join(out.decode(errors="replace").split("\n")).strip(" |")
-                failed.append(f"{cfg.container(role)}: exit {proc.returncode} {text[-300:]}")
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    if failed:
-        raise LabError("the lab's public root could not be put in the hosts' trust stores: " + "; ".join(failed))
+    procs = {}
+    for vm in plan.vms.values():
+        procs[vm.lab_key] = subprocess.Popen(["docker", "exec", "-i", cfg.container(vm.lab_key), "sh", "-c",
+                                              webpki.trust_script()], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        stdin, procs[vm.lab_key].stdin = procs[vm.lab_key].stdin, None   # communicate() sends nothing more
+        stdin.write(root)   # a PEM is far smaller than a pipe's buffer: this never blocks
+        stdin.close()
+    deadline = time.monotonic() + timeout
+
+    def wait() -> None:
+        failed = []
+        try:
+            for role, proc in procs.items():
+                try:
+                    out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    failed.append(f"{cfg.container(role)}: no answer in {timeout:.0f} s")
+                    continue
+                if proc.returncode != 0:
+                    text = " | ".join(out.decode(errors="replace").split("\n")).strip(" |")
+                    failed.append(f"{cfg.container(role)}: exit {proc.returncode} {text[-300:]}")
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        if failed:
+            raise LabError("the lab's public root could not be put in the hosts' trust stores: " + "; ".join(failed))
+    return wait
 
 
 def ensure_keyvault(cfg, plan: stack.Plan, image: str, progress: Progress) -> None:
@@ -710,11 +719,13 @@ def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, s
         known += [f"{addr} {key}" for addr in (vm.private_ip, vm.public_ip) if addr]
         known += [f"[127.0.0.1]:{cfg.ports(vm.lab_key)[22]} {key}"] if vm.lab_key in environment.SERVICE_PORTS else []
     cfg.known_hosts.write_text("\n".join(known) + "\n")
-    trust_lab_root(cfg, plan)
+    trusted = trust_lab_root(cfg, plan)
     _write_ssh_config(cfg)
     doc = _lab_inventory(cfg, plan, inet, app_image)
     progress.step("waiting for SSH on every host, through the jump host as Ansible goes")
     check_ssh(cfg, doc)
+    progress.step("the lab's public root in every host's trust store")
+    trusted()
     progress.step(f"S3 endpoint on 127.0.0.1:{cfg.s3_port}: the stack's buckets")
     if not wait_tcp("127.0.0.1", cfg.s3_port, 60):
         raise LabError(f"S3 endpoint {cfg.container(S3_ROLE)} not reachable on 127.0.0.1:{cfg.s3_port}")
