@@ -170,7 +170,9 @@ class TLSServer(ThreadingHTTPServer):
     """The vault's server: the TLS handshake in the request's own thread, under the handler's
     timeout, so a client that connects and never finishes it holds only that thread."""
 
-    tls: ssl.SSLContext
+    def __init__(self, address, handler, tls: ssl.SSLContext) -> None:
+        super().__init__(address, handler)
+        self.tls = tls
 
     def finish_request(self, request, client_address) -> None:
         request.settimeout(Handler.timeout)
@@ -196,18 +198,14 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-def serve(config: str, host: str, imds_port: int, vault_port: int, cert: str, key: str) -> list[ThreadingHTTPServer]:
-    """Both servers, each in a daemon thread; returns them (tests shut them down)."""
+def serve(config: str, host: str, imds_port: int, vault_port: int, tls: ssl.SSLContext) -> list[ThreadingHTTPServer]:
+    """Both servers, each in a daemon thread, the vault's in `tls`; returns them."""
     state = State(config)
     state.current()   # a missing or broken file stops the start with its one line
-    tls = tls_context(cert, key)
     servers = []
     for service, port in (("imds", imds_port), ("vault", vault_port)):
         handler = type(f"{service}Handler", (Handler,), {"state": state, "service": service})
-        if service == "vault":
-            srv: ThreadingHTTPServer = type("VaultServer", (TLSServer,), {"tls": tls})((host, port), handler)
-        else:
-            srv = ThreadingHTTPServer((host, port), handler)
+        srv = TLSServer((host, port), handler, tls) if service == "vault" else ThreadingHTTPServer((host, port), handler)
         srv.daemon_threads = True
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
@@ -224,12 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tls-key", required=True, help="its private key (PEM)")
     a = ap.parse_args(argv)
     try:
-        tls_context(a.tls_cert, a.tls_key)
+        tls = tls_context(a.tls_cert, a.tls_key)
     except (OSError, ssl.SSLError) as exc:
         print(f"keyvault: TLS certificate {a.tls_cert} or key {a.tls_key}: {exc}", file=sys.stderr)
         return 1
     try:
-        serve(a.config, a.host, a.imds_port, a.vault_port, a.tls_cert, a.tls_key)
+        serve(a.config, a.host, a.imds_port, a.vault_port, tls)
     except (OSError, ValueError) as exc:
         print(f"keyvault: {a.config}: {exc}", file=sys.stderr)
         return 1

@@ -47,6 +47,20 @@ def run(args: list[str], *, check: bool = True, input: str | None = None,
     return proc
 
 
+def write_atomically(path: Path, data: bytes, mode: int = 0o600, uid: int | None = None) -> None:
+    """`data` at `path` with `mode` (and owner `uid` when given) by a temporary file beside it, made
+    anew so a leftover's looser mode is not inherited, then a rename: a run killed mid-way leaves
+    the old file or the new one, never half of one, and never readable by others even briefly."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    if uid is not None:
+        os.chown(tmp, uid, uid)
+    tmp.replace(path)
+
+
 def is_root() -> bool:
     return os.geteuid() == 0
 

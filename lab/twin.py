@@ -30,7 +30,7 @@ import yaml
 
 from trustops import inventory
 from trustops.lab import environment, keyvault, nsg, stack, webpki
-from trustops.lab.system import LabError, Progress, run, wait_tcp
+from trustops.lab.system import LabError, Progress, run, wait_tcp, write_atomically
 
 # moto checks every request against IAM after this many (the lab's own administrator key is made
 # with them); the stack's users then get exactly their declared policies
@@ -236,8 +236,6 @@ def apply_router(cfg, plan: stack.Plan) -> str:
 def _program_digest(ranges: dict, pubkey: str) -> str:
     """What the plan depends on: the program, the contract, the stack file, the lab's reading of
     them, the ranges and the key. Unchanged, a warm `lab up` reuses the recorded plan."""
-    import hashlib
-
     h = hashlib.sha256(json.dumps([ranges, pubkey]).encode())
     files = sorted((stack.PROJECT_DIR / "infra").rglob("*.py")) + [
         stack.STACK_FILE, stack.PROJECT_DIR / "trustops" / "inventory.py", Path(stack.__file__), Path(nsg.__file__)]
@@ -382,11 +380,7 @@ def _ensure_lab_admin(cfg) -> None:
         raise LabError(f"moto's IAM refuses the lab's bootstrap ({exc.response['Error']['Code']}): run "
                        f"`trustops lab down` and up again") from exc
     creds = {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
-    tmp = cfg.s3_credentials_file.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(creds, fh)
-    tmp.replace(cfg.s3_credentials_file)
+    write_atomically(cfg.s3_credentials_file, json.dumps(creds).encode())
 
 
 def _wait_moto(cfg, timeout: float = 60) -> None:
@@ -429,10 +423,8 @@ def _ensure_iam(cfg, plan: stack.Plan) -> None:
         if path.exists() and json.loads(path.read_text())["aws_access_key_id"] in known:
             continue
         made = iam.create_access_key(UserName=user)["AccessKey"]
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"aws_access_key_id": made["AccessKeyId"], "aws_secret_access_key": made["SecretAccessKey"]},
-                      fh)
+        write_atomically(path, json.dumps({"aws_access_key_id": made["AccessKeyId"],
+                                           "aws_secret_access_key": made["SecretAccessKey"]}).encode())
 
 
 def keyvault_dir(cfg) -> Path:
@@ -477,12 +469,8 @@ def write_keyvault_config(cfg, plan: stack.Plan) -> Path:
     d.mkdir(mode=0o700, exist_ok=True)
     os.chown(d, keyvault.KEYVAULT_UID, keyvault.KEYVAULT_UID)
     doc = keyvault.build_config(plan, _keyvault_values(cfg, plan), KEY_VAULT_SECRETS_USER)
-    path, tmp = d / "config.json", d / ".config.json.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(doc, fh)
-    os.chown(tmp, keyvault.KEYVAULT_UID, keyvault.KEYVAULT_UID)
-    tmp.replace(path)
+    path = d / "config.json"
+    write_atomically(path, json.dumps(doc).encode(), 0o600, keyvault.KEYVAULT_UID)
     return path
 
 

@@ -14,6 +14,8 @@ import ipaddress
 import os
 from pathlib import Path
 
+from trustops.lab.system import write_atomically
+
 ROOT_NAME = "trustops lab public root"
 HOST_TRUST_PATH = "/usr/local/share/ca-certificates/trustops-lab-public-root.crt"
 ROOT_DAYS = 3650
@@ -21,17 +23,14 @@ LEAF_DAYS = 397           # the Web PKI's longest leaf lifetime
 RENEW_BEFORE_DAYS = 30
 
 
-def _write_atomically(path: Path, data: bytes, mode: int, uid: int | None = None) -> None:
-    """A temporary file beside `path` (made anew, so a leftover's looser mode is not inherited),
-    then a rename: a run killed mid-way leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    if uid is not None:
-        os.chown(tmp, uid, uid)
-    tmp.replace(path)
+def _write_pair(crt: Path, key_file: Path, cert, key, uid: int | None = None) -> None:
+    """The key (0600) first, then the certificate: a kill between the two leaves a pair that does
+    not match, which _load refuses, so it is made again next time."""
+    from cryptography.hazmat.primitives import serialization
+
+    write_atomically(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()), 0o600, uid)
+    write_atomically(crt, cert.public_bytes(serialization.Encoding.PEM), 0o644, uid)
 
 
 def _load(crt: Path, key_file: Path):
@@ -81,14 +80,11 @@ def ensure_root(state_dir: Path) -> Path:
                                          crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
-    # the key first: a kill between the two leaves a pair that does not match, made again next time
-    _write_atomically(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()), 0o600)
-    _write_atomically(crt, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    _write_pair(crt, key_file, cert, key)
     return crt
 
 
-def _current(crt: Path, key_file: Path, address: str, root_crt: Path) -> bool:
+def _current(crt: Path, key_file: Path, address: str, root) -> bool:
     """The leaf at `crt` has its key, is for `address`, is signed by this root (not one made
     before it under the same name), and is not due for renewal."""
     from cryptography import x509
@@ -99,9 +95,9 @@ def _current(crt: Path, key_file: Path, address: str, root_crt: Path) -> bool:
         return False
     cert = loaded[0]
     try:
-        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(root_crt.read_bytes()))
+        cert.verify_directly_issued_by(root)
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (OSError, ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+    except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
         return False
     return (ipaddress.ip_address(address) in sans.get_values_for_type(x509.IPAddress)
             and cert.not_valid_after_utc - _now() > datetime.timedelta(days=RENEW_BEFORE_DAYS))
@@ -117,10 +113,10 @@ def ensure_server_cert(state_dir: Path, out_dir: Path, stem: str, address: str,
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     root_crt = ensure_root(state_dir)
-    crt, key_file = out_dir / f"{stem}.crt", out_dir / f"{stem}.key"
-    if _current(crt, key_file, address, root_crt):
-        return crt, key_file
     root = x509.load_pem_x509_certificate(root_crt.read_bytes())
+    crt, key_file = out_dir / f"{stem}.crt", out_dir / f"{stem}.key"
+    if _current(crt, key_file, address, root):
+        return crt, key_file
     root_key = serialization.load_pem_private_key((root_crt.parent / "root.key").read_bytes(), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
@@ -135,9 +131,7 @@ def ensure_server_cert(state_dir: Path, out_dir: Path, stem: str, address: str,
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root.public_key()), critical=False)
             .sign(root_key, hashes.SHA256()))
-    _write_atomically(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()), 0o600, uid)
-    _write_atomically(crt, cert.public_bytes(serialization.Encoding.PEM), 0o644, uid)
+    _write_pair(crt, key_file, cert, key, uid)
     return crt, key_file
 
 
