@@ -19,7 +19,7 @@ def rendered() -> str:
         web_front_server_names=["benefits.example"], web_front_upstream="http://benefits_app",
         web_front_upstream_file="/var/lib/trustops/app/upstream.conf", private_ip="10.0.0.5",
         web_front_metrics_port=role_default("web_front", "web_front_metrics_port"), trustops_ops_addresses=["10.0.0.9"],
-        ansible_all_ipv6_addresses=[])
+        ansible_facts={"all_ipv6_addresses": []})
 
 
 def test_only_the_front_sets_the_forwarded_address():

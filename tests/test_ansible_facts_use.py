@@ -1,0 +1,82 @@
+"""The converge's fact use (no lab): facts only under `ansible_facts` (ansible.cfg turns off their
+injection as top-level variables, so `ansible_virtualization_type` would be undefined, and with a
+`default` silently false: a lab container would be taken for a VM), and the filters that let each
+role's apt task skip when its packages are installed (ansible/filter_plugins/packages.py)."""
+from __future__ import annotations
+
+import configparser
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ANSIBLE_DIR = Path(__file__).resolve().parent.parent / "ansible"
+
+# Ansible's own variables that are not facts (magic and connection variables, result keys).
+NOT_FACTS = {"ansible_facts", "ansible_host", "ansible_port", "ansible_user", "ansible_playbook_python",
+             "ansible_managed", "ansible_job_id", "ansible_check_mode", "ansible_connection",
+             "ansible_python_interpreter", "ansible_become", "ansible_ssh_common_args",
+             "ansible_ssh_private_key_file", "ansible_loop", "ansible_loop_var", "ansible_search_path",
+             "ansible_play_hosts", "ansible_play_batch", "ansible_run_tags", "ansible_skip_tags",
+             "ansible_version", "ansible_parent_role_names", "ansible_role_name", "ansible_collection_name"}
+
+
+def _packages_filters():
+    spec = importlib.util.spec_from_file_location("packages_filters", ANSIBLE_DIR / "filter_plugins" / "packages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_facts_are_not_injected_as_variables():
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ANSIBLE_DIR / "ansible.cfg")
+    assert cfg.getboolean("defaults", "inject_facts_as_vars") is False
+
+
+def test_no_role_or_template_reads_an_injected_fact():
+    found = {}
+    for path in sorted(ANSIBLE_DIR.rglob("*")):
+        if path.suffix not in {".yml", ".yaml", ".j2"} or not path.is_file():
+            continue
+        for name in set(re.findall(r"\bansible_[a-z0-9_]+", path.read_text())) - NOT_FACTS:
+            found.setdefault(name, []).append(str(path.relative_to(ANSIBLE_DIR)))
+    assert found == {}, f"read these as ansible_facts.<name> (facts are not injected): {found}"
+
+
+@pytest.mark.parametrize("names, installed, missing, present", [
+    (["nginx", "ufw"], {"nginx": [{}]}, ["ufw"], ["nginx"]),
+    ("nginx", {"nginx": [{}]}, [], ["nginx"]),                          # one name, as a string
+    (["nginx=1.22*", "python3:amd64"], {"nginx": [{}], "python3": [{}]}, [], ["nginx=1.22*", "python3:amd64"]),
+    (["postgresql-15"], {"postgresql-15-foo": [{}]}, ["postgresql-15"], []),   # names, not prefixes
+])
+def test_package_filters_judge_by_name(names, installed, missing, present):
+    filters = _packages_filters()
+    facts = {"packages": installed}
+    assert filters.packages_missing(names, facts) == missing
+    assert filters.packages_present(names, facts) == present
+
+
+def test_without_the_facts_apt_decides():
+    """A run tagged so that the read was skipped: every package counts as missing (install runs) and
+    as present (removal runs), never as already done."""
+    filters = _packages_filters()
+    for facts in ({}, {"distribution": "Debian"}):
+        assert filters.packages_missing(["ufw"], facts) == ["ufw"]
+        assert filters.packages_present(["telnet"], facts) == ["telnet"]
+
+
+def test_every_install_task_skips_only_on_its_own_list():
+    """Each apt install task's `when` names the same packages as its `name` (a copied condition
+    would skip one role's install because another's packages are there)."""
+    tasks = 0
+    for path in sorted((ANSIBLE_DIR / "roles").glob("*/tasks/*.yml")):
+        for block in re.split(r"(?m)^(?=- name:)", path.read_text()):
+            apt = re.search(r'(?m)^  ansible\.builtin\.apt:\n    name: "\{\{ (\w+) \}\}"\n', block)
+            if not apt or "state: absent" in block:
+                continue
+            tasks += 1
+            assert f"  when: {apt.group(1)} | packages_missing(ansible_facts) | length > 0" in block, \
+                f"{path.relative_to(ANSIBLE_DIR)}: {block.splitlines()[0]}"
+    assert tasks >= 15
