@@ -7,6 +7,7 @@ import re
 import pytest
 
 from tests.live import ufw
+from trustops.converge import role_default
 
 
 def _sshd(site, name: str) -> dict[str, str]:
@@ -80,6 +81,18 @@ def test_pam_login_defs_and_coredumps(site):
         assert h.file("/etc/security/limits.d/10-trustops-coredump.conf").contains("hard core 0"), name
         assert not h.package("telnet").is_installed, name
         assert h.file("/etc/shadow").mode == 0o640, name
+
+
+def test_sensitive_files_have_the_roles_modes_and_owners(site):
+    """Each path of the hardening role's list has its mode, root as owner, and its group (a converge
+    whose check judged them all as fine left sshd_config 0644 on every host, and nothing here saw it)."""
+    want = role_default("hardening", "hardening_sensitive_files")
+    for name in site.hosts:
+        h = site.host(name)
+        for f in want:
+            got = h.file(f["path"])
+            assert (oct(got.mode), got.user, got.group) == (oct(int(f["mode"], 8)), "root", f.get("group", "root")), \
+                (name, f["path"])
 
 
 @pytest.mark.probe("security-updates-applied")
