@@ -107,3 +107,15 @@ def test_the_placeholder_is_a_png_and_follows_its_original():
     width, height = struct.unpack(">II", chunks[b"IHDR"][:8])
     assert len(zlib.decompress(chunks[b"IDAT"])) == height * (1 + 3 * width)
     assert placeholder_png(b"\x00" * 32) != placeholder_png(b"\xff" * 32)
+
+
+def test_an_id_valid_as_two_kinds_stays_valid_as_both():
+    """050307-6093 is a HETU and a personnummer: a fake made as a HETU ('051107-707P') was no
+    personnummer any more (found by the test above with an unseeded generator)."""
+    original = "050307-6093"
+    assert hetu.is_valid(original) and personnummer.is_valid(original)
+    rng = Faker().random
+    for seed in range(300):
+        rng.seed(seed)
+        fake = fake_national_id(rng, original)
+        assert hetu.is_valid(fake) and personnummer.is_valid(fake) and len(fake) == len(original), (seed, fake)

@@ -11,6 +11,7 @@ never contains an original value (that is what the verification searches for).
 """
 from __future__ import annotations
 
+import calendar
 import hashlib
 import hmac
 import re
@@ -99,12 +100,14 @@ HETU_CHECK = string.digits + "".join(c for c in string.ascii_uppercase if c not 
 
 
 def _date_ok(day: str, month: str) -> bool:
-    return 1 <= int(day) <= 31 and 1 <= int(month) <= 12
+    """A day that month has (in a leap year: 29 February is a birth date too)."""
+    return 1 <= int(month) <= 12 and 1 <= int(day) <= calendar.monthrange(2000, int(month))[1]
 
 
 def _hetu_ok(v: str) -> bool:
     m = re.fullmatch(r"(\d{6})[-+A-FU-Y](\d{3})([0-9A-Y])", v)
-    return bool(m) and _date_ok(m[1][:2], m[1][2:4]) and HETU_CHECK[int(m[1] + m[2]) % 31] == m[3]
+    return bool(m) and _date_ok(m[1][:2], m[1][2:4]) and 2 <= int(m[2]) <= 899 \
+        and HETU_CHECK[int(m[1] + m[2]) % 31] == m[3]   # 900-999 are temporary numbers, not a person's
 
 
 def _bsn_ok(v: str) -> bool:
@@ -117,26 +120,46 @@ def _personnummer_ok(v: str) -> bool:
     return bool(m) and _date_ok(m[2][4:6], m[2][2:4]) and luhn_digit(m[2] + m[4][:3]) == m[4][3]
 
 
+def _fake_hetu(rng, original: str) -> str:
+    head, sep = f"{rng.randint(1, 28):02d}{rng.randint(1, 12):02d}" + original[4:6], original[6]
+    serial = f"{rng.randint(2, 899):03d}"
+    return head + sep + serial + HETU_CHECK[int(head + serial) % 31]
+
+
+def _fake_personnummer(rng, original: str) -> str:
+    m = re.fullmatch(r"(\d{2})?(\d{2})\d{4}([-+]?)\d{4}", original)
+    date = m[2] + f"{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+    serial = f"{rng.randint(0, 999):03d}"
+    return (m[1] or "") + date + m[3] + serial + luhn_digit(date + serial)
+
+
+def _fake_bsn(rng, original: str) -> str:
+    while True:
+        head = "".join(rng.choice(string.digits) for _ in range(8))
+        rest = sum(int(d) * w for d, w in zip(head, range(9, 1, -1))) % 11
+        if rest < 10:
+            return head + str(rest)
+
+
+# (is it one, make one like it): the national identifiers a fake keeps valid, with their checksums
+NATIONAL_IDS = ((_hetu_ok, _fake_hetu), (_personnummer_ok, _fake_personnummer), (_bsn_ok, _fake_bsn))
+
+
 def fake_national_id(rng, original: str) -> str:
     """A Finnish HETU, Swedish personnummer or Dutch BSN stays one, with its checksum (and a plausible
-    birth date); anything else keeps its shape (digits, letters, separators)."""
-    day = f"{rng.randint(1, 28):02d}{rng.randint(1, 12):02d}"
-    if _hetu_ok(original):
-        head, sep = day + original[4:6], original[6]
-        serial = f"{rng.randint(2, 899):03d}"
-        return head + sep + serial + HETU_CHECK[int(head + serial) % 31]
-    if _personnummer_ok(original):
-        m = re.fullmatch(r"(\d{2})?(\d{2})\d{4}([-+]?)\d{4}", original)
-        date = m[2] + day[2:] + day[:2]
-        serial = f"{rng.randint(0, 999):03d}"
-        return (m[1] or "") + date + m[3] + serial + luhn_digit(date + serial)
-    if _bsn_ok(original):
-        while True:
-            head = "".join(rng.choice(string.digits) for _ in range(8))
-            rest = sum(int(d) * w for d, w in zip(head, range(9, 1, -1))) % 11
-            if rest < 10:
-                return head + str(rest)
-    return _same_classes(rng, original)
+    birth date); anything else keeps its shape (digits, letters, separators). A value that is two
+    kinds at once (050307-6093 is a HETU and a personnummer; the column does not say which country)
+    gets a fake that is both: made by either kind's generator until one passes every kind's check
+    (one in about 31 tries)."""
+    kinds = [(ok, make) for ok, make in NATIONAL_IDS if ok(original)]
+    if not kinds:
+        return _same_classes(rng, original)
+    for _ in range(100_000):
+        for _, make in kinds:
+            fake = make(rng, original)
+            if all(ok(fake) for ok, _ in kinds):
+                return fake
+    raise ValueError(f"no identifier valid as every kind {original!r} is")   # not reached for these three
 
 
 # --- generators: (faker seeded for this value, original) -> fake ---------------------------------
