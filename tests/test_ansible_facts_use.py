@@ -1,7 +1,7 @@
 """The converge's fact use (no lab): facts only under `ansible_facts` (ansible.cfg turns off their
 injection as top-level variables, so `ansible_virtualization_type` would be undefined, and with a
-`default` silently false: a lab container would be taken for a VM), and the filters that let each
-role's apt task skip when its packages are installed (ansible/filter_plugins/packages.py)."""
+`default` silently false: a lab container would be taken for a VM), and the filter that lets each
+role's apt task skip when dpkg has its packages installed (ansible/filter_plugins/packages.py)."""
 from __future__ import annotations
 
 import configparser
@@ -45,26 +45,30 @@ def test_no_role_or_template_reads_an_injected_fact():
     assert found == {}, f"read these as ansible_facts.<name> (facts are not injected): {found}"
 
 
-@pytest.mark.parametrize("names, installed, missing, present", [
-    (["nginx", "ufw"], {"nginx": [{}]}, ["ufw"], ["nginx"]),
-    ("nginx", {"nginx": [{}]}, [], ["nginx"]),                          # one name, as a string
-    (["nginx=1.22*", "python3:amd64"], {"nginx": [{}], "python3": [{}]}, [], ["nginx=1.22*", "python3:amd64"]),
-    (["postgresql-15"], {"postgresql-15-foo": [{}]}, ["postgresql-15"], []),   # names, not prefixes
+def _dpkg(*lines: str) -> dict:
+    """A registered result of hardening's `dpkg-query --show` read."""
+    return {"changed": False, "rc": 0, "stdout_lines": list(lines)}
+
+
+@pytest.mark.parametrize("names, status, missing", [
+    (["nginx", "ufw"], _dpkg("ii  nginx", "ii  openssl"), ["ufw"]),
+    ("nginx", _dpkg("ii  nginx"), []),                                          # one name, as a string
+    (["postgresql-15"], _dpkg("ii  postgresql-15-foo"), ["postgresql-15"]),     # names, not prefixes
+    (["nginx"], _dpkg("iF  nginx"), ["nginx"]),      # half-configured by a failed run: apt finishes it
+    (["nginx"], _dpkg("iU  nginx"), ["nginx"]),      # unpacked only
+    (["exim4"], _dpkg("rc  exim4"), ["exim4"]),      # removed, its config left
+    (["nginx=1.22*", "libc6:i386"], _dpkg("ii  nginx", "ii  libc6"), ["nginx=1.22*", "libc6:i386"]),  # apt judges
 ])
-def test_package_filters_judge_by_name(names, installed, missing, present):
-    filters = _packages_filters()
-    facts = {"packages": installed}
-    assert filters.packages_missing(names, facts) == missing
-    assert filters.packages_present(names, facts) == present
+def test_only_what_dpkg_has_fully_installed_is_skipped(names, status, missing):
+    assert _packages_filters().packages_missing(names, status) == missing
 
 
-def test_without_the_facts_apt_decides():
-    """A run tagged so that the read was skipped: every package counts as missing (install runs) and
-    as present (removal runs), never as already done."""
+def test_without_the_read_apt_decides():
+    """A run tagged so that the read was skipped, or where it failed: every package counts as
+    missing, so the install runs and apt decides, never a skip on no evidence."""
     filters = _packages_filters()
-    for facts in ({}, {"distribution": "Debian"}):
-        assert filters.packages_missing(["ufw"], facts) == ["ufw"]
-        assert filters.packages_present(["telnet"], facts) == ["telnet"]
+    for status in (None, {}, {"skipped": True, "changed": False}, {"failed": True, "stdout_lines": ["ii  ufw"]}):
+        assert filters.packages_missing(["ufw"], status) == ["ufw"]
 
 
 def test_every_install_task_skips_only_on_its_own_list():
@@ -77,6 +81,6 @@ def test_every_install_task_skips_only_on_its_own_list():
             if not apt or "state: absent" in block:
                 continue
             tasks += 1
-            assert f"  when: {apt.group(1)} | packages_missing(ansible_facts) | length > 0" in block, \
+            assert f"  when: {apt.group(1)} | packages_missing(hardening_installed_packages | default(none)) | length > 0" in block, \
                 f"{path.relative_to(ANSIBLE_DIR)}: {block.splitlines()[0]}"
     assert tasks >= 15

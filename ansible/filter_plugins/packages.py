@@ -1,38 +1,37 @@
-"""Which of a role's Debian packages still need apt, from one `package_facts` read per converge.
+"""Which of a role's Debian packages still need apt, from one read of dpkg's status per converge.
 
 An apt task that has nothing to do still opens apt's cache: about 2 s per task and host, and
-the converge has a dozen of them (28 s of a 129 s converge with nothing to change). With the facts
-read once (hardening's packages.yml), each role's apt task runs only when one of its packages is
-missing, or, for a removal, present. Without the facts (a run tagged so that the read is skipped)
-every package counts as missing and present, so apt decides, as it did before.
+the converge has a dozen of them (28 s of a 129 s converge with nothing to change). With dpkg's
+status read once (hardening's packages.yml registers it as hardening_installed_packages), each role's
+apt task runs only when one of its packages is not fully installed. Only dpkg's `ii` counts: a
+package left unpacked or half-configured by a failed run is missing, so apt finishes it (package_facts
+would list it as installed). Without the read (a run tagged so that it is skipped), or for a name
+with a version or architecture (`nginx=1.22*`, `foo:i386`), apt decides, as it did before.
 """
 from __future__ import annotations
 
+import re
 
-def _installed(facts):
-    packages = facts.get("packages") if hasattr(facts, "get") else None
-    return None if packages is None else set(packages)
-
-
-def _name(spec: str) -> str:
-    """`nginx`, `nginx=1.22*`, `nginx:amd64` -> `nginx` (the name package_facts keys by)."""
-    return str(spec).split("=", 1)[0].split(":", 1)[0]
+_SPEC = re.compile(r"[=:<>*]")
 
 
-def packages_missing(names, facts) -> list:
-    """The packages of `names` not installed according to `facts` (ansible_facts); all when unread."""
+def _installed(status) -> set[str] | None:
+    """The fully installed packages in a registered `dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n'`
+    result; None when there is none (never read, skipped, failed)."""
+    if not hasattr(status, "get") or status.get("skipped") or status.get("failed") or "stdout_lines" not in status:
+        return None
+    return {line.split()[-1] for line in status["stdout_lines"] if line.startswith("ii ") and line.split()}
+
+
+def packages_missing(names, status) -> list:
+    """The packages of `names` that dpkg does not have fully installed; all of them when unread."""
     names = [names] if isinstance(names, str) else list(names)
-    installed = _installed(facts)
-    return names if installed is None else [n for n in names if _name(n) not in installed]
-
-
-def packages_present(names, facts) -> list:
-    """The packages of `names` installed according to `facts`; all when unread (apt removes or not)."""
-    names = [names] if isinstance(names, str) else list(names)
-    installed = _installed(facts)
-    return names if installed is None else [n for n in names if _name(n) in installed]
+    installed = _installed(status)
+    if installed is None:
+        return names
+    return [n for n in names if _SPEC.search(str(n)) or str(n) not in installed]
 
 
 class FilterModule:
     def filters(self):
-        return {"packages_missing": packages_missing, "packages_present": packages_present}
+        return {"packages_missing": packages_missing}
