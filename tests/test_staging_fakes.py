@@ -119,3 +119,17 @@ def test_an_id_valid_as_two_kinds_stays_valid_as_both():
         rng.seed(seed)
         fake = fake_national_id(rng, original)
         assert hetu.is_valid(fake) and personnummer.is_valid(fake) and len(fake) == len(original), (seed, fake)
+
+
+@pytest.mark.parametrize("original", ["290101-0070", "010129-0385"])
+def test_a_kept_29_never_makes_29_february_in_a_common_year(original):
+    """A field kept from the original is 29 (the HETU's year, or the personnummer's year read as a
+    HETU's day): with a random month and year it made 29.02.1903 and 1927-02-29 (a review)."""
+    assert hetu.is_valid(original) or personnummer.is_valid(original)
+    rng = Faker().random
+    for seed in range(200):
+        rng.seed(seed)
+        fake = fake_national_id(rng, original)
+        for kind in (hetu, personnummer):
+            if kind.is_valid(original):
+                assert kind.is_valid(fake), (seed, original, fake)

@@ -99,25 +99,26 @@ def luhn_digit(digits: str) -> str:
 HETU_CHECK = string.digits + "".join(c for c in string.ascii_uppercase if c not in "GIOQZ")   # 31 check characters
 
 
-def _date_ok(day: str, month: str) -> bool:
-    """A day that month has (in a leap year: 29 February is a birth date too)."""
-    return 1 <= int(month) <= 12 and 1 <= int(day) <= calendar.monthrange(2000, int(month))[1]
+def _date_ok(day: str, month: str, leap: bool = True) -> bool:
+    """A day that month has: in a leap year (an original born on 29 February is one), or in a common
+    year (leap=False: a fake's year is not checked against it, so it never gets 29 February)."""
+    return 1 <= int(month) <= 12 and 1 <= int(day) <= calendar.monthrange(2000 if leap else 2001, int(month))[1]
 
 
-def _hetu_ok(v: str) -> bool:
+def _hetu_ok(v: str, leap: bool = True) -> bool:
     m = re.fullmatch(r"(\d{6})[-+A-FU-Y](\d{3})([0-9A-Y])", v)
-    return bool(m) and _date_ok(m[1][:2], m[1][2:4]) and 2 <= int(m[2]) <= 899 \
+    return bool(m) and _date_ok(m[1][:2], m[1][2:4], leap) and 2 <= int(m[2]) <= 899 \
         and HETU_CHECK[int(m[1] + m[2]) % 31] == m[3]   # 900-999 are temporary numbers, not a person's
 
 
-def _bsn_ok(v: str) -> bool:
+def _bsn_ok(v: str, leap: bool = True) -> bool:   # noqa: ARG001 - no date in a BSN
     return bool(re.fullmatch(r"\d{9}", v)) and v != "000000000" and \
         (sum(int(d) * w for d, w in zip(v, range(9, 1, -1))) - int(v[8])) % 11 == 0
 
 
-def _personnummer_ok(v: str) -> bool:
+def _personnummer_ok(v: str, leap: bool = True) -> bool:
     m = re.fullmatch(r"(\d{2})?(\d{6})([-+]?)(\d{4})", v)
-    return bool(m) and _date_ok(m[2][4:6], m[2][2:4]) and luhn_digit(m[2] + m[4][:3]) == m[4][3]
+    return bool(m) and _date_ok(m[2][4:6], m[2][2:4], leap) and luhn_digit(m[2] + m[4][:3]) == m[4][3]
 
 
 def _fake_hetu(rng, original: str) -> str:
@@ -150,14 +151,15 @@ def fake_national_id(rng, original: str) -> str:
     birth date); anything else keeps its shape (digits, letters, separators). A value that is two
     kinds at once (050307-6093 is a HETU and a personnummer; the column does not say which country)
     gets a fake that is both: made by either kind's generator until one passes every kind's check
-    (one in about 31 tries)."""
+    (one in about 31 tries). A field kept from the original (its year, or its day read the other
+    way) can make 29 February in a year that has none: a fake never has that date."""
     kinds = [(ok, make) for ok, make in NATIONAL_IDS if ok(original)]
     if not kinds:
         return _same_classes(rng, original)
     for _ in range(100_000):
         for _, make in kinds:
             fake = make(rng, original)
-            if all(ok(fake) for ok, _ in kinds):
+            if all(ok(fake, leap=False) for ok, _ in kinds):
                 return fake
     raise ValueError(f"no identifier valid as every kind {original!r} is")   # not reached for these three
 
