@@ -111,9 +111,13 @@ def _hetu_ok(v: str, leap: bool = True) -> bool:
         and HETU_CHECK[int(m[1] + m[2]) % 31] == m[3]   # 900-999 are temporary numbers, not a person's
 
 
+def _bsn_check(head: str) -> int:
+    """The eleven-test's remainder of a BSN's first eight digits (the ninth must equal it)."""
+    return sum(int(d) * w for d, w in zip(head, range(9, 1, -1))) % 11
+
+
 def _bsn_ok(v: str, leap: bool = True) -> bool:   # noqa: ARG001 - no date in a BSN
-    return bool(re.fullmatch(r"\d{9}", v)) and v != "000000000" and \
-        (sum(int(d) * w for d, w in zip(v, range(9, 1, -1))) - int(v[8])) % 11 == 0
+    return bool(re.fullmatch(r"\d{9}", v)) and v != "000000000" and _bsn_check(v[:8]) == int(v[8])
 
 
 def _personnummer_ok(v: str, leap: bool = True) -> bool:
@@ -137,7 +141,7 @@ def _fake_personnummer(rng, original: str) -> str:
 def _fake_bsn(rng, original: str) -> str:
     while True:
         head = "".join(rng.choice(string.digits) for _ in range(8))
-        rest = sum(int(d) * w for d, w in zip(head, range(9, 1, -1))) % 11
+        rest = _bsn_check(head)
         if rest < 10:
             return head + str(rest)
 

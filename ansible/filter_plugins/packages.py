@@ -20,7 +20,7 @@ def _installed(status) -> set[str] | None:
     result; None when there is none (never read, skipped, failed)."""
     if not hasattr(status, "get") or status.get("skipped") or status.get("failed") or "stdout_lines" not in status:
         return None
-    return {line.split()[-1] for line in status["stdout_lines"] if line.startswith("ii ") and line.split()}
+    return {line.split()[-1] for line in status["stdout_lines"] if line.startswith("ii ")}
 
 
 def packages_missing(names, status) -> list:
