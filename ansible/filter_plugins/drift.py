@@ -31,7 +31,7 @@ def stat_drift(files: list, stat_lines: list) -> list:
     `stat --dereference --format='%n %a %U %G'`: missing files too, so the file module says why."""
     now = set(stat_lines or [])
     return [f for f in files
-            if " ".join([f["path"], str(f["mode"]).lstrip("0") or "0", "root", f.get("group", "root")]) not in now]
+            if " ".join([f["path"], str(f["mode"]).lstrip("0") or "0", "root", f.get("group") or "root"]) not in now]
 
 
 def sysctl_drift(wanted: dict, values: list) -> list[str]:
