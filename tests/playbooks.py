@@ -41,6 +41,14 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     return recap
 
 
+def task_output(output: str, header: str) -> str:
+    """What a run printed for its first task whose `TASK [...]` header starts with `header` (e.g.
+    `hardening : Install auditd`), up to the next task's header."""
+    marker = f"TASK [{header}"
+    assert marker in output, f"no task {header!r} in the run's output"
+    return output.split(marker, 1)[1].split("\nTASK [", 1)[0]
+
+
 def patch(inventory: Path, report_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     """The rolling patch (patch.yml, one host at a time), its reports written to `report_dir`."""
     return playbook(inventory, "-e", f"patch_report_dir={report_dir}", *extra, book=PATCH_PLAYBOOK)

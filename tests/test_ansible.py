@@ -11,7 +11,7 @@ from pathlib import Path
 
 import testinfra
 
-from tests.playbooks import host_of, lab_hosts, private_ip_of
+from tests.playbooks import host_of, lab_hosts, private_ip_of, task_output
 from tests.playbooks import patch as _patch
 from tests.playbooks import recap as _recap
 
@@ -39,7 +39,7 @@ def test_machine_global_sysctls_untouched(converged):
 
 def test_auditd_is_skipped_in_containers_with_a_reason(lab_config, converged):
     out = converged["second_out"]
-    block = out.split("TASK [hardening : Install auditd]", 1)[1].split("TASK [", 1)[0]
+    block = task_output(out, "hardening : Install auditd]")
     assert lab_hosts(lab_config) == set(re.findall(r"skipping: \[([\w.-]+)\]", block))
     assert "ok:" not in block and "changed:" not in block
     assert "is a container sharing the machine's kernel" in out

@@ -6,7 +6,7 @@ are put back by one hardening run, and the run after it changes nothing. And a p
 inside dpkg (SIGKILL, as a converge cut short or a VM stopped mid-upgrade) is finished by the next
 converge, where apt alone refuses to run.
 
-The repairs rewrite files AIDE watches, so the host's AIDE baseline is retaken after each (the
+The repairs rewrite files AIDE watches, so the host's AIDE baseline is retaken once after both (the
 service takes one when there is none, as at the end of a converge)."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from tests.playbooks import host_of, playbook, recap
+from tests.playbooks import host_of, playbook, recap, task_output
 
 # From the hardening role: a package of hardening_install_packages with nothing depending on it,
 # a file of its sensitive files, a key of its login.defs settings.
@@ -47,8 +47,7 @@ def test_one_run_repairs_a_removed_package_a_loose_file_and_a_weak_login_default
     assert repair.returncode == 0, repair.stdout[-4000:]
     for task in ("Install audit and hardening tools", "Sensitive files get their modes and owners",
                  "Password ageing, umask and hashing set in login.defs"):
-        assert f"TASK [hardening : {task}]" in repair.stdout
-        after = repair.stdout.split(f"TASK [hardening : {task}]", 1)[1].split("\nTASK [", 1)[0]
+        after = task_output(repair.stdout, f"hardening : {task}]")
         assert f"changed: [{db}]" in after, f"{task} did not repair:\n{after}"
     state = _sh(container, f"dpkg-query -W -f='${{Status}}\\n' {PACKAGE}; stat -c %a {CRONTAB}; "
                            "grep -E '^UMASK' /etc/login.defs")
@@ -72,6 +71,11 @@ done
 while pgrep -r D,R,S -x apt-get >/dev/null || pgrep -r D,R,S -x dpkg >/dev/null; do sleep 0.2; done
 dpkg-query -W -f='${{db:Status-Abbrev}}' {PACKAGE}
 """
+def _mid_install(status_abbrev: str) -> bool:
+    """dpkg's abbreviated status says half-installed, or reinstall required (`iHR`, `iUR`)."""
+    return status_abbrev[1:2] == "H" or status_abbrev[2:3] == "R"
+
+
 _CLEAN_UP = f"DEBIAN_FRONTEND=noninteractive dpkg --configure -a; apt-get install -y -qq --reinstall {PACKAGE}"
 
 
@@ -81,10 +85,10 @@ def test_a_converge_finishes_a_package_run_killed_inside_dpkg(lab, lab_config, c
     try:
         for _ in range(5):     # a kill that lands after the unpack leaves no reinstall to do: again
             state = _sh(container, _KILL_INSIDE_DPKG, timeout=120).stdout.strip()
-            if state[1:2] == "H" or state[2:3] == "R":
+            if _mid_install(state):
                 break
             _sh(container, _CLEAN_UP)
-        assert state[1:2] == "H" or state[2:3] == "R", f"{PACKAGE} is {state!r} after five kills, not left mid-install"
+        assert _mid_install(state), f"{PACKAGE} is {state!r} after five kills, not left mid-install"
         refused = _sh(container, f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {PACKAGE}", timeout=120)
         assert "dpkg was interrupted" in refused.stderr, refused.stdout + refused.stderr
         repair = playbook(lab_config.inventory_file, "--tags", "packages", "--limit", db)
@@ -93,8 +97,7 @@ def test_a_converge_finishes_a_package_run_killed_inside_dpkg(lab, lab_config, c
                                "find /var/lib/dpkg/updates -name '[0-9]*'; dpkg --audit")
         # without the repair the run passes too: apt's module calls the package installed and leaves it
         assert after.stdout.strip() == "install ok installed", f"{state!r} before the converge: {after.stdout}"
-        task = "TASK [hardening : A package run cut short is finished"
-        shown = repair.stdout.split(task, 1)[1].split("\nTASK [", 1)[0]
+        shown = task_output(repair.stdout, "hardening : A package run cut short is finished")
         assert f"changed: [{db}]" in shown, shown   # (on a clean host it is not: the bring-up's second converge)
         repaired = True
     finally:
