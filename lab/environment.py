@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from trustops.lab import images
+from trustops.lab import images, webpki
 from trustops.lab.system import LabError, Progress, docker_ready, ensure_docker, is_root, port_free, run, wait_tcp
 from trustops import inventory
 from trustops.converge import role_default
@@ -341,11 +341,32 @@ def bucket_names(cfg: LabConfig) -> dict[str, str]:
     return {"backups_bucket": f"{cfg.name}-backups", "files_bucket": f"{cfg.name}-files"}
 
 
-def s3_client(cfg: LabConfig):
+FLAT_S3_PORT = 5000     # moto's own default, plain HTTP (the flat lab)
+TWIN_S3_PORT = 443      # HTTPS, as AWS's S3 endpoints (the twin)
+
+
+def s3_port_inside(cfg: LabConfig) -> int:
+    """The port the lab's S3 serves on inside its container (the machine reaches it at cfg.s3_port)."""
+    return TWIN_S3_PORT if cfg.kind == "twin" else FLAT_S3_PORT
+
+
+def s3_local_endpoint(cfg: LabConfig) -> tuple[str, str | bool]:
+    """Where the control node reaches the lab's S3 (its port published on loopback) and what
+    verifies it (botocore's `verify`): the twin serves S3 over HTTPS with a certificate from the
+    lab's public root, as AWS does with a public CA's; the flat lab plain HTTP."""
+    if cfg.kind == "twin":
+        return f"https://127.0.0.1:{cfg.s3_port}", str(webpki.root_file(cfg.state_dir))
+    return f"http://127.0.0.1:{cfg.s3_port}", True
+
+
+def s3_client(cfg: LabConfig, service: str = "s3", credentials: dict | None = None):
+    """A boto3 client for the lab's S3 (or its IAM, `service`), with the lab's key or `credentials`."""
     import boto3
 
-    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{cfg.s3_port}", region_name=S3_REGION,
-                        **_s3_credentials(cfg))
+    url, verify = s3_local_endpoint(cfg)
+    return boto3.client(service, endpoint_url=url, verify=verify,
+                        region_name=S3_REGION if service == "s3" else "us-east-1",
+                        **(_s3_credentials(cfg) if credentials is None else credentials))
 
 
 def _ensure_buckets(cfg: LabConfig) -> None:
@@ -401,12 +422,12 @@ def _write_inventory(cfg: LabConfig, subnet: str, app_image: str) -> dict:
     site = inventory.Site(
         environment="lab", cloud="lab",
         networks={"app": subnet, "db": subnet, "ops": subnet, "admin": [subnet]},
-        s3=inventory.S3(region=S3_REGION, endpoint_url=f"http://{s3_ip}:5000", **bucket_names(cfg)),
+        s3=inventory.S3(region=S3_REGION, endpoint_url=f"http://{s3_ip}:{FLAT_S3_PORT}", **bucket_names(cfg)),
         private_key_file=str(cfg.key_file),
         ssh_common_args=f"-o UserKnownHostsFile={cfg.known_hosts} -o StrictHostKeyChecking=yes",
         extra_vars={"trustops_lab_name": cfg.name,
                     "trustops_lab_published": {r: cfg.ports(r) for r in ROLES},
-                    "trustops_lab_s3_local_url": f"http://127.0.0.1:{cfg.s3_port}",
+                    "trustops_lab_s3_local_url": s3_local_endpoint(cfg)[0],
                     "trustops_lab_state_dir": str(cfg.state_dir),
                     "trustops_lab_app_image": app_image,
                     **mail_relay_vars(mail_ip),
@@ -486,7 +507,7 @@ def up(cfg: LabConfig, progress: Progress | None = None) -> dict:
             _ensure_container(cfg.container(role), _host_run_args(cfg, role, host_image), cfg.ports(role), progress)
         s3_args = ["--label", f"trustops.lab={cfg.name}", "--label", "trustops.role=s3",
                    "--network", cfg.network, "--network-alias", "s3", s3_image]
-        _ensure_container(cfg.container("s3"), s3_args, {5000: cfg.s3_port}, progress)
+        _ensure_container(cfg.container("s3"), s3_args, {FLAT_S3_PORT: cfg.s3_port}, progress)
         ensure_mail_sink(cfg, s3_image, ["--network", cfg.network, "--network-alias", MAIL_ROLE], progress)
         progress.step("preparing hosts (deploy user, host keys)")
         known = [f"[127.0.0.1]:{cfg.ports(role)[22]} {_prepare_host(cfg, role, pubkey)}" for role in ROLES]
@@ -552,7 +573,7 @@ def status(cfg: LabConfig) -> dict:
         hosts[role] = {
             "container": cfg.container(role),
             "state": info["State"]["Status"] if info else "absent",
-            "ports": ({5000: cfg.s3_port} if role == "s3" else {} if role in ("router", MAIL_ROLE)
+            "ports": ({s3_port_inside(cfg): cfg.s3_port} if role == "s3" else {} if role in ("router", MAIL_ROLE)
                       else cfg.ports(role)),
         }
     return {"lab": cfg.name, "docker": docker_ok, "hosts": hosts,

@@ -35,6 +35,7 @@ from trustops.lab.system import LabError, Progress, run, wait_tcp, write_atomica
 # moto checks every request against IAM after this many (the lab's own administrator key is made
 # with them); the stack's users then get exactly their declared policies
 IAM_BOOTSTRAP_ACTIONS = 4
+S3_UID = 10002                     # the S3 image's unprivileged user (lab/images/s3/Dockerfile)
 LAB_ADMIN_USER = "trustops-lab-admin"
 ADMIN_ADDRESS = "192.88.99.1"      # the machine's traffic as the VMs see it (a public address, never routed)
 LAB_RANGE = ipaddress.ip_network("172.16.0.0/12")
@@ -342,16 +343,12 @@ def _ensure_buckets(cfg, plan: stack.Plan) -> None:
             elif kind.startswith("BucketLifecycleConfiguration"):
                 s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={
                     "Rules": [_lifecycle_rule(r) for r in setting["rules"]]})
-            # BucketPolicy: recorded in the plan, not loaded. The lab's S3 speaks plain HTTP, and moto
-            # with IAM enforcement applies the policy's DenyNonTLS to every request, so no host could
-            # write at all; on AWS the hosts use HTTPS and the policy holds.
+            # BucketPolicy: recorded in the plan, not loaded: moto's access control cannot evaluate
+            # it (lab/README.md, "S3 and IAM"); the program's policy pack checks it.
 
 
 def _iam(cfg, creds: dict | None = None):
-    import boto3
-
-    return boto3.client("iam", endpoint_url=f"http://127.0.0.1:{cfg.s3_port}", region_name="us-east-1",
-                        **(creds or environment._s3_credentials(cfg)))
+    return environment.s3_client(cfg, "iam", creds)
 
 
 def _ensure_lab_admin(cfg) -> None:
@@ -384,14 +381,17 @@ def _ensure_lab_admin(cfg) -> None:
 
 
 def _wait_moto(cfg, timeout: float = 60) -> None:
-    """moto answering HTTP (its own API: not an AWS action, so not one of the unauthenticated ones)."""
+    """moto answering HTTPS (its own API: not an AWS action, so not one of the unauthenticated ones)."""
+    import ssl
     import time
     import urllib.request
 
+    url, ca = environment.s3_local_endpoint(cfg)
+    tls = ssl.create_default_context(cafile=ca)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{cfg.s3_port}/moto-api/", timeout=5):
+            with urllib.request.urlopen(f"{url}/moto-api/", timeout=5, context=tls):
                 return
         except OSError as exc:
             if time.monotonic() > deadline:
@@ -425,6 +425,36 @@ def _ensure_iam(cfg, plan: stack.Plan) -> None:
         made = iam.create_access_key(UserName=user)["AccessKey"]
         write_atomically(path, json.dumps({"aws_access_key_id": made["AccessKeyId"],
                                            "aws_secret_access_key": made["SecretAccessKey"]}).encode())
+
+
+def s3_endpoint(inet: dict) -> str:
+    """The S3 endpoint the VMs use in the twin: moto at its address on the lab's internet network,
+    in place of https://s3.<region>.amazonaws.com (HTTPS with a certificate for that address from
+    the lab's public root, which every host trusts)."""
+    port = environment.TWIN_S3_PORT
+    return f"https://{inet['s3']}" + ("" if port == 443 else f":{port}")
+
+
+def s3_tls_dir(cfg) -> Path:
+    return cfg.state_dir / "s3-tls"
+
+
+def _s3_args(cfg, inet: dict, image: str) -> list[str]:
+    """moto as AWS's S3 and IAM, over HTTPS on TWIN_S3_PORT: its certificate is for its internet address
+    (the VMs') and loopback (the control node's, through the published port)."""
+    d = s3_tls_dir(cfg)
+    d.mkdir(mode=0o700, exist_ok=True)
+    os.chown(d, S3_UID, S3_UID)
+    crt, key = webpki.ensure_server_cert(cfg.state_dir, d, "s3-tls", inet["s3"], "127.0.0.1", uid=S3_UID)
+    serial = hashlib.sha256(crt.read_bytes()).hexdigest()[:12]
+    return ["--label", f"trustops.lab={cfg.name}", "--label", f"trustops.role={S3_ROLE}",
+            "--label", f"trustops.tls={serial}",     # a renewed certificate restarts it
+            "--network", internet_network(cfg), "--ip", inet["s3"], "--no-healthcheck",
+            "--sysctl", f"net.ipv4.ip_unprivileged_port_start={environment.TWIN_S3_PORT}",   # its user binds it
+            "-v", f"{d}:/etc/s3-tls:ro",
+            "-e", f"INITIAL_NO_AUTH_ACTION_COUNT={IAM_BOOTSTRAP_ACTIONS}", image,
+            "/opt/moto/bin/moto_server", "-H", "0.0.0.0", "-p", str(environment.TWIN_S3_PORT),
+            "--ssl-cert", f"/etc/s3-tls/{crt.name}", "--ssl-key", f"/etc/s3-tls/{key.name}"]
 
 
 def keyvault_dir(cfg) -> Path:
@@ -579,14 +609,14 @@ def _lab_inventory(cfg, plan: stack.Plan, inet: dict, app_image: str) -> dict:
         "trustops_lab_kind": "twin",
         "trustops_lab_published": {vm.lab_key: cfg.ports(vm.lab_key) for vm in plan.vms.values()
                                    if vm.lab_key in environment.SERVICE_PORTS},
-        "trustops_lab_s3_local_url": f"http://127.0.0.1:{cfg.s3_port}",
+        "trustops_lab_s3_local_url": environment.s3_local_endpoint(cfg)[0],
         "trustops_lab_state_dir": str(cfg.state_dir),
         "trustops_lab_app_image": app_image,
         **environment.mail_relay_vars(inet[environment.MAIL_ROLE]),
         "trustops_key_vault_uri": keyvault_uri(inet),
         **environment.LAB_HEARTBEAT_VARS,   # the dead man's switch on lab time, as on the flat lab
     })
-    top["vars"]["trustops_s3"] = {**top["vars"]["trustops_s3"], "endpoint_url": f"http://{inet['s3']}:5000"}
+    top["vars"]["trustops_s3"] = {**top["vars"]["trustops_s3"], "endpoint_url": s3_endpoint(inet)}
     for role in inventory.ROLES:
         for hv in (top["children"][role]["hosts"] or {}).values():
             if hv.get("ansible_ssh_common_args"):
@@ -685,10 +715,9 @@ def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, s
         net = network_name(cfg, subnet.name)
         if net not in attached:
             run(["docker", "network", "connect", "--ip", router_ip(plan, subnet.name), net, router])
-    s3_args = ["--label", f"trustops.lab={cfg.name}", "--label", f"trustops.role={S3_ROLE}",
-               "--network", internet_network(cfg), "--ip", inet["s3"],
-               "-e", f"INITIAL_NO_AUTH_ACTION_COUNT={IAM_BOOTSTRAP_ACTIONS}", s3_image]
-    environment._ensure_container(cfg.container(S3_ROLE), s3_args, {5000: cfg.s3_port}, progress)
+    environment._ensure_container(cfg.container(S3_ROLE), _s3_args(cfg, inet, s3_image),
+                                  {environment.TWIN_S3_PORT: cfg.s3_port},
+                                  progress)
     environment.ensure_mail_sink(cfg, s3_image, ["--network", internet_network(cfg), "--ip",
                                                  inet[environment.MAIL_ROLE]], progress)
     for vm in plan.vms.values():

@@ -52,6 +52,11 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+def root_file(state_dir: Path) -> Path:
+    """Where the lab's public root certificate is (a client's trust anchor; ensure_root makes it)."""
+    return state_dir / "webpki" / "root.crt"
+
+
 def ensure_root(state_dir: Path) -> Path:
     """<state>/webpki/root.crt (and its key, 0600), made once and again only when missing, broken
     or due to end before a new leaf would; returns the certificate's path."""
@@ -60,10 +65,10 @@ def ensure_root(state_dir: Path) -> Path:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    d = state_dir / "webpki"
+    crt = root_file(state_dir)
+    d, key_file = crt.parent, crt.parent / "root.key"
     d.mkdir(mode=0o700, exist_ok=True)
     os.chmod(d, 0o700)
-    crt, key_file = d / "root.crt", d / "root.key"
     loaded = _load(crt, key_file)
     if loaded and loaded[0].not_valid_after_utc - _now() > datetime.timedelta(days=LEAF_DAYS + RENEW_BEFORE_DAYS):
         return crt
@@ -84,8 +89,8 @@ def ensure_root(state_dir: Path) -> Path:
     return crt
 
 
-def _current(crt: Path, key_file: Path, address: str, root) -> bool:
-    """The leaf at `crt` has its key, is for `address`, is signed by this root (not one made
+def _current(crt: Path, key_file: Path, addresses: tuple[str, ...], root) -> bool:
+    """The leaf at `crt` has its key, is for exactly `addresses`, is signed by this root (not one made
     before it under the same name), and is not due for renewal."""
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
@@ -99,14 +104,15 @@ def _current(crt: Path, key_file: Path, address: str, root) -> bool:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
         return False
-    return (ipaddress.ip_address(address) in sans.get_values_for_type(x509.IPAddress)
+    return (set(sans.get_values_for_type(x509.IPAddress)) == {ipaddress.ip_address(a) for a in addresses}
             and cert.not_valid_after_utc - _now() > datetime.timedelta(days=RENEW_BEFORE_DAYS))
 
 
-def ensure_server_cert(state_dir: Path, out_dir: Path, stem: str, address: str,
+def ensure_server_cert(state_dir: Path, out_dir: Path, stem: str, address: str, *more: str,
                        uid: int | None = None) -> tuple[Path, Path]:
     """<out_dir>/<stem>.crt and .key (0600, owned by `uid` when given: the server's user) for
-    `address`, from the lab's root; made again when the address changed or renewal is due."""
+    `address` (and `more` addresses), from the lab's root; made again when the addresses changed
+    or renewal is due."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -115,7 +121,8 @@ def ensure_server_cert(state_dir: Path, out_dir: Path, stem: str, address: str,
     root_crt = ensure_root(state_dir)
     root = x509.load_pem_x509_certificate(root_crt.read_bytes())
     crt, key_file = out_dir / f"{stem}.crt", out_dir / f"{stem}.key"
-    if _current(crt, key_file, address, root):
+    addresses = (address, *more)
+    if _current(crt, key_file, addresses, root):
         return crt, key_file
     root_key = serialization.load_pem_private_key((root_crt.parent / "root.key").read_bytes(), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -126,7 +133,8 @@ def ensure_server_cert(state_dir: Path, out_dir: Path, stem: str, address: str,
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(min(now + datetime.timedelta(days=LEAF_DAYS), root.not_valid_after_utc))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]),
+                           critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root.public_key()), critical=False)

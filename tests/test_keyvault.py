@@ -233,6 +233,20 @@ def test_the_lab_root_makes_a_new_leaf_for_a_new_address_and_keeps_keys_private(
     assert [str(a) for a in sans.get_values_for_type(x509.IPAddress)] == ["172.30.0.9"]
 
 
+def test_a_leaf_for_several_addresses_names_them_all_and_a_changed_set_makes_a_new_one(tmp_path):
+    """The twin's S3 is one server for the VMs (its internet address) and the control node
+    (loopback): one leaf names both, and is made again when either changes."""
+    from cryptography import x509
+
+    crt, _ = webpki.ensure_server_cert(tmp_path, tmp_path, "s3", "172.30.0.3", "127.0.0.1")
+    first = crt.read_bytes()
+    sans = x509.load_pem_x509_certificate(first).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(str(a) for a in sans.get_values_for_type(x509.IPAddress)) == ["127.0.0.1", "172.30.0.3"]
+    assert webpki.ensure_server_cert(tmp_path, tmp_path, "s3", "172.30.0.3", "127.0.0.1")[0].read_bytes() == first
+    assert webpki.ensure_server_cert(tmp_path, tmp_path, "s3", "172.30.0.3")[0].read_bytes() != first
+    assert webpki.root_file(tmp_path).read_bytes() == (tmp_path / "webpki" / "root.crt").read_bytes()
+
+
 def test_a_new_root_or_a_broken_key_makes_a_new_leaf_and_a_leftover_never_loosens_the_key(tmp_path):
     from cryptography import x509
 

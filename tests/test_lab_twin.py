@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -272,7 +273,7 @@ def _has_ufw_rules(cfg, role: str) -> bool:
 def _s3_probe(cfg, role: str) -> str:
     s3 = twin.internet_addresses(cfg)["s3"]
     out = subprocess.run(["docker", "exec", cfg.container(role), "python3", "-c", reach._PROBE, "3",
-                          json.dumps([[s3, 5000]])], capture_output=True, text=True, timeout=60).stdout
+                          json.dumps([[s3, environment.TWIN_S3_PORT]])], capture_output=True, text=True, timeout=60).stdout
     return json.loads(out)[0]
 
 
@@ -374,7 +375,6 @@ def test_iam_keys_reach_only_their_own_bucket(twin_lab):
     """moto checks every request against IAM: each purpose's key (the stack's user and policy)
     writes where its policy allows and is refused on the other purpose's bucket; an unknown key
     is refused everywhere."""
-    import boto3
     from botocore.exceptions import ClientError
 
     cfg = twin_lab
@@ -386,8 +386,7 @@ def test_iam_keys_reach_only_their_own_bucket(twin_lab):
     users = {purpose: users[purpose] for purpose in buckets}
 
     def s3(creds):
-        return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{cfg.s3_port}", region_name=environment.S3_REGION,
-                            **creds)
+        return environment.s3_client(cfg, credentials=creds)
 
     def put(client, bucket, key):
         try:
@@ -406,6 +405,60 @@ def test_iam_keys_reach_only_their_own_bucket(twin_lab):
     stranger = s3({"aws_access_key_id": "AKIA" + os.urandom(8).hex().upper(),
                    "aws_secret_access_key": os.urandom(20).hex()})
     assert put(stranger, buckets["files"], "receipts/probe.jpg") in ("InvalidAccessKeyId", "AccessDenied")
+
+
+def test_s3_is_https_checked_against_the_labs_public_root(twin_lab):
+    """As AWS's endpoints: the VMs' S3 URL is https://<address> (443) and moto serves it with a
+    certificate from the lab's public root; plain HTTP is not served, and a client that trusts
+    only this machine's own store (no lab root) refuses it."""
+    import http.client
+    import ssl
+    import urllib.request
+
+    import yaml
+
+    cfg = twin_lab
+    doc = yaml.safe_load(cfg.inventory_file.read_text())
+    assert doc["all"]["vars"]["trustops_s3"]["endpoint_url"] == f"https://{twin.internet_addresses(cfg)['s3']}"
+    url, ca = environment.s3_local_endpoint(cfg)
+    assert url.startswith("https://") and Path(ca).is_file()
+    with urllib.request.urlopen(f"{url}/moto-api/", timeout=10, context=ssl.create_default_context(cafile=ca)) as r:
+        assert r.status == 200
+    with pytest.raises(ssl.SSLCertVerificationError):
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=10, context=ssl.create_default_context())
+        except urllib.error.URLError as exc:
+            raise exc.reason from None
+    with pytest.raises((OSError, http.client.HTTPException)):
+        urllib.request.urlopen(f"http://127.0.0.1:{cfg.s3_port}/moto-api/", timeout=10).read()
+
+
+def test_a_host_without_the_labs_root_refuses_s3_in_one_line_and_with_it_works(converged_twin):
+    """db's backup tool verifies S3 with the host's system store and no lab-only option: with the
+    lab's public root out of the store (an image without the endpoint's CA) it stops in one line
+    naming the certificate; put back, it lists the backups again."""
+    from trustops.lab import webpki
+
+    cfg = converged_twin
+
+    def sh(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "exec", cfg.container("db"), "sh", "-c", command], capture_output=True,
+                              text=True, timeout=300)
+
+    listing = "sudo -u postgres trustops-pgbackup list"
+    assert sh(listing).returncode == 0
+    held = "/root/.lab-root-held"
+    out = sh(f"mv {webpki.HOST_TRUST_PATH} {held} && update-ca-certificates --fresh >/dev/null")
+    assert out.returncode == 0, out.stderr
+    try:
+        refused = sh(listing)
+        assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stdout + refused.stderr
+        assert "certificate verify failed" in refused.stderr, refused.stderr
+    finally:
+        back = sh(f"mv {held} {webpki.HOST_TRUST_PATH} && update-ca-certificates --fresh >/dev/null")
+        assert back.returncode == 0, back.stderr
+    again = sh(listing)
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 @pytest.fixture

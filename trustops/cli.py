@@ -39,7 +39,8 @@ def _print_reach(cfg: environment.LabConfig) -> None:
     for role in environment.ROLES:
         port = cfg.ports(role)[22]
         print(f"  {role:4} ssh -i {cfg.key_file} -o UserKnownHostsFile={cfg.known_hosts} -p {port} deploy@127.0.0.1")
-    print(f"  s3   http://127.0.0.1:{cfg.s3_port}  (credentials: {cfg.s3_credentials_file})")
+    url, verify = environment.s3_local_endpoint(cfg)
+    print(f"  s3   {url}  (credentials: {cfg.s3_credentials_file}" + (f"; CA {verify})" if verify is not True else ")"))
     print(f"  mail what the app sends (sign-in links, device notices): {cfg.maildir / 'new'}")
     print(f"  app  https://127.0.0.1:{cfg.ports('app')[443]}/login/  (trust {cfg.state_dir / 'pki' / 'ca.crt'}; "
           f"http://127.0.0.1:{cfg.ports('app')[80]} redirects)")
