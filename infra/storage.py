@@ -36,9 +36,15 @@ def bucket_policy(name: str) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "DenyNonTLS", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
          "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
-        {"Sid": "DenyUnencryptedPuts", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+        # A put that asks for another encryption than SSE-S3 is refused; one that asks for none gets
+        # the bucket's default, SSE-S3. Not "refuse a put without the header": IAM makes
+        # StringNotEquals hold for a request without the key, and UploadPart and
+        # CompleteMultipartUpload are s3:PutObject without it, so every multipart upload (each
+        # backup above 8 MB) would be refused at its first part (the twin enforces this policy).
+        {"Sid": "DenyOtherEncryption", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
          "Resource": f"{arn}/*",
-         "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "AES256"}}},
+         "Condition": {"Null": {"s3:x-amz-server-side-encryption": "false"},
+                       "StringNotEquals": {"s3:x-amz-server-side-encryption": "AES256"}}},
     ]})
 
 

@@ -343,8 +343,8 @@ def _ensure_buckets(cfg, plan: stack.Plan) -> None:
             elif kind.startswith("BucketLifecycleConfiguration"):
                 s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={
                     "Rules": [_lifecycle_rule(r) for r in setting["rules"]]})
-            # BucketPolicy: recorded in the plan, not loaded: moto's access control cannot evaluate
-            # it (lab/README.md, "S3 and IAM"); the program's policy pack checks it.
+            # BucketPolicy: enforced by the S3 front (trustops.lab.s3gate), not loaded into moto, whose
+            # access control cannot evaluate it (lab/README.md, "S3 and IAM").
 
 
 def _iam(cfg, creds: dict | None = None):
@@ -435,26 +435,40 @@ def s3_endpoint(inet: dict) -> str:
     return f"https://{inet['s3']}" + ("" if port == 443 else f":{port}")
 
 
-def s3_tls_dir(cfg) -> Path:
-    return cfg.state_dir / "s3-tls"
+def s3_dir(cfg) -> Path:
+    return cfg.state_dir / "s3"
 
 
-def _s3_args(cfg, inet: dict, image: str) -> list[str]:
-    """moto as AWS's S3 and IAM, over HTTPS on TWIN_S3_PORT: its certificate is for its internet address
+def bucket_policies(plan: stack.Plan) -> dict[str, str]:
+    """Each bucket's declared policy (JSON), as the S3 front enforces it."""
+    return {bucket: setting["policy"] for bucket, spec in plan.buckets.items()
+            for kind, setting in spec["settings"].items() if kind.startswith("BucketPolicy")}
+
+
+def _s3_args(cfg, plan: stack.Plan, inet: dict, image: str) -> list[str]:
+    """moto as AWS's S3 and IAM behind the stack's bucket policies (trustops.lab.s3gate, mounted
+    from the checkout), over HTTPS on TWIN_S3_PORT: its certificate is for its internet address
     (the VMs') and loopback (the control node's, through the published port)."""
-    d = s3_tls_dir(cfg)
+    from trustops.lab import s3gate
+
+    d = s3_dir(cfg)
     d.mkdir(mode=0o700, exist_ok=True)
     os.chown(d, S3_UID, S3_UID)
     crt, key = webpki.ensure_server_cert(cfg.state_dir, d, "s3-tls", inet["s3"], "127.0.0.1", uid=S3_UID)
-    serial = hashlib.sha256(crt.read_bytes()).hexdigest()[:12]
+    policies = json.dumps(bucket_policies(plan), sort_keys=True).encode()
+    write_atomically(d / "policies.json", policies, 0o600, S3_UID)
+    digest = hashlib.sha256(crt.read_bytes() + policies + Path(s3gate.__file__).read_bytes()).hexdigest()[:12]
+    port = str(environment.TWIN_S3_PORT)
     return ["--label", f"trustops.lab={cfg.name}", "--label", f"trustops.role={S3_ROLE}",
-            "--label", f"trustops.tls={serial}",     # a renewed certificate restarts it
+            # a renewed certificate, changed policies or a changed front restart it (moto's state
+            # goes with it; lab up makes the buckets, users and keys again)
+            "--label", f"trustops.s3={digest}",
             "--network", internet_network(cfg), "--ip", inet["s3"], "--no-healthcheck",
-            "--sysctl", f"net.ipv4.ip_unprivileged_port_start={environment.TWIN_S3_PORT}",   # its user binds it
-            "-v", f"{d}:/etc/s3-tls:ro",
-            "-e", f"INITIAL_NO_AUTH_ACTION_COUNT={IAM_BOOTSTRAP_ACTIONS}", image,
-            "/opt/moto/bin/moto_server", "-H", "0.0.0.0", "-p", str(environment.TWIN_S3_PORT),
-            "--ssl-cert", f"/etc/s3-tls/{crt.name}", "--ssl-key", f"/etc/s3-tls/{key.name}"]
+            "--sysctl", f"net.ipv4.ip_unprivileged_port_start={port}",   # its user binds it
+            "-v", f"{d}:/etc/s3:ro", "-v", f"{Path(s3gate.__file__).resolve()}:/opt/s3gate.py:ro",
+            "-e", f"INITIAL_NO_AUTH_ACTION_COUNT={IAM_BOOTSTRAP_ACTIONS}", "-e", f"MOTO_PORT={port}",
+            "--entrypoint", "/opt/moto/bin/python", image, "/opt/s3gate.py", "--policies", "/etc/s3/policies.json",
+            "--tls-cert", f"/etc/s3/{crt.name}", "--tls-key", f"/etc/s3/{key.name}", "--port", port]
 
 
 def keyvault_dir(cfg) -> Path:
@@ -715,7 +729,7 @@ def up(cfg: environment.LabConfig, progress: Progress, images_built: dict[str, s
         net = network_name(cfg, subnet.name)
         if net not in attached:
             run(["docker", "network", "connect", "--ip", router_ip(plan, subnet.name), net, router])
-    environment._ensure_container(cfg.container(S3_ROLE), _s3_args(cfg, inet, s3_image),
+    environment._ensure_container(cfg.container(S3_ROLE), _s3_args(cfg, plan, inet, s3_image),
                                   {environment.TWIN_S3_PORT: cfg.s3_port},
                                   progress)
     environment.ensure_mail_sink(cfg, s3_image, ["--network", internet_network(cfg), "--ip",

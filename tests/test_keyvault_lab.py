@@ -128,6 +128,52 @@ def test_backups_work_with_the_writers_key_under_iam(twin_cfg):
                 s3.delete_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])
 
 
+# As postgres on db: the backup job's own upload (pgbackup.backup_one) of a scratch database whose
+# dump is above one part, then a put asking for another encryption than SSE-S3.
+_BIG_BACKUP = """/opt/trustops/venv/bin/python - <<'PY'
+from botocore.exceptions import ClientError
+from trustops.backups import config, pgbackup
+cfg = config.load()
+s3 = pgbackup.s3_client(cfg)
+m = pgbackup.backup_one(cfg, s3, "trustops_big")
+print("backup", m["size"], m["key"])
+try:
+    s3.put_object(Bucket=cfg.bucket, Key=m["key"] + ".kms", Body=b"x", ServerSideEncryption="aws:kms")
+    print("kms stored")
+except ClientError as exc:
+    print("kms", exc.response["Error"]["Code"], exc.response["Error"]["Message"])
+PY"""
+
+
+def test_a_backup_above_one_part_passes_the_buckets_policy_and_other_encryption_is_refused(twin_cfg):
+    """The stack's bucket policy holds in the twin (its S3 front), on the backup job's own path:
+    a dump above 8 MB goes up in parts, which carry no encryption header (the policy that refused
+    a put without one refused every such backup at its first part), and is stored SSE-S3; a put
+    asking for another encryption is refused by the policy."""
+    from trustops.backups.pgbackup import CHUNK
+    from trustops.lab import environment
+
+    cfg = twin_cfg
+    fill = ("createdb trustops_big && psql -q -d trustops_big -c \"create table t as select "
+            "md5(random()::text) || md5(random()::text) as v from generate_series(1, 400000)\"")
+    made = sh(cfg, "db", f"sudo -u postgres sh -c '{fill}'")
+    assert made.returncode == 0, made.stderr
+    s3, bucket = environment.s3_client(cfg), cfg_bucket(cfg, "backups")
+    try:
+        got = sh(cfg, "db", f"sudo -u postgres sh -c {__import__('shlex').quote(_BIG_BACKUP)}")
+        lines = dict(line.split(" ", 1) for line in got.stdout.splitlines() if " " in line)
+        assert "backup" in lines, got.stdout + got.stderr
+        size, key = lines["backup"].split()
+        assert int(size) > CHUNK
+        assert s3.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
+        assert lines.get("kms", "").startswith("AccessDenied") and "DenyOtherEncryption" in lines["kms"], got.stdout
+    finally:
+        sh(cfg, "db", "sudo -u postgres dropdb --if-exists trustops_big")
+        prefix = f"postgres/{host_of(cfg, 'db')}/trustops_big/"
+        for v in s3.list_object_versions(Bucket=bucket, Prefix=prefix).get("Versions", []):
+            s3.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+
+
 def cfg_bucket(cfg, purpose: str) -> str:
     return next(b for b, spec in twin.load_plan(cfg).buckets.items() if spec["tags"]["purpose"] == purpose)
 

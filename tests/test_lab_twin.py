@@ -537,7 +537,7 @@ def test_with_the_db_nsgs_deny_all_gone_ufw_catches_the_scan_the_nsg_let_through
     from trustops.lab.system import Progress
 
     cfg = converged_twin
-    blocked = 'trustops_monitor_events_total{source_type="ufw",outcome="block"}'
+    blocked = 'trustops_monitor_events_total{outcome="block",source_type="ufw"}'
     before = monitor_metric(cfg, "db", blocked)
     broken = twin.stack_plan(cfg, remove_rules=["deny-all-other-inbound"])
     twin.apply_router(cfg, broken)
@@ -548,7 +548,8 @@ def test_with_the_db_nsgs_deny_all_gone_ufw_catches_the_scan_the_nsg_let_through
     assert set(result.held_back) == {"UfwDatabasePortProbe"}, result.held_back
     assert "deny-postgres-from-anywhere-else" in result.held_back["UfwDatabasePortProbe"]
     assert result.missing == [] and result.leaked == [], (result.delivered, result.already_firing)
-    assert monitor_metric(cfg, "db", blocked) - before >= len(drill.SCAN_PORTS)
+    until(lambda: monitor_metric(cfg, "db", blocked) - before >= len(drill.SCAN_PORTS), 30,
+          "db's monitor counting a UFW block line for each scanned port", interval=1)
     assert "UfwPortScan" in result.delivered or result.already_firing.get("UfwPortScan", ("", 1e12))[1] < result.started, \
         (result.delivered, result.already_firing)
 

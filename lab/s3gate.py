@@ -1,0 +1,296 @@
+"""The twin's S3 endpoint: moto's S3 and IAM behind the stack's bucket policies, evaluated here as
+S3 evaluates them, because moto cannot (lab/README.md, "S3 and IAM"). moto still checks every
+request against the caller's identity policies; this front adds what a bucket policy does on AWS.
+
+Only a policy's Deny statements are enforced: an explicit deny wins over any allow, so they hold
+whatever the caller's identity allows, and the stack's buckets grant nothing by policy. Conditions
+follow IAM's rules (AND across operators and keys, OR across a key's values, NOR for negated
+operators; a key absent from the request makes a condition false, and true for a negated operator;
+...IfExists and Null test presence). The request context has aws:SecureTransport ("true": this
+endpoint speaks HTTPS only), aws:SourceIp, the encryption and ACL headers and the listing's
+prefix. A policy with an operator, qualifier, key or principal this module cannot evaluate stops
+the start in one line: a policy is never silently left unenforced.
+
+Runs in the S3 container with moto's own Python (the twin mounts this file):
+
+    python3 s3gate.py --policies FILE --tls-cert CRT --tls-key KEY [--host H] [--port P]
+
+FILE: {"<bucket>": "<policy JSON>", ...}, written by `lab up` from the stack's BucketPolicy resources.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import ipaddress
+import json
+import re
+import sys
+import urllib.parse
+from xml.sax.saxutils import escape
+
+# Context keys this front supplies (a condition on any other key cannot be evaluated here).
+SECURE_TRANSPORT, SOURCE_IP = "aws:SecureTransport", "aws:SourceIp"
+HEADER_KEYS = {"s3:x-amz-server-side-encryption": "HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION",
+               "s3:x-amz-server-side-encryption-aws-kms-key-id": "HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION_AWS_KMS_KEY_ID",
+               "s3:x-amz-acl": "HTTP_X_AMZ_ACL"}
+QUERY_KEYS = {"s3:prefix": "prefix", "s3:delimiter": "delimiter"}
+KNOWN_KEYS = frozenset({SECURE_TRANSPORT, SOURCE_IP, *HEADER_KEYS, *QUERY_KEYS})
+
+
+class PolicyError(ValueError):
+    """A bucket policy this front cannot evaluate faithfully."""
+
+
+def _wildcard(pattern: str, case: bool = True) -> re.Pattern:
+    """IAM's wildcards: * any run of characters, ? one character; nothing else is special."""
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(f"^{body}$", re.S | (0 if case else re.I))
+
+
+def _str_eq(value: str, wanted: str) -> bool:
+    return value == wanted
+
+
+def _str_like(value: str, wanted: str) -> bool:
+    return bool(_wildcard(wanted).match(value))
+
+
+def _bool(value: str, wanted: str) -> bool:
+    return value.lower() == str(wanted).lower()
+
+
+def _ip(value: str, wanted: str) -> bool:
+    try:
+        return ipaddress.ip_address(value) in ipaddress.ip_network(wanted, strict=False)
+    except ValueError:
+        return False
+
+
+# operator -> (matches one value, negated)
+OPERATORS = {"StringEquals": (_str_eq, False), "StringNotEquals": (_str_eq, True),
+             "StringEqualsIgnoreCase": (lambda v, w: v.lower() == w.lower(), False),
+             "StringNotEqualsIgnoreCase": (lambda v, w: v.lower() == w.lower(), True),
+             "StringLike": (_str_like, False), "StringNotLike": (_str_like, True),
+             "Bool": (_bool, False), "IpAddress": (_ip, False), "NotIpAddress": (_ip, True)}
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def condition_holds(condition: dict, context: dict[str, str]) -> bool:
+    """Whether a statement's Condition block holds for the request `context` (absent keys are
+    missing from it)."""
+    for operator, keys in condition.items():
+        base, if_exists = (operator[:-len("IfExists")], True) if operator.endswith("IfExists") else (operator, False)
+        for key, wanted in keys.items():
+            wanted = [str(w) for w in _as_list(wanted)]
+            if base == "Null":      # "true": the key is absent; "false": it is present
+                if any((key not in context) != (w.lower() == "true") for w in wanted):
+                    return False
+                continue
+            if key not in context:
+                if if_exists:
+                    continue
+                if not OPERATORS[base][1]:
+                    return False
+                continue            # a negated operator on an absent key holds
+            match, negated = OPERATORS[base]
+            hit = any(match(context[key], w) for w in wanted)
+            if hit == negated:
+                return False
+    return True
+
+
+def check_policy(policy: dict, bucket: str) -> None:
+    """PolicyError naming what this front cannot evaluate in `bucket`'s policy."""
+    for st in _as_list(policy.get("Statement", [])):
+        sid = st.get("Sid", "?")
+        if st.get("Effect") not in ("Allow", "Deny"):
+            raise PolicyError(f"bucket {bucket}: statement {sid}: Effect {st.get('Effect')!r}")
+        if st.get("Effect") == "Deny" and st.get("Principal") not in ("*", {"AWS": "*"}):
+            raise PolicyError(f"bucket {bucket}: statement {sid}: a Deny for principal {st.get('Principal')!r} "
+                              "(only '*' is evaluated here)")
+        for operator, keys in (st.get("Condition") or {}).items():
+            base = operator[:-len("IfExists")] if operator.endswith("IfExists") else operator
+            if ":" in base or (base not in OPERATORS and base != "Null"):
+                raise PolicyError(f"bucket {bucket}: statement {sid}: condition operator {operator!r}")
+            for key in keys:
+                if key not in KNOWN_KEYS:
+                    raise PolicyError(f"bucket {bucket}: statement {sid}: condition key {key!r} "
+                                      f"(known: {', '.join(sorted(KNOWN_KEYS))})")
+
+
+def _matches(patterns, value: str, case: bool) -> bool:
+    return any(_wildcard(p, case).match(value) for p in _as_list(patterns))
+
+
+def denying_statement(policy: dict, action: str, resource: str, context: dict[str, str]) -> str | None:
+    """The Sid (or index) of the first Deny statement that applies to the request, else None."""
+    for i, st in enumerate(_as_list(policy.get("Statement", []))):
+        if st.get("Effect") != "Deny":
+            continue
+        if "NotAction" in st:
+            if _matches(st["NotAction"], action, case=False):
+                continue
+        elif not _matches(st.get("Action", []), action, case=False):
+            continue
+        if "NotResource" in st:
+            if _matches(st["NotResource"], resource, case=True):
+                continue
+        elif not _matches(st.get("Resource", []), resource, case=True):
+            continue
+        if condition_holds(st.get("Condition") or {}, context):
+            return st.get("Sid", str(i))
+    return None
+
+
+# S3 actions by (object request?, method, the first subresource in the query that names one).
+_OBJECT_ACTIONS = {
+    "PUT": {"partNumber": "PutObject", "tagging": "PutObjectTagging", "acl": "PutObjectAcl",
+            "retention": "PutObjectRetention", "legal-hold": "PutObjectLegalHold", "": "PutObject"},
+    "POST": {"uploads": "PutObject", "uploadId": "PutObject", "restore": "RestoreObject", "select": "GetObject",
+             "": "PutObject"},
+    "GET": {"uploadId": "ListMultipartUploadParts", "tagging": "GetObjectTagging", "acl": "GetObjectAcl",
+            "attributes": "GetObjectAttributes", "versionId": "GetObjectVersion", "": "GetObject"},
+    "HEAD": {"versionId": "GetObjectVersion", "": "GetObject"},
+    "DELETE": {"uploadId": "AbortMultipartUpload", "tagging": "DeleteObjectTagging", "versionId": "DeleteObjectVersion",
+               "": "DeleteObject"},
+}
+_BUCKET_ACTIONS = {
+    "GET": {"versions": "ListBucketVersions", "uploads": "ListBucketMultipartUploads", "policy": "GetBucketPolicy",
+            "encryption": "GetEncryptionConfiguration", "versioning": "GetBucketVersioning",
+            "lifecycle": "GetLifecycleConfiguration", "publicAccessBlock": "GetBucketPublicAccessBlock",
+            "ownershipControls": "GetBucketOwnershipControls", "location": "GetBucketLocation", "acl": "GetBucketAcl",
+            "tagging": "GetBucketTagging", "": "ListBucket"},
+    "HEAD": {"": "ListBucket"},
+    "PUT": {"policy": "PutBucketPolicy", "encryption": "PutEncryptionConfiguration", "versioning": "PutBucketVersioning",
+            "lifecycle": "PutLifecycleConfiguration", "publicAccessBlock": "PutBucketPublicAccessBlock",
+            "ownershipControls": "PutBucketOwnershipControls", "acl": "PutBucketAcl", "tagging": "PutBucketTagging",
+            "": "CreateBucket"},
+    "DELETE": {"policy": "DeleteBucketPolicy", "encryption": "PutEncryptionConfiguration",
+               "lifecycle": "PutLifecycleConfiguration", "publicAccessBlock": "PutBucketPublicAccessBlock",
+               "ownershipControls": "PutBucketOwnershipControls", "tagging": "PutBucketTagging", "": "DeleteBucket"},
+    "POST": {"delete": "DeleteObject", "": "PostObject"},
+}
+
+
+def s3_action(method: str, has_key: bool, query: dict[str, list[str]]) -> str:
+    """The IAM action S3 authorises a request as (UploadPart, CreateMultipartUpload and
+    CompleteMultipartUpload are s3:PutObject, as on AWS). An operation the table does not know
+    gets a name no statement but a wildcard one (s3:*) matches."""
+    table = (_OBJECT_ACTIONS if has_key else _BUCKET_ACTIONS).get(method, {})
+    for sub, action in table.items():
+        if sub and sub in query:
+            return f"s3:{action}"
+    return f"s3:{table.get('', f'Unknown{method.title()}')}"
+
+
+def _delete_keys(body: bytes) -> list[str]:
+    """The keys of a DeleteObjects request (each is authorised as s3:DeleteObject on its own)."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        return []
+    return [el.text or "" for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Key"]
+
+
+def request_checks(environ: dict) -> list[tuple[str, str, str, dict[str, str]]]:
+    """(bucket, action, resource ARN, context) for each authorisation the request needs on a
+    bucket (none: a call without one, such as ListBuckets or IAM's)."""
+    path = environ.get("PATH_INFO", "")
+    bucket, _, key = path.lstrip("/").partition("/")
+    if not bucket:
+        return []
+    bucket, key = urllib.parse.unquote(bucket), urllib.parse.unquote(key)
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    context = {SECURE_TRANSPORT: "true", SOURCE_IP: environ.get("REMOTE_ADDR", "")}
+    context.update({k: environ[h] for k, h in HEADER_KEYS.items() if h in environ})
+    context.update({k: query[q][0] for k, q in QUERY_KEYS.items() if q in query})
+    method = environ.get("REQUEST_METHOD", "GET").upper()
+    action = s3_action(method, bool(key), query)
+    if not key and method == "POST" and "delete" in query:
+        return [(bucket, action, f"arn:aws:s3:::{bucket}/{k}", context) for k in _delete_keys(environ["trustops.body"])]
+    return [(bucket, action, f"arn:aws:s3:::{bucket}" + (f"/{key}" if key else ""), context)]
+
+
+def _drain(environ: dict) -> None:
+    """Read what the client still sends (an 8 MB part; botocore sends bodies chunked): answered
+    before its body is read, a client sees its connection cut, not the 403, and retries."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return
+    chunked = environ.get("wsgi.input_terminated") and not environ.get("CONTENT_LENGTH")
+    left = float("inf") if chunked else int(environ.get("CONTENT_LENGTH") or 0)
+    while left > 0:
+        chunk = stream.read(int(min(left, 1 << 16)))
+        if not chunk:
+            break
+        left -= len(chunk)
+
+
+def _access_denied(start_response, message: str) -> list[bytes]:
+    body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>"
+            f"<Message>{escape(message)}</Message><RequestId>trustops-s3gate</RequestId></Error>").encode()
+    start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class BucketPolicyGate:
+    """WSGI middleware: a request a bucket policy denies gets S3's 403 AccessDenied; any other
+    goes on to moto."""
+
+    def __init__(self, app, policies: dict[str, dict]):
+        for bucket, policy in policies.items():
+            check_policy(policy, bucket)
+        self.app, self.policies = app, policies
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD", "").upper() == "POST" and "delete" in environ.get("QUERY_STRING", ""):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["trustops.body"], environ["wsgi.input"] = body, io.BytesIO(body)
+        for bucket, action, resource, context in request_checks(environ):
+            policy = self.policies.get(bucket)
+            sid = policy and denying_statement(policy, action, resource, context)
+            if sid:
+                print(f"s3gate: denied {action} on {resource} from {context[SOURCE_IP]} by bucket policy "
+                      f"statement {sid}", file=sys.stderr, flush=True)
+                _drain(environ)
+                return _access_denied(start_response, f"Access Denied (bucket policy statement {sid})")
+        return self.app(environ, start_response)
+
+
+def load_policies(path: str) -> dict[str, dict]:
+    with open(path) as fh:
+        doc = json.load(fh)
+    return {bucket: json.loads(policy) if isinstance(policy, str) else policy for bucket, policy in doc.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--policies", required=True)
+    parser.add_argument("--tls-cert", required=True)
+    parser.add_argument("--tls-key", required=True)
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=443)
+    args = parser.parse_args(argv)
+    try:
+        policies = load_policies(args.policies)
+        gate = BucketPolicyGate(None, policies)
+    except (OSError, ValueError) as exc:
+        print(f"s3gate: {args.policies}: {exc}", file=sys.stderr)
+        return 2
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import run_simple
+
+    gate.app = DomainDispatcherApplication(create_backend_app)
+    run_simple(args.host, args.port, gate, threaded=True, ssl_context=(args.tls_cert, args.tls_key),
+               request_handler=MotoRequestHandler)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

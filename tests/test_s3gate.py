@@ -1,0 +1,187 @@
+"""The twin's bucket-policy front (trustops.lab.s3gate): IAM's condition rules, the actions S3
+authorises requests as, and the stack's own policy on the real path (moto's S3 behind the front,
+over TLS on loopback, with boto3's own multipart upload)."""
+from __future__ import annotations
+
+import io
+import json
+import threading
+import uuid
+
+import pytest
+
+from trustops.infra.storage import bucket_policy
+from trustops.lab import s3gate, webpki
+
+ENC = "s3:x-amz-server-side-encryption"
+TLS = {s3gate.SECURE_TRANSPORT: "true"}
+
+# The stack's policy before 2026-12-05: refuses a put without the encryption header.
+OLD_DENY_UNENCRYPTED = {"Sid": "DenyUnencryptedPuts", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+                        "Resource": "arn:aws:s3:::b/*", "Condition": {"StringNotEquals": {ENC: "AES256"}}}
+
+
+@pytest.mark.parametrize("condition, context, holds", [
+    ({"StringNotEquals": {ENC: "AES256"}}, {}, True),                 # negated, key absent: holds
+    ({"StringNotEquals": {ENC: "AES256"}}, {ENC: "AES256"}, False),
+    ({"StringNotEquals": {ENC: "AES256"}}, {ENC: "aws:kms"}, True),
+    ({"StringEquals": {ENC: "AES256"}}, {}, False),                   # positive, key absent: fails
+    ({"StringNotEqualsIfExists": {ENC: "AES256"}}, {}, True),
+    ({"StringEqualsIfExists": {ENC: "AES256"}}, {ENC: "aws:kms"}, False),
+    ({"Null": {ENC: "true"}}, {}, True),
+    ({"Null": {ENC: "false"}}, {}, False),
+    ({"Null": {ENC: "false"}, "StringNotEquals": {ENC: "AES256"}}, {ENC: "aws:kms"}, True),   # AND
+    ({"Null": {ENC: "false"}, "StringNotEquals": {ENC: "AES256"}}, {}, False),
+    ({"StringEquals": {ENC: ["AES256", "aws:kms"]}}, {ENC: "aws:kms"}, True),                # OR
+    ({"StringNotEquals": {ENC: ["AES256", "aws:kms"]}}, {ENC: "aws:kms"}, False),            # NOR
+    ({"Bool": {s3gate.SECURE_TRANSPORT: "false"}}, TLS, False),
+    ({"Bool": {s3gate.SECURE_TRANSPORT: "false"}}, {s3gate.SECURE_TRANSPORT: "false"}, True),
+    ({"StringLike": {"s3:prefix": ["postgres/*"]}}, {"s3:prefix": "postgres/db-1/"}, True),
+    ({"StringLike": {"s3:prefix": ["postgres/*"]}}, {"s3:prefix": "receipts/"}, False),
+    ({"NotIpAddress": {s3gate.SOURCE_IP: "172.30.0.0/24"}}, {s3gate.SOURCE_IP: "172.30.0.9"}, False),
+    ({"NotIpAddress": {s3gate.SOURCE_IP: "172.30.0.0/24"}}, {s3gate.SOURCE_IP: "10.0.0.9"}, True),
+])
+def test_conditions_follow_iams_rules(condition, context, holds):
+    assert s3gate.condition_holds(condition, context) is holds
+
+
+@pytest.mark.parametrize("statement, message", [
+    ({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+      "Condition": {"ForAnyValue:StringEquals": {ENC: "x"}}}, "condition operator 'ForAnyValue:StringEquals'"),
+    ({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+      "Condition": {"DateGreaterThan": {"aws:CurrentTime": "2030-01-01T00:00:00Z"}}}, "condition operator"),
+    ({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+      "Condition": {"StringEquals": {"aws:PrincipalArn": "x"}}}, "condition key 'aws:PrincipalArn'"),
+    ({"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::1:user/x"}, "Action": "s3:*", "Resource": "*"},
+     "a Deny for principal"),
+])
+def test_a_policy_it_cannot_evaluate_stops_the_start_in_one_line(statement, message):
+    with pytest.raises(s3gate.PolicyError, match=message) as err:
+        s3gate.BucketPolicyGate(None, {"b": {"Statement": [statement]}})
+    assert "\n" not in str(err.value) and "bucket b" in str(err.value)
+
+
+def test_the_front_refuses_to_start_on_a_policy_it_cannot_evaluate_in_one_line(tmp_path, capsys):
+    bad = {"Statement": [{"Sid": "Odd", "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+                          "Condition": {"StringEquals": {"aws:userid": "x"}}}]}
+    (tmp_path / "policies.json").write_text(json.dumps({"b": json.dumps(bad)}))
+    assert s3gate.main(["--policies", str(tmp_path / "policies.json"), "--tls-cert", "c", "--tls-key", "k"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "statement Odd: condition key 'aws:userid'" in err, err
+    (tmp_path / "policies.json").write_text("{not json")
+    assert s3gate.main(["--policies", str(tmp_path / "policies.json"), "--tls-cert", "c", "--tls-key", "k"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("method, key, query, action", [
+    ("PUT", True, {}, "s3:PutObject"),
+    ("PUT", True, {"partNumber": ["1"], "uploadId": ["u"]}, "s3:PutObject"),      # UploadPart
+    ("POST", True, {"uploads": [""]}, "s3:PutObject"),                            # CreateMultipartUpload
+    ("POST", True, {"uploadId": ["u"]}, "s3:PutObject"),                          # CompleteMultipartUpload
+    ("DELETE", True, {"uploadId": ["u"]}, "s3:AbortMultipartUpload"),
+    ("GET", True, {}, "s3:GetObject"),
+    ("HEAD", True, {}, "s3:GetObject"),
+    ("DELETE", True, {"versionId": ["v"]}, "s3:DeleteObjectVersion"),
+    ("GET", False, {"list-type": ["2"], "prefix": ["p"]}, "s3:ListBucket"),
+    ("GET", False, {"versions": [""]}, "s3:ListBucketVersions"),
+    ("PUT", False, {"policy": [""]}, "s3:PutBucketPolicy"),
+    ("PATCH", True, {}, "s3:UnknownPatch"),
+])
+def test_requests_are_authorised_as_s3s_actions(method, key, query, action):
+    assert s3gate.s3_action(method, key, query) == action
+
+
+def test_a_delete_objects_request_is_checked_for_each_key():
+    body = b'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Object><Key>a/1</Key></Object>' \
+           b'<Object><Key>b/2</Key></Object></Delete>'
+    checks = s3gate.request_checks({"REQUEST_METHOD": "POST", "PATH_INFO": "/bkt", "QUERY_STRING": "delete",
+                                    "REMOTE_ADDR": "172.30.0.5", "trustops.body": body})
+    assert [(c[1], c[2]) for c in checks] == [("s3:DeleteObject", "arn:aws:s3:::bkt/a/1"),
+                                              ("s3:DeleteObject", "arn:aws:s3:::bkt/b/2")]
+    assert checks[0][3] == {s3gate.SECURE_TRANSPORT: "true", s3gate.SOURCE_IP: "172.30.0.5"}
+
+
+def _put(policy: dict, action: str = "s3:PutObject", context: dict | None = None) -> str | None:
+    return s3gate.denying_statement(policy, action, "arn:aws:s3:::b/postgres/x.dump", {**TLS, **(context or {})})
+
+
+def test_the_stacks_policy_lets_a_multipart_upload_through_and_refuses_other_encryption():
+    policy = json.loads(bucket_policy("b"))
+    s3gate.check_policy(policy, "b")
+    assert _put(policy, context={ENC: "AES256"}) is None                    # PutObject, CreateMultipartUpload
+    assert _put(policy) is None                                              # UploadPart: no header (default SSE-S3)
+    assert _put(policy, context={ENC: "aws:kms"}) == "DenyOtherEncryption"
+    assert _put(policy, "s3:GetObject", {s3gate.SECURE_TRANSPORT: "false"}) == "DenyNonTLS"
+    # the policy it replaces refused every part of a multipart upload
+    assert _put({"Statement": [OLD_DENY_UNENCRYPTED]}) == "DenyUnencryptedPuts"
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory):
+    """moto's S3 behind the front over TLS on a loopback port, as the twin runs it; the front's
+    policies are set per test through the returned dict."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    state = tmp_path_factory.mktemp("s3gate")
+    crt, key = webpki.ensure_server_cert(state, state, "s3", "127.0.0.1")
+    policies: dict[str, dict] = {}
+    gate = s3gate.BucketPolicyGate(DomainDispatcherApplication(create_backend_app), {})
+    gate.policies = policies
+    server = make_server("127.0.0.1", 0, gate, threaded=True, ssl_context=(str(crt), str(key)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_port}", str(webpki.root_file(state)), policies
+    server.shutdown()
+
+
+def _client(endpoint):
+    import boto3
+
+    url, ca, _ = endpoint
+    return boto3.client("s3", endpoint_url=url, verify=ca, region_name="eu-central-1",
+                        aws_access_key_id="AKIATESTGATE", aws_secret_access_key=uuid.uuid4().hex)
+
+
+def _bucket(endpoint, policy_of) -> tuple:
+    s3 = _client(endpoint)
+    name = f"gate-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    endpoint[2][name] = json.loads(policy_of(name))
+    return s3, name
+
+
+def _upload(s3, bucket: str, size: int) -> None:
+    from boto3.s3.transfer import TransferConfig
+
+    chunk = 8 * 1024 * 1024   # as trustops-pgbackup: each part 8 MB
+    s3.upload_fileobj(io.BytesIO(b"\0" * size), bucket, "postgres/db-1/big.dump",
+                      ExtraArgs={"ServerSideEncryption": "AES256"},
+                      Config=TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, use_threads=False))
+
+
+def test_through_the_front_a_backup_sized_upload_passes_the_stacks_policy_and_other_encryption_is_refused(endpoint):
+    from botocore.exceptions import ClientError
+
+    s3, bucket = _bucket(endpoint, bucket_policy)
+    _upload(s3, bucket, 20 * 1024 * 1024)
+    head = s3.head_object(Bucket=bucket, Key="postgres/db-1/big.dump")
+    assert head["ContentLength"] == 20 * 1024 * 1024 and head["ServerSideEncryption"] == "AES256"
+    s3.put_object(Bucket=bucket, Key="receipts/1/a.pdf", Body=b"%PDF")       # no header: the default, SSE-S3
+    assert s3.head_object(Bucket=bucket, Key="receipts/1/a.pdf")["ServerSideEncryption"] == "AES256"
+    with pytest.raises(ClientError, match="AccessDenied") as err:
+        s3.put_object(Bucket=bucket, Key="receipts/1/b.pdf", Body=b"%PDF", ServerSideEncryption="aws:kms")
+    assert "DenyOtherEncryption" in err.value.response["Error"]["Message"]
+
+
+def test_through_the_front_the_replaced_policy_refuses_a_multipart_upload_at_its_first_part(endpoint):
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import ClientError
+
+    s3, bucket = _bucket(endpoint, lambda name: json.dumps(
+        {"Statement": [{**OLD_DENY_UNENCRYPTED, "Resource": f"arn:aws:s3:::{name}/*"}]}))
+    with pytest.raises((S3UploadFailedError, ClientError), match="UploadPart operation: Access Denied"):
+        _upload(s3, bucket, 20 * 1024 * 1024)
+    _upload(s3, bucket, 1024)    # one PutObject with the header: allowed
