@@ -1,6 +1,6 @@
 """The two S3 buckets in the EU (database backups, uploaded files): SSE-S3 with a bucket key, all
 four public-access blocks, versioning, owner-enforced objects, a policy that refuses non-TLS
-requests and unencrypted puts, a 7-day lifecycle on backups, and one IAM user per purpose (backups
+requests and puts asking for another encryption than SSE-S3 (or a customer key), a 7-day lifecycle on backups, and one IAM user per purpose (backups
 writer, files writer) that may touch its own bucket only, with an access key for the one host that
 needs it (delivered through Key Vault, see vault.py).
 
@@ -45,6 +45,11 @@ def bucket_policy(name: str) -> str:
          "Resource": f"{arn}/*",
          "Condition": {"Null": {"s3:x-amz-server-side-encryption": "false"},
                        "StringNotEquals": {"s3:x-amz-server-side-encryption": "AES256"}}},
+        # A customer-provided key (SSE-C) sends no x-amz-server-side-encryption header: refused on
+        # its own, or a stolen writer's key could overwrite backups with objects only its holder reads.
+        {"Sid": "DenyCustomerKeys", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+         "Resource": f"{arn}/*",
+         "Condition": {"Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}}},
     ]})
 
 

@@ -32,9 +32,13 @@ from xml.sax.saxutils import escape
 SECURE_TRANSPORT, SOURCE_IP = "aws:SecureTransport", "aws:SourceIp"
 HEADER_KEYS = {"s3:x-amz-server-side-encryption": "HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION",
                "s3:x-amz-server-side-encryption-aws-kms-key-id": "HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION_AWS_KMS_KEY_ID",
+               "s3:x-amz-server-side-encryption-customer-algorithm":
+                   "HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION_CUSTOMER_ALGORITHM",
                "s3:x-amz-acl": "HTTP_X_AMZ_ACL"}
 QUERY_KEYS = {"s3:prefix": "prefix", "s3:delimiter": "delimiter"}
-KNOWN_KEYS = frozenset({SECURE_TRANSPORT, SOURCE_IP, *HEADER_KEYS, *QUERY_KEYS})
+# A DeleteObjects request names at most 1,000 keys of at most 1,024 bytes each.
+MAX_DELETE_BODY = 2 * 1024 * 1024
+KNOWN_KEYS = frozenset(k.lower() for k in (SECURE_TRANSPORT, SOURCE_IP, *HEADER_KEYS, *QUERY_KEYS))
 
 
 class PolicyError(ValueError):
@@ -81,12 +85,14 @@ def _as_list(value) -> list:
 def condition_holds(condition: dict, context: dict[str, str]) -> bool:
     """Whether a statement's Condition block holds for the request `context` (absent keys are
     missing from it)."""
+    context = {k.lower(): v for k, v in context.items()}
     for operator, keys in condition.items():
         base, if_exists = (operator[:-len("IfExists")], True) if operator.endswith("IfExists") else (operator, False)
         for key, wanted in keys.items():
+            key = key.lower()           # condition key names are case-insensitive
             wanted = [str(w) for w in _as_list(wanted)]
-            if base == "Null":      # "true": the key is absent; "false": it is present
-                if any((key not in context) != (w.lower() == "true") for w in wanted):
+            if base == "Null":      # "true": the key is absent; "false": it is present (values OR'ed)
+                if not any((key not in context) == (w.lower() == "true") for w in wanted):
                     return False
                 continue
             if key not in context:
@@ -103,12 +109,20 @@ def condition_holds(condition: dict, context: dict[str, str]) -> bool:
 
 
 def check_policy(policy: dict, bucket: str) -> None:
-    """PolicyError naming what this front cannot evaluate in `bucket`'s policy."""
-    for st in _as_list(policy.get("Statement", [])):
-        sid = st.get("Sid", "?")
+    """PolicyError naming what this front cannot evaluate in `bucket`'s policy (its Allow
+    statements are never evaluated here: moto's identity policies decide what is allowed)."""
+    if not isinstance(policy, dict) or not all(isinstance(st, dict) for st in _as_list(policy.get("Statement", []))):
+        raise PolicyError(f"bucket {bucket}: the policy is not an object with a list of statement objects")
+    for i, st in enumerate(_as_list(policy.get("Statement", []))):
+        sid = st.get("Sid") or str(i)
         if st.get("Effect") not in ("Allow", "Deny"):
             raise PolicyError(f"bucket {bucket}: statement {sid}: Effect {st.get('Effect')!r}")
-        if st.get("Effect") == "Deny" and st.get("Principal") not in ("*", {"AWS": "*"}):
+        if st.get("Effect") == "Allow":
+            continue
+        if not isinstance(st.get("Condition") or {}, dict) or \
+                not all(isinstance(keys, dict) for keys in (st.get("Condition") or {}).values()):
+            raise PolicyError(f"bucket {bucket}: statement {sid}: Condition is not an object of objects")
+        if st.get("Principal") not in ("*", {"AWS": "*"}):
             raise PolicyError(f"bucket {bucket}: statement {sid}: a Deny for principal {st.get('Principal')!r} "
                               "(only '*' is evaluated here)")
         for operator, keys in (st.get("Condition") or {}).items():
@@ -116,7 +130,7 @@ def check_policy(policy: dict, bucket: str) -> None:
             if ":" in base or (base not in OPERATORS and base != "Null"):
                 raise PolicyError(f"bucket {bucket}: statement {sid}: condition operator {operator!r}")
             for key in keys:
-                if key not in KNOWN_KEYS:
+                if key.lower() not in KNOWN_KEYS:
                     raise PolicyError(f"bucket {bucket}: statement {sid}: condition key {key!r} "
                                       f"(known: {', '.join(sorted(KNOWN_KEYS))})")
 
@@ -141,36 +155,47 @@ def denying_statement(policy: dict, action: str, resource: str, context: dict[st
         elif not _matches(st.get("Resource", []), resource, case=True):
             continue
         if condition_holds(st.get("Condition") or {}, context):
-            return st.get("Sid", str(i))
+            return st.get("Sid") or str(i)      # an empty Sid is a Sid too: never a falsy answer
     return None
 
 
 # S3 actions by (object request?, method, the first subresource in the query that names one).
 _OBJECT_ACTIONS = {
-    "PUT": {"partNumber": "PutObject", "tagging": "PutObjectTagging", "acl": "PutObjectAcl",
+    "PUT": {"partNumber": "PutObject", "tagging": "PutObject{V}Tagging", "acl": "PutObject{V}Acl",
             "retention": "PutObjectRetention", "legal-hold": "PutObjectLegalHold", "": "PutObject"},
     "POST": {"uploads": "PutObject", "uploadId": "PutObject", "restore": "RestoreObject", "select": "GetObject",
              "": "PutObject"},
-    "GET": {"uploadId": "ListMultipartUploadParts", "tagging": "GetObjectTagging", "acl": "GetObjectAcl",
-            "attributes": "GetObjectAttributes", "versionId": "GetObjectVersion", "": "GetObject"},
+    "GET": {"uploadId": "ListMultipartUploadParts", "tagging": "GetObject{V}Tagging", "acl": "GetObject{V}Acl",
+            "attributes": "GetObject{V}Attributes", "retention": "GetObjectRetention",
+            "legal-hold": "GetObjectLegalHold", "versionId": "GetObjectVersion", "": "GetObject"},
     "HEAD": {"versionId": "GetObjectVersion", "": "GetObject"},
-    "DELETE": {"uploadId": "AbortMultipartUpload", "tagging": "DeleteObjectTagging", "versionId": "DeleteObjectVersion",
-               "": "DeleteObject"},
+    "DELETE": {"uploadId": "AbortMultipartUpload", "tagging": "DeleteObject{V}Tagging",
+               "versionId": "DeleteObjectVersion", "": "DeleteObject"},
 }
+# Bucket subresources by the action name each takes for GET, PUT and DELETE.
+_BUCKET_CONFIG = {"cors": "BucketCORS", "website": "BucketWebsite", "logging": "BucketLogging",
+                  "replication": "ReplicationConfiguration", "notification": "BucketNotification",
+                  "object-lock": "BucketObjectLockConfiguration", "accelerate": "AccelerateConfiguration",
+                  "requestPayment": "BucketRequestPayment", "analytics": "AnalyticsConfiguration",
+                  "metrics": "MetricsConfiguration", "inventory": "InventoryConfiguration",
+                  "intelligent-tiering": "IntelligentTieringConfiguration"}
 _BUCKET_ACTIONS = {
     "GET": {"versions": "ListBucketVersions", "uploads": "ListBucketMultipartUploads", "policy": "GetBucketPolicy",
             "encryption": "GetEncryptionConfiguration", "versioning": "GetBucketVersioning",
             "lifecycle": "GetLifecycleConfiguration", "publicAccessBlock": "GetBucketPublicAccessBlock",
             "ownershipControls": "GetBucketOwnershipControls", "location": "GetBucketLocation", "acl": "GetBucketAcl",
-            "tagging": "GetBucketTagging", "": "ListBucket"},
+            "tagging": "GetBucketTagging", "policyStatus": "GetBucketPolicyStatus",
+            **{sub: f"Get{name}" for sub, name in _BUCKET_CONFIG.items()}, "": "ListBucket"},
     "HEAD": {"": "ListBucket"},
     "PUT": {"policy": "PutBucketPolicy", "encryption": "PutEncryptionConfiguration", "versioning": "PutBucketVersioning",
             "lifecycle": "PutLifecycleConfiguration", "publicAccessBlock": "PutBucketPublicAccessBlock",
             "ownershipControls": "PutBucketOwnershipControls", "acl": "PutBucketAcl", "tagging": "PutBucketTagging",
-            "": "CreateBucket"},
+            **{sub: f"Put{name}" for sub, name in _BUCKET_CONFIG.items()}, "": "CreateBucket"},
     "DELETE": {"policy": "DeleteBucketPolicy", "encryption": "PutEncryptionConfiguration",
                "lifecycle": "PutLifecycleConfiguration", "publicAccessBlock": "PutBucketPublicAccessBlock",
-               "ownershipControls": "PutBucketOwnershipControls", "tagging": "PutBucketTagging", "": "DeleteBucket"},
+               "ownershipControls": "PutBucketOwnershipControls", "tagging": "PutBucketTagging",
+               **{sub: f"Put{name}" for sub, name in _BUCKET_CONFIG.items()}, "cors": "PutBucketCORS",
+               "website": "DeleteBucketWebsite", "": "DeleteBucket"},
     "POST": {"delete": "DeleteObject", "": "PostObject"},
 }
 
@@ -180,31 +205,37 @@ def s3_action(method: str, has_key: bool, query: dict[str, list[str]]) -> str:
     CompleteMultipartUpload are s3:PutObject, as on AWS). An operation the table does not know
     gets a name no statement but a wildcard one (s3:*) matches."""
     table = (_OBJECT_ACTIONS if has_key else _BUCKET_ACTIONS).get(method, {})
+    version = "Version" if "versionId" in query else ""
     for sub, action in table.items():
         if sub and sub in query:
-            return f"s3:{action}"
+            return f"s3:{action.format(V=version)}"
     return f"s3:{table.get('', f'Unknown{method.title()}')}"
 
 
-def _delete_keys(body: bytes) -> list[str]:
-    """The keys of a DeleteObjects request (each is authorised as s3:DeleteObject on its own)."""
+def _delete_keys(body: bytes) -> list[tuple[str, bool]]:
+    """The (key, a version named?) of each object a DeleteObjects request names (each is
+    authorised on its own: s3:DeleteObject, or s3:DeleteObjectVersion with a VersionId)."""
     from xml.etree import ElementTree
 
+    def tag(el) -> str:
+        return el.tag.rsplit("}", 1)[-1]
     try:
         root = ElementTree.fromstring(body)
     except ElementTree.ParseError:
         return []
-    return [el.text or "" for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Key"]
+    return [(next((c.text or "" for c in obj if tag(c) == "Key"), ""), any(tag(c) == "VersionId" for c in obj))
+            for obj in root.iter() if tag(obj) == "Object"]
 
 
 def request_checks(environ: dict) -> list[tuple[str, str, str, dict[str, str]]]:
     """(bucket, action, resource ARN, context) for each authorisation the request needs on a
     bucket (none: a call without one, such as ListBuckets or IAM's)."""
-    path = environ.get("PATH_INFO", "")
+    # PATH_INFO is decoded already, UTF-8 carried as latin-1 (PEP 3333): the key as moto stores it.
+    # Path-style only: the twin's moto takes no bucket from the Host (S3_IGNORE_SUBDOMAIN_BUCKETNAME).
+    path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", errors="replace")
     bucket, _, key = path.lstrip("/").partition("/")
     if not bucket:
         return []
-    bucket, key = urllib.parse.unquote(bucket), urllib.parse.unquote(key)
     query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     context = {SECURE_TRANSPORT: "true", SOURCE_IP: environ.get("REMOTE_ADDR", "")}
     context.update({k: environ[h] for k, h in HEADER_KEYS.items() if h in environ})
@@ -212,8 +243,16 @@ def request_checks(environ: dict) -> list[tuple[str, str, str, dict[str, str]]]:
     method = environ.get("REQUEST_METHOD", "GET").upper()
     action = s3_action(method, bool(key), query)
     if not key and method == "POST" and "delete" in query:
-        return [(bucket, action, f"arn:aws:s3:::{bucket}/{k}", context) for k in _delete_keys(environ["trustops.body"])]
-    return [(bucket, action, f"arn:aws:s3:::{bucket}" + (f"/{key}" if key else ""), context)]
+        return [(bucket, "s3:DeleteObjectVersion" if versioned else action, f"arn:aws:s3:::{bucket}/{k}", context)
+                for k, versioned in _delete_keys(environ["trustops.body"])]
+    checks = [(bucket, action, f"arn:aws:s3:::{bucket}" + (f"/{key}" if key else ""), context)]
+    source = environ.get("HTTP_X_AMZ_COPY_SOURCE")
+    if source and key and method == "PUT":      # CopyObject, UploadPartCopy: reading the source too
+        src, _, version = urllib.parse.unquote(source).lstrip("/").partition("?versionId=")
+        src_bucket, _, src_key = src.partition("/")
+        checks.append((src_bucket, "s3:GetObjectVersion" if version else "s3:GetObject",
+                       f"arn:aws:s3:::{src_bucket}/{src_key}", context))
+    return checks
 
 
 def _drain(environ: dict) -> None:
@@ -223,7 +262,10 @@ def _drain(environ: dict) -> None:
     if stream is None:
         return
     chunked = environ.get("wsgi.input_terminated") and not environ.get("CONTENT_LENGTH")
-    left = float("inf") if chunked else int(environ.get("CONTENT_LENGTH") or 0)
+    try:
+        left = float("inf") if chunked else int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
     while left > 0:
         chunk = stream.read(int(min(left, 1 << 16)))
         if not chunk:
@@ -231,11 +273,11 @@ def _drain(environ: dict) -> None:
         left -= len(chunk)
 
 
-def _access_denied(start_response, message: str) -> list[bytes]:
+def _access_denied(start_response, message: str, head: bool = False) -> list[bytes]:
     body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>"
             f"<Message>{escape(message)}</Message><RequestId>trustops-s3gate</RequestId></Error>").encode()
     start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
-    return [body]
+    return [] if head else [body]
 
 
 class BucketPolicyGate:
@@ -249,23 +291,59 @@ class BucketPolicyGate:
 
     def __call__(self, environ, start_response):
         if environ.get("REQUEST_METHOD", "").upper() == "POST" and "delete" in environ.get("QUERY_STRING", ""):
-            length = int(environ.get("CONTENT_LENGTH") or 0)
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_DELETE_BODY:
+                _drain(environ)
+                return _access_denied(start_response, f"DeleteObjects body of {environ.get('CONTENT_LENGTH')!r} "
+                                                      f"bytes: 0 to {MAX_DELETE_BODY} here")
             body = environ["wsgi.input"].read(length) if length else b""
             environ["trustops.body"], environ["wsgi.input"] = body, io.BytesIO(body)
         for bucket, action, resource, context in request_checks(environ):
             policy = self.policies.get(bucket)
-            sid = policy and denying_statement(policy, action, resource, context)
-            if sid:
+            sid = denying_statement(policy, action, resource, context) if policy else None
+            if sid is not None:
                 print(f"s3gate: denied {action} on {resource} from {context[SOURCE_IP]} by bucket policy "
                       f"statement {sid}", file=sys.stderr, flush=True)
                 _drain(environ)
-                return _access_denied(start_response, f"Access Denied (bucket policy statement {sid})")
+                return _access_denied(start_response, f"Access Denied (bucket policy statement {sid})",
+                                      head=environ.get("REQUEST_METHOD", "").upper() == "HEAD")
         return self.app(environ, start_response)
+
+
+# A client that stops sending (or never starts its TLS handshake) frees its thread after this.
+CLIENT_TIMEOUT = 60
+
+
+def tls_server(gate: BucketPolicyGate, host: str, port: int, cert: str, key: str):
+    """A threaded server of moto behind `gate`, over TLS. The handshake runs in the connection's
+    own thread: werkzeug's TLS wraps the listening socket, where a client that connects and sends
+    nothing would hold up every other (S3 and IAM stalled for every host)."""
+    import ssl
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    class Handler(MotoRequestHandler):
+        timeout = CLIENT_TIMEOUT
+
+    gate.app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(host, port, gate, threaded=True, request_handler=Handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.minimum_version = ssl.TLSVersion.TLSv1_2
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    server.ssl_context = tls
+    return server
 
 
 def load_policies(path: str) -> dict[str, dict]:
     with open(path) as fh:
         doc = json.load(fh)
+    if not isinstance(doc, dict):
+        raise ValueError("not an object of bucket names and policies")
     return {bucket: json.loads(policy) if isinstance(policy, str) else policy for bucket, policy in doc.items()}
 
 
@@ -283,12 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"s3gate: {args.policies}: {exc}", file=sys.stderr)
         return 2
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-    from werkzeug.serving import run_simple
+    import signal
 
-    gate.app = DomainDispatcherApplication(create_backend_app)
-    run_simple(args.host, args.port, gate, threaded=True, ssl_context=(args.tls_cert, args.tls_key),
-               request_handler=MotoRequestHandler)
+    server = tls_server(gate, args.host, args.port, args.tls_cert, args.tls_key)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))     # PID 1 in its container: `docker stop` at once
+    server.serve_forever()
     return 0
 
 

@@ -451,11 +451,16 @@ def _s3_args(cfg, plan: stack.Plan, inet: dict, image: str) -> list[str]:
     (the VMs') and loopback (the control node's, through the published port)."""
     from trustops.lab import s3gate
 
+    declared = bucket_policies(plan)
+    try:    # here, not only in the container: a policy it cannot evaluate stops lab up with its reason
+        s3gate.BucketPolicyGate(None, {b: json.loads(p) for b, p in declared.items()})
+    except ValueError as exc:
+        raise LabError(f"the S3 front cannot enforce the stack's bucket policy: {exc}") from None
     d = s3_dir(cfg)
     d.mkdir(mode=0o700, exist_ok=True)
     os.chown(d, S3_UID, S3_UID)
     crt, key = webpki.ensure_server_cert(cfg.state_dir, d, "s3-tls", inet["s3"], "127.0.0.1", uid=S3_UID)
-    policies = json.dumps(bucket_policies(plan), sort_keys=True).encode()
+    policies = json.dumps(declared, sort_keys=True).encode()
     write_atomically(d / "policies.json", policies, 0o600, S3_UID)
     digest = hashlib.sha256(crt.read_bytes() + policies + Path(s3gate.__file__).read_bytes()).hexdigest()[:12]
     port = str(environment.TWIN_S3_PORT)
@@ -467,6 +472,9 @@ def _s3_args(cfg, plan: stack.Plan, inet: dict, image: str) -> list[str]:
             "--sysctl", f"net.ipv4.ip_unprivileged_port_start={port}",   # its user binds it
             "-v", f"{d}:/etc/s3:ro", "-v", f"{Path(s3gate.__file__).resolve()}:/opt/s3gate.py:ro",
             "-e", f"INITIAL_NO_AUTH_ACTION_COUNT={IAM_BOOTSTRAP_ACTIONS}", "-e", f"MOTO_PORT={port}",
+            # path-style only, as the front reads requests: a bucket named in the Host would pass
+            # the front as another bucket's request (the VMs use an address, so path-style anyway)
+            "-e", "S3_IGNORE_SUBDOMAIN_BUCKETNAME=true",
             "--entrypoint", "/opt/moto/bin/python", image, "/opt/s3gate.py", "--policies", "/etc/s3/policies.json",
             "--tls-cert", f"/etc/s3/{crt.name}", "--tls-key", f"/etc/s3/{key.name}", "--port", port]
 

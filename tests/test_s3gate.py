@@ -7,11 +7,12 @@ import io
 import json
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 
 from trustops.infra.storage import bucket_policy
-from trustops.lab import s3gate, webpki
+from trustops.lab import s3gate, twin, webpki
 
 ENC = "s3:x-amz-server-side-encryption"
 TLS = {s3gate.SECURE_TRANSPORT: "true"}
@@ -30,6 +31,8 @@ OLD_DENY_UNENCRYPTED = {"Sid": "DenyUnencryptedPuts", "Effect": "Deny", "Princip
     ({"StringEqualsIfExists": {ENC: "AES256"}}, {ENC: "aws:kms"}, False),
     ({"Null": {ENC: "true"}}, {}, True),
     ({"Null": {ENC: "false"}}, {}, False),
+    ({"Null": {ENC: ["true", "false"]}}, {}, True),                   # a key's values are OR'ed, Null's too
+    ({"Bool": {"AWS:securetransport": "false"}}, {s3gate.SECURE_TRANSPORT: "false"}, True),   # key names: any case
     ({"Null": {ENC: "false"}, "StringNotEquals": {ENC: "AES256"}}, {ENC: "aws:kms"}, True),   # AND
     ({"Null": {ENC: "false"}, "StringNotEquals": {ENC: "AES256"}}, {}, False),
     ({"StringEquals": {ENC: ["AES256", "aws:kms"]}}, {ENC: "aws:kms"}, True),                # OR
@@ -54,11 +57,17 @@ def test_conditions_follow_iams_rules(condition, context, holds):
       "Condition": {"StringEquals": {"aws:PrincipalArn": "x"}}}, "condition key 'aws:PrincipalArn'"),
     ({"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::1:user/x"}, "Action": "s3:*", "Resource": "*"},
      "a Deny for principal"),
+    ("not a statement", "not an object with a list of statement objects"),
+    ({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*", "Condition": {"Bool": "x"}},
+     "Condition is not an object of objects"),
 ])
 def test_a_policy_it_cannot_evaluate_stops_the_start_in_one_line(statement, message):
+    """(An Allow statement is never evaluated here, so it may use anything.)"""
     with pytest.raises(s3gate.PolicyError, match=message) as err:
         s3gate.BucketPolicyGate(None, {"b": {"Statement": [statement]}})
     assert "\n" not in str(err.value) and "bucket b" in str(err.value)
+    s3gate.BucketPolicyGate(None, {"b": {"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:x"}, "Action": "*",
+                                                        "Resource": "*", "Condition": {"ForAnyValue:StringLike": {}}}]}})
 
 
 def test_the_front_refuses_to_start_on_a_policy_it_cannot_evaluate_in_one_line(tmp_path, capsys):
@@ -86,6 +95,12 @@ def test_the_front_refuses_to_start_on_a_policy_it_cannot_evaluate_in_one_line(t
     ("GET", False, {"versions": [""]}, "s3:ListBucketVersions"),
     ("PUT", False, {"policy": [""]}, "s3:PutBucketPolicy"),
     ("PATCH", True, {}, "s3:UnknownPatch"),
+    ("GET", True, {"tagging": [""], "versionId": ["v"]}, "s3:GetObjectVersionTagging"),
+    ("PUT", True, {"acl": [""], "versionId": ["v"]}, "s3:PutObjectVersionAcl"),
+    ("GET", False, {"cors": [""]}, "s3:GetBucketCORS"),
+    ("PUT", False, {"object-lock": [""]}, "s3:PutBucketObjectLockConfiguration"),
+    ("DELETE", False, {"replication": [""]}, "s3:PutReplicationConfiguration"),
+    ("DELETE", False, {"website": [""]}, "s3:DeleteBucketWebsite"),
 ])
 def test_requests_are_authorised_as_s3s_actions(method, key, query, action):
     assert s3gate.s3_action(method, key, query) == action
@@ -93,12 +108,42 @@ def test_requests_are_authorised_as_s3s_actions(method, key, query, action):
 
 def test_a_delete_objects_request_is_checked_for_each_key():
     body = b'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Object><Key>a/1</Key></Object>' \
-           b'<Object><Key>b/2</Key></Object></Delete>'
+           b'<Object><Key>b/2</Key><VersionId>v1</VersionId></Object></Delete>'
     checks = s3gate.request_checks({"REQUEST_METHOD": "POST", "PATH_INFO": "/bkt", "QUERY_STRING": "delete",
                                     "REMOTE_ADDR": "172.30.0.5", "trustops.body": body})
     assert [(c[1], c[2]) for c in checks] == [("s3:DeleteObject", "arn:aws:s3:::bkt/a/1"),
-                                              ("s3:DeleteObject", "arn:aws:s3:::bkt/b/2")]
+                                              ("s3:DeleteObjectVersion", "arn:aws:s3:::bkt/b/2")]
     assert checks[0][3] == {s3gate.SECURE_TRANSPORT: "true", s3gate.SOURCE_IP: "172.30.0.5"}
+
+
+def test_the_key_checked_is_the_key_moto_stores():
+    """PATH_INFO arrives decoded, UTF-8 as latin-1: a key with '%70' or 'é' is checked as stored."""
+    def resource(path: str) -> str:
+        return s3gate.request_checks({"REQUEST_METHOD": "GET", "PATH_INFO": path})[0][2]
+    assert resource("/b/%70ublic/x") == "arn:aws:s3:::b/%70ublic/x"
+    assert resource("/b/café/x".encode().decode("latin-1")) == "arn:aws:s3:::b/café/x"
+
+
+def test_a_copy_is_checked_on_its_source_too():
+    checks = s3gate.request_checks({"REQUEST_METHOD": "PUT", "PATH_INFO": "/dst/k",
+                                    "HTTP_X_AMZ_COPY_SOURCE": "/src/a%20b?versionId=3"})
+    assert [(c[0], c[1], c[2]) for c in checks] == [("dst", "s3:PutObject", "arn:aws:s3:::dst/k"),
+                                                    ("src", "s3:GetObjectVersion", "arn:aws:s3:::src/a b")]
+
+
+def test_an_empty_sid_still_denies():
+    deny_all = {"Statement": [{"Sid": "", "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*"}]}
+    assert s3gate.denying_statement(deny_all, "s3:GetObject", "arn:aws:s3:::b/k", TLS) == "0"
+
+
+def test_a_delete_objects_body_of_a_hostile_length_is_refused_without_reading():
+    answered = []
+    gate = s3gate.BucketPolicyGate(lambda e, sr: [b"moto"], {})
+    for length in ("-1", "junk", str(s3gate.MAX_DELETE_BODY + 1)):
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/b", "QUERY_STRING": "delete", "CONTENT_LENGTH": length,
+                   "wsgi.input": io.BytesIO(b"")}
+        body = gate(environ, lambda status, headers: answered.append(status))
+        assert answered[-1].startswith("403") and b"DeleteObjects body" in b"".join(body)
 
 
 def _put(policy: dict, action: str = "s3:PutObject", context: dict | None = None) -> str | None:
@@ -112,6 +157,7 @@ def test_the_stacks_policy_lets_a_multipart_upload_through_and_refuses_other_enc
     assert _put(policy) is None                                              # UploadPart: no header (default SSE-S3)
     assert _put(policy, context={ENC: "aws:kms"}) == "DenyOtherEncryption"
     assert _put(policy, "s3:GetObject", {s3gate.SECURE_TRANSPORT: "false"}) == "DenyNonTLS"
+    assert _put(policy, context={"s3:x-amz-server-side-encryption-customer-algorithm": "AES256"}) == "DenyCustomerKeys"
     # the policy it replaces refused every part of a multipart upload
     assert _put({"Statement": [OLD_DENY_UNENCRYPTED]}) == "DenyUnencryptedPuts"
 
@@ -120,15 +166,12 @@ def test_the_stacks_policy_lets_a_multipart_upload_through_and_refuses_other_enc
 def endpoint(tmp_path_factory):
     """moto's S3 behind the front over TLS on a loopback port, as the twin runs it; the front's
     policies are set per test through the returned dict."""
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-    from werkzeug.serving import make_server
-
     state = tmp_path_factory.mktemp("s3gate")
     crt, key = webpki.ensure_server_cert(state, state, "s3", "127.0.0.1")
     policies: dict[str, dict] = {}
-    gate = s3gate.BucketPolicyGate(DomainDispatcherApplication(create_backend_app), {})
+    gate = s3gate.BucketPolicyGate(None, {})
     gate.policies = policies
-    server = make_server("127.0.0.1", 0, gate, threaded=True, ssl_context=(str(crt), str(key)))
+    server = s3gate.tls_server(gate, "127.0.0.1", 0, str(crt), str(key))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"https://127.0.0.1:{server.server_port}", str(webpki.root_file(state)), policies
@@ -185,3 +228,112 @@ def test_through_the_front_the_replaced_policy_refuses_a_multipart_upload_at_its
     with pytest.raises((S3UploadFailedError, ClientError), match="UploadPart operation: Access Denied"):
         _upload(s3, bucket, 20 * 1024 * 1024)
     _upload(s3, bucket, 1024)    # one PutObject with the header: allowed
+
+
+def test_a_client_that_connects_and_sends_nothing_holds_up_no_one(endpoint):
+    """The TLS handshake runs in the connection's thread: an idle connection (a port scan, a
+    stalled client) does not stall every other request."""
+    import socket
+
+    from botocore.config import Config
+
+    url, ca, _ = endpoint
+    port = int(url.rsplit(":", 1)[1])
+    idle = socket.create_connection(("127.0.0.1", port))
+    try:
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=url, verify=ca, region_name="eu-central-1", aws_access_key_id="A",
+                          aws_secret_access_key="B", config=Config(connect_timeout=3, read_timeout=3,
+                                                                   retries={"max_attempts": 1}))
+        assert isinstance(s3.list_buckets()["Buckets"], list)
+    finally:
+        idle.close()
+
+
+def test_a_refused_head_has_no_body(endpoint):
+    import http.client
+    import ssl
+
+    url, ca, policies = endpoint
+    policies["headless"] = {"Statement": [{"Sid": "D", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+                                           "Resource": "arn:aws:s3:::headless/*"}]}
+    host, port = url.removeprefix("https://").split(":")
+    conn = http.client.HTTPSConnection(host, int(port), context=ssl.create_default_context(cafile=ca), timeout=10)
+    conn.request("HEAD", "/headless/k")
+    answer = conn.getresponse()
+    assert answer.status == 403 and answer.read() == b""
+    conn.close()
+
+
+def test_with_the_twins_moto_settings_a_bucket_named_in_the_host_is_not_another_buckets_request(endpoint,
+                                                                                                  monkeypatch):
+    """The front reads buckets from the path; the twin runs moto with S3_IGNORE_SUBDOMAIN_BUCKETNAME
+    (lab/twin.py) so moto does too: a virtual-hosted put (the bucket in the Host, the key's first
+    segment in the path) is not stored in the bucket past its policy."""
+    import moto.s3.utils
+    import moto.settings
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setattr(moto.settings, "S3_IGNORE_SUBDOMAIN_BUCKETNAME", "true")
+    monkeypatch.setattr(moto.s3.utils, "S3_IGNORE_SUBDOMAIN_BUCKETNAME", "true")
+    assert "S3_IGNORE_SUBDOMAIN_BUCKETNAME=true" in Path(twin.__file__).read_text()
+    s3, bucket = _bucket(endpoint, bucket_policy)
+
+    def virtual_host(request, **_):
+        request.headers["Host"] = f"{bucket}.s3.eu-central-1.amazonaws.com"
+        request.url = request.url.replace(f"/{bucket}/", "/", 1)
+    s3.meta.events.register("before-sign.s3.PutObject", virtual_host)
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=bucket, Key="postgres/x", Body=b"x", ServerSideEncryption="aws:kms")
+    assert err.value.response["Error"]["Code"] in ("NoSuchBucket", "AccessDenied"), err.value.response
+    s3.meta.events.unregister("before-sign.s3.PutObject", virtual_host)
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_a_stack_policy_the_front_cannot_enforce_stops_lab_up_with_its_reason(tmp_path):
+    """Checked by lab up before the container starts (inside it, the reason would reach only
+    `docker logs`, and lab up would wait a minute for an S3 that never answers)."""
+    import dataclasses
+
+    from tests.test_lab_twin import _toy
+    from trustops.lab import environment
+    from trustops.lab.system import LabError
+
+    odd = {"Statement": [{"Sid": "Odd", "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+                          "Condition": {"ForAllValues:StringEquals": {ENC: "AES256"}}}]}
+    plan = dataclasses.replace(_toy([]), buckets={"b": {"resource": "b", "tags": {}, "settings": {
+        "BucketPolicy": {"policy": json.dumps(odd)}}}})
+    cfg = environment.LabConfig(name="gate-check", port_base=4100, state_dir=tmp_path / "state", kind="twin")
+    with pytest.raises(LabError, match="cannot enforce the stack's bucket policy: bucket b: statement Odd: "
+                                       "condition operator 'ForAllValues:StringEquals'"):
+        twin._s3_args(cfg, plan, {"s3": "172.30.0.3"}, "image")
+    assert not (tmp_path / "state").exists()       # refused before anything was made
+
+
+def test_sigterm_stops_the_front_at_once(tmp_path):
+    """PID 1 in its container: without its own handler `docker stop` waited 10 s for the kill."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    crt, key = webpki.ensure_server_cert(tmp_path, tmp_path, "s3", "127.0.0.1")
+    (tmp_path / "policies.json").write_text("{}")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, s3gate.__file__, "--policies", str(tmp_path / "policies.json"),
+                             "--tls-cert", str(crt), "--tls-key", str(key), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from trustops.wait import until
+        until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None, 30,
+              "the front listening", interval=0.2, retry_on=(OSError,))
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0 and time.monotonic() - started < 5
+    finally:
+        proc.kill()
+        proc.wait()
