@@ -115,3 +115,16 @@ def test_no_mail_transfer_agent(site):
         assert not installed, f"{name}: MTA installed: {', '.join(installed)}"
         listening = site.output(name, "ss -ltnH 'sport = :25'").strip()
         assert not listening, f"{name}: something listens on port 25: {listening}"
+
+
+def test_none_of_the_removed_packages_is_installed(site):
+    """What the hardening role removes (legacy network clients, apt-listbugs, an MTA, rkhunter that
+    earlier versions installed and never ran) is on no host, not even its configuration."""
+    removed = set(role_default("hardening", "hardening_remove_packages"))
+    assert "rkhunter" in removed
+    for name in site.hosts:
+        status = site.output(name, "dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n'")
+        left = sorted(pkg.split(":")[0] for abbrev, pkg in (line.split(None, 1) for line in status.splitlines()
+                                                             if len(line.split(None, 1)) == 2)
+                      if pkg.split(":")[0] in removed and abbrev[1:2] not in ("n", ""))
+        assert not left, f"{name}: still installed (or its configuration kept): {', '.join(left)}"
