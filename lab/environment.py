@@ -359,6 +359,13 @@ def s3_local_endpoint(cfg: LabConfig) -> tuple[str, str | bool]:
     return f"http://127.0.0.1:{cfg.s3_port}", True
 
 
+def s3_local_vars(cfg: LabConfig) -> dict:
+    """The inventory's record of s3_local_endpoint, for what reads the lab from its inventory (the
+    live checks): the URL and botocore's `verify`."""
+    url, verify = s3_local_endpoint(cfg)
+    return {"trustops_lab_s3_local_url": url, "trustops_lab_s3_local_verify": verify}
+
+
 def s3_client(cfg: LabConfig, service: str = "s3", credentials: dict | None = None):
     """A boto3 client for the lab's S3 (or its IAM, `service`), with the lab's key or `credentials`."""
     import boto3
@@ -427,7 +434,7 @@ def _write_inventory(cfg: LabConfig, subnet: str, app_image: str) -> dict:
         ssh_common_args=f"-o UserKnownHostsFile={cfg.known_hosts} -o StrictHostKeyChecking=yes",
         extra_vars={"trustops_lab_name": cfg.name,
                     "trustops_lab_published": {r: cfg.ports(r) for r in ROLES},
-                    "trustops_lab_s3_local_url": s3_local_endpoint(cfg)[0],
+                    **s3_local_vars(cfg),
                     "trustops_lab_state_dir": str(cfg.state_dir),
                     "trustops_lab_app_image": app_image,
                     **mail_relay_vars(mail_ip),

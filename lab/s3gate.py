@@ -82,12 +82,17 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def _operator(name: str) -> tuple[str, bool]:
+    """(the base operator, whether ...IfExists) of a condition operator's name."""
+    return (name[:-len("IfExists")], True) if name.endswith("IfExists") else (name, False)
+
+
 def condition_holds(condition: dict, context: dict[str, str]) -> bool:
     """Whether a statement's Condition block holds for the request `context` (absent keys are
     missing from it)."""
     context = {k.lower(): v for k, v in context.items()}
     for operator, keys in condition.items():
-        base, if_exists = (operator[:-len("IfExists")], True) if operator.endswith("IfExists") else (operator, False)
+        base, if_exists = _operator(operator)
         for key, wanted in keys.items():
             key = key.lower()           # condition key names are case-insensitive
             wanted = [str(w) for w in _as_list(wanted)]
@@ -95,15 +100,12 @@ def condition_holds(condition: dict, context: dict[str, str]) -> bool:
                 if not any((key not in context) == (w.lower() == "true") for w in wanted):
                     return False
                 continue
-            if key not in context:
-                if if_exists:
-                    continue
-                if not OPERATORS[base][1]:
-                    return False
-                continue            # a negated operator on an absent key holds
             match, negated = OPERATORS[base]
-            hit = any(match(context[key], w) for w in wanted)
-            if hit == negated:
+            if key not in context:  # ...IfExists and a negated operator hold on an absent key
+                if if_exists or negated:
+                    continue
+                return False
+            if any(match(context[key], w) for w in wanted) == negated:
                 return False
     return True
 
@@ -126,7 +128,7 @@ def check_policy(policy: dict, bucket: str) -> None:
             raise PolicyError(f"bucket {bucket}: statement {sid}: a Deny for principal {st.get('Principal')!r} "
                               "(only '*' is evaluated here)")
         for operator, keys in (st.get("Condition") or {}).items():
-            base = operator[:-len("IfExists")] if operator.endswith("IfExists") else operator
+            base = _operator(operator)[0]
             if ":" in base or (base not in OPERATORS and base != "Null"):
                 raise PolicyError(f"bucket {bucket}: statement {sid}: condition operator {operator!r}")
             for key in keys:

@@ -631,7 +631,7 @@ def _lab_inventory(cfg, plan: stack.Plan, inet: dict, app_image: str) -> dict:
         "trustops_lab_kind": "twin",
         "trustops_lab_published": {vm.lab_key: cfg.ports(vm.lab_key) for vm in plan.vms.values()
                                    if vm.lab_key in environment.SERVICE_PORTS},
-        "trustops_lab_s3_local_url": environment.s3_local_endpoint(cfg)[0],
+        **environment.s3_local_vars(cfg),
         "trustops_lab_state_dir": str(cfg.state_dir),
         "trustops_lab_app_image": app_image,
         **environment.mail_relay_vars(inet[environment.MAIL_ROLE]),

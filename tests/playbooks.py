@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -122,3 +123,22 @@ def app_live_slot(lab_config) -> str:
     """The app's live blue/green slot, as the app role recorded it on the app host."""
     return subprocess.run(["docker", "exec", lab_config.container("app"), "cat", role_default("app", "app_live_slot_file")],
                           capture_output=True, text=True, check=True).stdout.strip()
+
+
+@contextmanager
+def lab_root_held_out(lab_config, role: str):
+    """The host of `role` without the lab's public root in its system store (an image without the
+    endpoint's CA) for the block; put back after it, whatever the block did."""
+    from trustops.lab import webpki
+
+    def store(command: str) -> None:
+        done = subprocess.run(["docker", "exec", lab_config.container(role), "sh", "-c",
+                               f"{command} && update-ca-certificates --fresh >/dev/null"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    held = "/root/.lab-root-held"
+    store(f"mv {webpki.HOST_TRUST_PATH} {held}")
+    try:
+        yield
+    finally:
+        store(f"mv {held} {webpki.HOST_TRUST_PATH}")

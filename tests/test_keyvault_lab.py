@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.playbooks import app_live_slot, host_of, playbook, recap
+from tests.playbooks import app_live_slot, host_of, lab_root_held_out, playbook, recap
 from trustops.infra import host_secret
 from trustops.infra.bedrock import PURPOSE as BEDROCK
 from trustops.infra.vault import access_key_secret
@@ -83,21 +83,13 @@ def test_the_vault_is_https_and_a_host_without_the_lab_root_refuses_it(twin_cfg)
     """The hosts check the vault's certificate with their system store, no lab-only option: with
     the lab's public root taken out of the store (an image without the endpoint's CA) the read
     stops in one line; put back, it works again."""
-    from trustops.lab import webpki
-
     cfg = twin_cfg
     uri = __import__("yaml").safe_load(cfg.inventory_file.read_text())["all"]["vars"]["trustops_key_vault_uri"]
     assert uri.startswith("https://"), uri
-    held = "/root/.lab-root-held"
-    out = sh(cfg, "app", f"mv {webpki.HOST_TRUST_PATH} {held} && update-ca-certificates --fresh >/dev/null")
-    assert out.returncode == 0, out.stderr
-    try:
+    with lab_root_held_out(cfg, "app"):
         proc = _read_as(cfg, "app", access_key_secret(BEDROCK))
         assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stdout + proc.stderr
         assert "the endpoint's TLS certificate is not trusted here" in proc.stderr, proc.stderr
-    finally:
-        back = sh(cfg, "app", f"mv {held} {webpki.HOST_TRUST_PATH} && update-ca-certificates --fresh >/dev/null")
-        assert back.returncode == 0, back.stderr
     again = _read_as(cfg, "app", access_key_secret(BEDROCK))
     assert again.returncode == 0, again.stderr
     sh(cfg, "app", "rm -f /root/probe.env")

@@ -437,27 +437,20 @@ def test_a_host_without_the_labs_root_refuses_s3_in_one_line_and_with_it_works(c
     """db's backup tool verifies S3 with the host's system store and no lab-only option: with the
     lab's public root out of the store (an image without the endpoint's CA) it stops in one line
     naming the certificate; put back, it lists the backups again."""
-    from trustops.lab import webpki
+    from tests.playbooks import lab_root_held_out
 
     cfg = converged_twin
 
-    def sh(command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", "exec", cfg.container("db"), "sh", "-c", command], capture_output=True,
-                              text=True, timeout=300)
+    def listing() -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "exec", cfg.container("db"), "sudo", "-u", "postgres", "trustops-pgbackup",
+                               "list"], capture_output=True, text=True, timeout=300)
 
-    listing = "sudo -u postgres trustops-pgbackup list"
-    assert sh(listing).returncode == 0
-    held = "/root/.lab-root-held"
-    out = sh(f"mv {webpki.HOST_TRUST_PATH} {held} && update-ca-certificates --fresh >/dev/null")
-    assert out.returncode == 0, out.stderr
-    try:
-        refused = sh(listing)
+    assert listing().returncode == 0
+    with lab_root_held_out(cfg, "db"):
+        refused = listing()
         assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stdout + refused.stderr
         assert "certificate verify failed" in refused.stderr, refused.stderr
-    finally:
-        back = sh(f"mv {held} {webpki.HOST_TRUST_PATH} && update-ca-certificates --fresh >/dev/null")
-        assert back.returncode == 0, back.stderr
-    again = sh(listing)
+    again = listing()
     assert again.returncode == 0, again.stdout + again.stderr
 
 

@@ -164,11 +164,9 @@ class Site:
         kwargs: dict = {"region_name": s3["region"]}
         local = self.vars.get("trustops_lab_s3_local_url")
         if local:
-            state = Path(self.vars["trustops_lab_state_dir"])
-            kwargs.update(endpoint_url=local, **json.loads((state / "s3-credentials.json").read_text()))
-            if local.startswith("https:"):     # the twin: the lab's public root signs its certificate
-                from trustops.lab import webpki
-                kwargs["verify"] = str(webpki.root_file(state))
+            creds = Path(self.vars["trustops_lab_state_dir"]) / "s3-credentials.json"
+            kwargs.update(endpoint_url=local, verify=self.vars["trustops_lab_s3_local_verify"],
+                          **json.loads(creds.read_text()))
         elif s3.get("endpoint_url"):
             kwargs["endpoint_url"] = s3["endpoint_url"]
         return boto3.client("s3", **kwargs)
