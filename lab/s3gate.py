@@ -1,6 +1,8 @@
-"""The twin's S3 endpoint: moto's S3 and IAM behind the stack's bucket policies, evaluated here as
-S3 evaluates them, because moto cannot (lab/README.md, "S3 and IAM"). moto still checks every
-request against the caller's identity policies; this front adds what a bucket policy does on AWS.
+"""The twin's S3 endpoint: moto's S3 and IAM behind each bucket's policy, evaluated here as S3
+evaluates it, because moto cannot (lab/README.md, "S3 and IAM"). moto still checks every request
+against the caller's identity policies and keeps each bucket's policy (PutBucketPolicy, as the
+stack's BucketPolicy resource sets it; GetBucketPolicy reads it back); this front adds what the
+policy does on AWS, and moto's own evaluation of it is switched off.
 
 Only a policy's Deny statements are enforced: an explicit deny wins over any allow, so they hold
 whatever the caller's identity allows, and the stack's buckets grant nothing by policy. Conditions
@@ -8,14 +10,12 @@ follow IAM's rules (AND across operators and keys, OR across a key's values, NOR
 operators; a key absent from the request makes a condition false, and true for a negated operator;
 ...IfExists and Null test presence). The request context has aws:SecureTransport ("true": this
 endpoint speaks HTTPS only), aws:SourceIp, the encryption and ACL headers and the listing's
-prefix. A policy with an operator, qualifier, key or principal this module cannot evaluate stops
-the start in one line: a policy is never silently left unenforced.
+prefix. A PutBucketPolicy with an operator, qualifier, key or principal this module cannot
+evaluate is refused (MalformedPolicy, naming it): a policy is never silently left unenforced.
 
 Runs in the S3 container with moto's own Python (the twin mounts this file):
 
-    python3 s3gate.py --policies FILE --tls-cert CRT --tls-key KEY [--host H] [--port P]
-
-FILE: {"<bucket>": "<policy JSON>", ...}, written by `lab up` from the stack's BucketPolicy resources.
+    python3 s3gate.py --tls-cert CRT --tls-key KEY [--host H] [--port P]
 """
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ HEADER_KEYS = {"s3:x-amz-server-side-encryption": "HTTP_X_AMZ_SERVER_SIDE_ENCRYP
 QUERY_KEYS = {"s3:prefix": "prefix", "s3:delimiter": "delimiter"}
 # A DeleteObjects request names at most 1,000 keys of at most 1,024 bytes each.
 MAX_DELETE_BODY = 2 * 1024 * 1024
+# S3's limit for a bucket policy.
+MAX_POLICY_BODY = 20 * 1024
 KNOWN_KEYS = frozenset(k.lower() for k in (SECURE_TRANSPORT, SOURCE_IP, *HEADER_KEYS, *QUERY_KEYS))
 
 
@@ -275,43 +277,109 @@ def _drain(environ: dict) -> None:
         left -= len(chunk)
 
 
-def _access_denied(start_response, message: str, head: bool = False) -> list[bytes]:
-    body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>"
+def _s3_error(start_response, status: str, code: str, message: str, head: bool = False) -> list[bytes]:
+    body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>"
             f"<Message>{escape(message)}</Message><RequestId>trustops-s3gate</RequestId></Error>").encode()
-    start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+    start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
     return [] if head else [body]
 
 
-class BucketPolicyGate:
-    """WSGI middleware: a request a bucket policy denies gets S3's 403 AccessDenied; any other
-    goes on to moto."""
+def _access_denied(start_response, message: str, head: bool = False) -> list[bytes]:
+    return _s3_error(start_response, "403 Forbidden", "AccessDenied", message, head)
 
-    def __init__(self, app, policies: dict[str, dict]):
-        for bucket, policy in policies.items():
-            check_policy(policy, bucket)
-        self.app, self.policies = app, policies
+
+def _read_body(environ: dict, limit: int) -> bytes | None:
+    """The request's body (at most `limit` bytes; None past it or with a hostile length, the
+    rest drained), put back for moto to read."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = -1
+    if not 0 <= length <= limit:
+        _drain(environ)
+        return None
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+def moto_policy(bucket: str) -> bytes | None:
+    """The policy moto holds for `bucket` (None: no such bucket, or no policy)."""
+    from moto.s3.models import s3_backends
+
+    owner = s3_backends.bucket_accounts.get(bucket)
+    if owner is None:
+        return None
+    partition, account = owner
+    found = s3_backends[account][partition].buckets.get(bucket)
+    return found.policy if found is not None else None
+
+
+def without_motos_own_evaluation() -> None:
+    """moto applies a bucket's policy itself, wrongly (a Deny whose Condition fails still denies):
+    this front evaluates it instead, so moto's evaluation answers 'no opinion'."""
+    from moto.iam.access_control import PermissionResult
+    from moto.s3.models import FakeBucket
+
+    FakeBucket.get_permission = lambda self, action, resource: PermissionResult.NEUTRAL
+
+
+class BucketPolicyGate:
+    """WSGI middleware: a request a bucket's policy denies gets S3's 403 AccessDenied, a policy
+    this front could not enforce is refused before moto stores it; any other request goes on to
+    moto. `policy_of(bucket)` gives the policy in force (moto's, in the twin)."""
+
+    def __init__(self, app, policy_of=moto_policy):
+        self.app, self.policy_of = app, policy_of
+        self._parsed: dict[bytes, dict] = {}
+
+    def policy(self, bucket: str) -> dict | None:
+        raw = self.policy_of(bucket)
+        if not raw:
+            return None
+        if isinstance(raw, dict):
+            return raw
+        if raw not in self._parsed:
+            if len(self._parsed) > 64:
+                self._parsed.clear()
+            self._parsed[raw] = json.loads(raw)     # stored only once checked: it parses
+        return self._parsed[raw]
+
+    def _refuse_policy(self, environ, start_response, bucket: str) -> list[bytes] | None:
+        """A PutBucketPolicy this front could not enforce: S3's MalformedPolicy, with the reason."""
+        body = _read_body(environ, MAX_POLICY_BODY)
+        if body is None:
+            return _s3_error(start_response, "400 Bad Request", "MalformedPolicy",
+                             f"a bucket policy is at most {MAX_POLICY_BODY} bytes")
+        try:
+            check_policy(json.loads(body), bucket)
+        except ValueError as exc:      # PolicyError, and JSON's own
+            return _s3_error(start_response, "400 Bad Request", "MalformedPolicy",
+                             f"the twin's S3 front cannot enforce this policy: {exc}")
+        return None
 
     def __call__(self, environ, start_response):
-        if environ.get("REQUEST_METHOD", "").upper() == "POST" and "delete" in environ.get("QUERY_STRING", ""):
-            try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = -1
-            if not 0 <= length <= MAX_DELETE_BODY:
-                _drain(environ)
+        method = environ.get("REQUEST_METHOD", "").upper()
+        query = environ.get("QUERY_STRING", "")
+        if method == "POST" and "delete" in query:
+            body = _read_body(environ, MAX_DELETE_BODY)
+            if body is None:
                 return _access_denied(start_response, f"DeleteObjects body of {environ.get('CONTENT_LENGTH')!r} "
                                                       f"bytes: 0 to {MAX_DELETE_BODY} here")
-            body = environ["wsgi.input"].read(length) if length else b""
-            environ["trustops.body"], environ["wsgi.input"] = body, io.BytesIO(body)
+            environ["trustops.body"] = body
         for bucket, action, resource, context in request_checks(environ):
-            policy = self.policies.get(bucket)
+            policy = self.policy(bucket)
             sid = denying_statement(policy, action, resource, context) if policy else None
             if sid is not None:
                 print(f"s3gate: denied {action} on {resource} from {context[SOURCE_IP]} by bucket policy "
                       f"statement {sid}", file=sys.stderr, flush=True)
                 _drain(environ)
                 return _access_denied(start_response, f"Access Denied (bucket policy statement {sid})",
-                                      head=environ.get("REQUEST_METHOD", "").upper() == "HEAD")
+                                      head=method == "HEAD")
+            if action == "s3:PutBucketPolicy":
+                refused = self._refuse_policy(environ, start_response, bucket)
+                if refused is not None:
+                    return refused
         return self.app(environ, start_response)
 
 
@@ -331,6 +399,7 @@ def tls_server(gate: BucketPolicyGate, host: str, port: int, cert: str, key: str
     class Handler(MotoRequestHandler):
         timeout = CLIENT_TIMEOUT
 
+    without_motos_own_evaluation()
     gate.app = DomainDispatcherApplication(create_backend_app)
     server = make_server(host, port, gate, threaded=True, request_handler=Handler)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -341,31 +410,16 @@ def tls_server(gate: BucketPolicyGate, host: str, port: int, cert: str, key: str
     return server
 
 
-def load_policies(path: str) -> dict[str, dict]:
-    with open(path) as fh:
-        doc = json.load(fh)
-    if not isinstance(doc, dict):
-        raise ValueError("not an object of bucket names and policies")
-    return {bucket: json.loads(policy) if isinstance(policy, str) else policy for bucket, policy in doc.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--policies", required=True)
     parser.add_argument("--tls-cert", required=True)
     parser.add_argument("--tls-key", required=True)
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=443)
     args = parser.parse_args(argv)
-    try:
-        policies = load_policies(args.policies)
-        gate = BucketPolicyGate(None, policies)
-    except (OSError, ValueError) as exc:
-        print(f"s3gate: {args.policies}: {exc}", file=sys.stderr)
-        return 2
     import signal
 
-    server = tls_server(gate, args.host, args.port, args.tls_cert, args.tls_key)
+    server = tls_server(BucketPolicyGate(None), args.host, args.port, args.tls_cert, args.tls_key)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))     # PID 1 in its container: `docker stop` at once
     server.serve_forever()
     return 0

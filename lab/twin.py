@@ -314,7 +314,7 @@ def _host_args(cfg, plan: stack.Plan, vm: stack.Vm, image: str, disks: list[str]
 
 def _ensure_buckets(cfg, plan: stack.Plan) -> None:
     """The buckets with the settings the stack declares (encryption, blocks, versioning, ownership,
-    lifecycle), created in moto; the bucket policy is not loaded (see below)."""
+    lifecycle, policy), created in moto."""
     s3 = environment.s3_client(cfg)
     region = environment.S3_REGION
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
@@ -343,8 +343,10 @@ def _ensure_buckets(cfg, plan: stack.Plan) -> None:
             elif kind.startswith("BucketLifecycleConfiguration"):
                 s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={
                     "Rules": [_lifecycle_rule(r) for r in setting["rules"]]})
-            # BucketPolicy: enforced by the S3 front (trustops.lab.s3gate), not loaded into moto, whose
-            # access control cannot evaluate it (lab/README.md, "S3 and IAM").
+            elif kind.startswith("BucketPolicy"):
+                # kept by moto, enforced by the S3 front (trustops.lab.s3gate): moto's own access
+                # control cannot evaluate it (lab/README.md, "S3 and IAM")
+                s3.put_bucket_policy(Bucket=bucket, Policy=setting["policy"])
 
 
 def _iam(cfg, creds: dict | None = None):
@@ -440,7 +442,7 @@ def s3_dir(cfg) -> Path:
 
 
 def bucket_policies(plan: stack.Plan) -> dict[str, str]:
-    """Each bucket's declared policy (JSON), as the S3 front enforces it."""
+    """Each bucket's declared policy (JSON)."""
     return {bucket: setting["policy"] for bucket, spec in plan.buckets.items()
             for kind, setting in spec["settings"].items() if kind.startswith("BucketPolicy")}
 
@@ -451,22 +453,21 @@ def _s3_args(cfg, plan: stack.Plan, inet: dict, image: str) -> list[str]:
     (the VMs') and loopback (the control node's, through the published port)."""
     from trustops.lab import s3gate
 
-    declared = bucket_policies(plan)
-    try:    # here, not only in the container: a policy it cannot evaluate stops lab up with its reason
-        s3gate.BucketPolicyGate(None, {b: json.loads(p) for b, p in declared.items()})
-    except ValueError as exc:
-        raise LabError(f"the S3 front cannot enforce the stack's bucket policy: {exc}") from None
+    for bucket, policy in bucket_policies(plan).items():
+        try:    # before anything is made (the front would refuse it at the put, after the start)
+            s3gate.check_policy(json.loads(policy), bucket)
+        except ValueError as exc:
+            raise LabError(f"the S3 front cannot enforce the stack's bucket policy: {exc}") from None
     d = s3_dir(cfg)
     d.mkdir(mode=0o700, exist_ok=True)
     os.chown(d, S3_UID, S3_UID)
     crt, key = webpki.ensure_server_cert(cfg.state_dir, d, "s3-tls", inet["s3"], "127.0.0.1", uid=S3_UID)
-    policies = json.dumps(declared, sort_keys=True).encode()
-    write_atomically(d / "policies.json", policies, 0o600, S3_UID)
-    digest = hashlib.sha256(crt.read_bytes() + policies + Path(s3gate.__file__).read_bytes()).hexdigest()[:12]
+    (d / "policies.json").unlink(missing_ok=True)     # the front's input before moto kept the policies
+    digest = hashlib.sha256(crt.read_bytes() + Path(s3gate.__file__).read_bytes()).hexdigest()[:12]
     port = str(environment.TWIN_S3_PORT)
     return ["--label", f"trustops.lab={cfg.name}", "--label", f"trustops.role={S3_ROLE}",
-            # a renewed certificate, changed policies or a changed front restart it (moto's state
-            # goes with it; lab up makes the buckets, users and keys again)
+            # a renewed certificate or a changed front restart it (moto's state goes with it; lab
+            # up makes the buckets, policies, users and keys again); a changed policy does not
             "--label", f"trustops.s3={digest}",
             "--network", internet_network(cfg), "--ip", inet["s3"], "--no-healthcheck",
             "--sysctl", f"net.ipv4.ip_unprivileged_port_start={port}",   # its user binds it
@@ -475,7 +476,7 @@ def _s3_args(cfg, plan: stack.Plan, inet: dict, image: str) -> list[str]:
             # path-style only, as the front reads requests: a bucket named in the Host would pass
             # the front as another bucket's request (the VMs use an address, so path-style anyway)
             "-e", "S3_IGNORE_SUBDOMAIN_BUCKETNAME=true",
-            "--entrypoint", "/opt/moto/bin/python", image, "/opt/s3gate.py", "--policies", "/etc/s3/policies.json",
+            "--entrypoint", "/opt/moto/bin/python", image, "/opt/s3gate.py",
             "--tls-cert", f"/etc/s3/{crt.name}", "--tls-key", f"/etc/s3/{key.name}", "--port", port]
 
 

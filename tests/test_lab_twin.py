@@ -334,6 +334,7 @@ def test_buckets_have_exactly_the_declared_settings(twin_lab):
         declared = next(v for k, v in spec["settings"].items() if k.startswith("BucketLifecycleConfiguration"))
         got = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
         assert sorted(r["ID"] for r in got) == sorted(r["id"] for r in declared["rules"])
+        assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(twin.bucket_policies(p)[bucket])
 
 
 def test_ssh_config_names_absolute_paths(tmp_path, monkeypatch):

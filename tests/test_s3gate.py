@@ -61,25 +61,13 @@ def test_conditions_follow_iams_rules(condition, context, holds):
     ({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*", "Condition": {"Bool": "x"}},
      "Condition is not an object of objects"),
 ])
-def test_a_policy_it_cannot_evaluate_stops_the_start_in_one_line(statement, message):
+def test_a_policy_it_cannot_evaluate_is_named_in_one_line(statement, message):
     """(An Allow statement is never evaluated here, so it may use anything.)"""
     with pytest.raises(s3gate.PolicyError, match=message) as err:
-        s3gate.BucketPolicyGate(None, {"b": {"Statement": [statement]}})
+        s3gate.check_policy({"Statement": [statement]}, "b")
     assert "\n" not in str(err.value) and "bucket b" in str(err.value)
-    s3gate.BucketPolicyGate(None, {"b": {"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:x"}, "Action": "*",
-                                                        "Resource": "*", "Condition": {"ForAnyValue:StringLike": {}}}]}})
-
-
-def test_the_front_refuses_to_start_on_a_policy_it_cannot_evaluate_in_one_line(tmp_path, capsys):
-    bad = {"Statement": [{"Sid": "Odd", "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
-                          "Condition": {"StringEquals": {"aws:userid": "x"}}}]}
-    (tmp_path / "policies.json").write_text(json.dumps({"b": json.dumps(bad)}))
-    assert s3gate.main(["--policies", str(tmp_path / "policies.json"), "--tls-cert", "c", "--tls-key", "k"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "statement Odd: condition key 'aws:userid'" in err, err
-    (tmp_path / "policies.json").write_text("{not json")
-    assert s3gate.main(["--policies", str(tmp_path / "policies.json"), "--tls-cert", "c", "--tls-key", "k"]) == 2
-    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    s3gate.check_policy({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:x"}, "Action": "*",
+                                        "Resource": "*", "Condition": {"ForAnyValue:StringLike": {}}}]}, "b")
 
 
 @pytest.mark.parametrize("method, key, query, action", [
@@ -138,7 +126,7 @@ def test_an_empty_sid_still_denies():
 
 def test_a_delete_objects_body_of_a_hostile_length_is_refused_without_reading():
     answered = []
-    gate = s3gate.BucketPolicyGate(lambda e, sr: [b"moto"], {})
+    gate = s3gate.BucketPolicyGate(lambda e, sr: [b"moto"], lambda bucket: None)
     for length in ("-1", "junk", str(s3gate.MAX_DELETE_BODY + 1)):
         environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/b", "QUERY_STRING": "delete", "CONTENT_LENGTH": length,
                    "wsgi.input": io.BytesIO(b"")}
@@ -164,24 +152,25 @@ def test_the_stacks_policy_lets_a_multipart_upload_through_and_refuses_other_enc
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory):
-    """moto's S3 behind the front over TLS on a loopback port, as the twin runs it; the front's
-    policies are set per test through the returned dict."""
+    """moto's S3 behind the front over TLS on a loopback port, as the twin runs it (each bucket's
+    policy put as the twin puts the stack's)."""
     state = tmp_path_factory.mktemp("s3gate")
+    from moto.s3.models import FakeBucket
+
     crt, key = webpki.ensure_server_cert(state, state, "s3", "127.0.0.1")
-    policies: dict[str, dict] = {}
-    gate = s3gate.BucketPolicyGate(None, {})
-    gate.policies = policies
-    server = s3gate.tls_server(gate, "127.0.0.1", 0, str(crt), str(key))
+    motos_own = FakeBucket.get_permission
+    server = s3gate.tls_server(s3gate.BucketPolicyGate(None), "127.0.0.1", 0, str(crt), str(key))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"https://127.0.0.1:{server.server_port}", str(webpki.root_file(state)), policies
+    yield f"https://127.0.0.1:{server.server_port}", str(webpki.root_file(state))
     server.shutdown()
+    FakeBucket.get_permission = motos_own      # this process's other users of moto get it back
 
 
 def _client(endpoint):
     import boto3
 
-    url, ca, _ = endpoint
+    url, ca = endpoint
     return boto3.client("s3", endpoint_url=url, verify=ca, region_name="eu-central-1",
                         aws_access_key_id="AKIATESTGATE", aws_secret_access_key=uuid.uuid4().hex)
 
@@ -192,7 +181,7 @@ def _bucket(endpoint, policy_of) -> tuple:
     s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
     s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
         "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
-    endpoint[2][name] = json.loads(policy_of(name))
+    s3.put_bucket_policy(Bucket=name, Policy=policy_of(name))
     return s3, name
 
 
@@ -230,6 +219,45 @@ def test_through_the_front_the_replaced_policy_refuses_a_multipart_upload_at_its
     _upload(s3, bucket, 1024)    # one PutObject with the header: allowed
 
 
+def test_the_policy_is_read_back_as_put_and_a_new_one_holds_at_once(endpoint):
+    """moto keeps the policy (GetBucketPolicy answers as S3 does); the front enforces whatever
+    policy moto holds now, so a changed policy needs no restart (and loses no object)."""
+    from botocore.exceptions import ClientError
+
+    s3, bucket = _bucket(endpoint, bucket_policy)
+    assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(bucket_policy(bucket))
+    s3.put_object(Bucket=bucket, Key="x/kept", Body=b"1")
+    assert s3.get_object(Bucket=bucket, Key="x/kept")["Body"].read() == b"1"    # DenyNonTLS: its Condition fails
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Statement": [
+        {"Sid": "NoReadsOfX", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+         "Resource": f"arn:aws:s3:::{bucket}/x/*"}]}))
+    with pytest.raises(ClientError, match="NoReadsOfX"):
+        s3.get_object(Bucket=bucket, Key="x/kept")
+    s3.delete_bucket_policy(Bucket=bucket)
+    assert s3.get_object(Bucket=bucket, Key="x/kept")["Body"].read() == b"1"
+
+
+@pytest.mark.parametrize("policy, reason", [
+    ({"Statement": [{"Sid": "Odd", "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+                     "Condition": {"StringEquals": {"aws:userid": "x"}}}]}, "statement Odd: condition key 'aws:userid'"),
+    ("{not json", "cannot enforce this policy"),
+    ({"Statement": [{"Sid": "Big", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+                     "Resource": [f"arn:aws:s3:::b/{i:05}/*" for i in range(1000)]}]}, "at most 20480 bytes"),
+])
+def test_a_policy_the_front_cannot_enforce_is_refused_and_the_old_one_stays(endpoint, policy, reason):
+    from botocore.exceptions import ClientError
+
+    s3, bucket = _bucket(endpoint, bucket_policy)
+    with pytest.raises(ClientError) as err:
+        s3.put_bucket_policy(Bucket=bucket, Policy=policy if isinstance(policy, str) else json.dumps(policy))
+    assert err.value.response["Error"]["Code"] == "MalformedPolicy", err.value.response
+    message = err.value.response["Error"]["Message"]
+    assert reason in message and "\n" not in message
+    assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(bucket_policy(bucket))
+    with pytest.raises(ClientError, match="DenyOtherEncryption"):
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms")
+
+
 def test_a_client_that_connects_and_sends_nothing_holds_up_no_one(endpoint):
     """The TLS handshake runs in the connection's thread: an idle connection (a port scan, a
     stalled client) does not stall every other request."""
@@ -237,7 +265,7 @@ def test_a_client_that_connects_and_sends_nothing_holds_up_no_one(endpoint):
 
     from botocore.config import Config
 
-    url, ca, _ = endpoint
+    url, ca = endpoint
     port = int(url.rsplit(":", 1)[1])
     idle = socket.create_connection(("127.0.0.1", port))
     try:
@@ -255,12 +283,12 @@ def test_a_refused_head_has_no_body(endpoint):
     import http.client
     import ssl
 
-    url, ca, policies = endpoint
-    policies["headless"] = {"Statement": [{"Sid": "D", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
-                                           "Resource": "arn:aws:s3:::headless/*"}]}
+    url, ca = endpoint
+    _, bucket = _bucket(endpoint, lambda name: json.dumps({"Statement": [
+        {"Sid": "D", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{name}/*"}]}))
     host, port = url.removeprefix("https://").split(":")
     conn = http.client.HTTPSConnection(host, int(port), context=ssl.create_default_context(cafile=ca), timeout=10)
-    conn.request("HEAD", "/headless/k")
+    conn.request("HEAD", f"/{bucket}/k")
     answer = conn.getresponse()
     assert answer.status == 403 and answer.read() == b""
     conn.close()
@@ -320,12 +348,10 @@ def test_sigterm_stops_the_front_at_once(tmp_path):
     import time
 
     crt, key = webpki.ensure_server_cert(tmp_path, tmp_path, "s3", "127.0.0.1")
-    (tmp_path / "policies.json").write_text("{}")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, s3gate.__file__, "--policies", str(tmp_path / "policies.json"),
-                             "--tls-cert", str(crt), "--tls-key", str(key), "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, s3gate.__file__, "--tls-cert", str(crt), "--tls-key", str(key), "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         from trustops.wait import until

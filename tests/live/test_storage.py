@@ -3,12 +3,34 @@ settings (the lab's moto endpoint and generated keys, or AWS's default credentia
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
 from trustops.wait import until
 
 BACKUP_MAX_AGE_H = 26   # a daily backup, with two hours' grace
+
+
+# What each bucket's policy must refuse, whatever the caller's key allows: (what, action, context).
+_ENC = "s3:x-amz-server-side-encryption"
+POLICY_REQUESTS = [("plain HTTP", "s3:GetObject", {"aws:SecureTransport": "false"}),
+                   ("a put with SSE-KMS", "s3:PutObject", {_ENC: "aws:kms"}),
+                   ("a put with a customer key (SSE-C)", "s3:PutObject",
+                    {"s3:x-amz-server-side-encryption-customer-algorithm": "AES256"}),
+                   ("a put with SSE-S3", "s3:PutObject", {_ENC: "AES256"}),
+                   ("a put asking for no encryption (the bucket's default, SSE-S3)", "s3:PutObject", {})]
+POLICY_MUST_REFUSE = {what for what, _, _ in POLICY_REQUESTS[:3]}
+
+
+def _refused_by_policy(bucket: str, policy: dict) -> set[str]:
+    """Which of POLICY_REQUESTS the bucket's policy (as S3 holds it) refuses, evaluated with IAM's
+    condition rules (trustops.lab.s3gate: the twin's S3 front, the same evaluator)."""
+    from trustops.lab import s3gate
+
+    return {what for what, action, context in POLICY_REQUESTS
+            if s3gate.denying_statement(policy, action, f"arn:aws:s3:::{bucket}/probe",
+                                        {"aws:SecureTransport": "true", **context}) is not None}
 
 
 def _buckets(site) -> list[str]:
@@ -18,7 +40,9 @@ def _buckets(site) -> list[str]:
 
 @pytest.mark.probe("s3-encrypted")
 def test_buckets_default_to_sse_s3_block_public_access_and_every_object_is_sse_s3(site):
-    """Both buckets default to SSE-S3 and block public access, and every stored object is SSE-S3."""
+    """Both buckets default to SSE-S3, block public access and refuse by policy plain HTTP and any
+    other encryption (a multipart upload's parts, with no header, still pass), and every stored
+    object is SSE-S3."""
     s3 = site.s3()
     for bucket in _buckets(site):
         rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
@@ -26,6 +50,8 @@ def test_buckets_default_to_sse_s3_block_public_access_and_every_object_is_sse_s
         assert algos == ["AES256"], f"{bucket}: default encryption is {algos}, not SSE-S3 (AES256)"
         block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
         assert all(block.values()), f"{bucket}: public access is not fully blocked: {block}"
+        refused = _refused_by_policy(bucket, json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]))
+        assert refused == POLICY_MUST_REFUSE, f"{bucket}: its policy does not refuse {POLICY_MUST_REFUSE - refused}"
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for obj in page.get("Contents", []):
                 sse = s3.head_object(Bucket=bucket, Key=obj["Key"]).get("ServerSideEncryption")
