@@ -190,3 +190,59 @@ def test_what_a_blue_green_switch_rewrites_is_outside_what_aide_watches():
     for name in ("app_live_slot_file", "app_upstream_file"):
         path = role_default("app", name)
         assert any(rx.match(path) for rx in excludes), f"{name} ({path}) is watched by AIDE"
+
+
+def _role_config(tmp_path: Path) -> Path:
+    """The aide role's configuration, rendered as Ansible renders templates (trim_blocks)."""
+    import jinja2
+    import yaml
+
+    role = Path(__file__).resolve().parents[1] / "ansible" / "roles" / "aide"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined,
+                             loader=jinja2.FileSystemLoader(str(role / "templates")))
+    conf = tmp_path / "trustops-aide.conf"
+    conf.write_text(env.get_template("trustops-aide.conf.j2").render(
+        aide_db=str(tmp_path / "aide.db"), aide_checksums=defaults["aide_checksums"],
+        aide_exclude=defaults["aide_exclude"]))
+    return conf
+
+
+def _rule(conf: Path, kind: str, path: str) -> str:
+    """AIDE's own answer for one path: '-' (not watched) or the attributes it records."""
+    proc = subprocess.run(["aide", "--config", str(conf), "--path-check", f"{kind}:{path}"],
+                          capture_output=True, text=True, timeout=60)
+    line = proc.stdout.strip()
+    assert line.startswith(("[X]", "[ ]")), f"{path}: {proc.returncode} {line} {proc.stderr}"
+    return "-" if line.startswith("[ ]") else line.split("rule: '", 1)[1].split("' (", 1)[0].rsplit(" ", 1)[-1]
+
+
+FULL = "l+p+u+g+s+c+m+i+b+n+acl+sha512+selinux+xattrs+ftype+e2fsattrs+caps"
+
+
+@pytest.mark.skipif(shutil.which("aide") is None, reason="needs Debian's aide (scripts/bootstrap installs it)")
+@pytest.mark.parametrize("kind, path, attrs", [
+    # what an intruder changes: every attribute and the checksum
+    ("f", "/etc/passwd", FULL), ("f", "/usr/bin/sudo", FULL), ("f", "/etc/ssh/sshd_config", FULL),
+    ("f", "/root/.ssh/authorized_keys", FULL), ("f", "/home/deploy/.ssh/authorized_keys", FULL),
+    ("f", "/opt/trustops/venv/bin/python3", FULL), ("f", "/etc/systemd/system/trustops-monitor.service", FULL),
+    ("f", "/boot/vmlinuz", FULL), ("f", "/usr/lib/x86_64-linux-gnu/libc.so.6", FULL),
+    # rewritten in place by dpkg and the resolver (Debian's VarFile): owner, mode, type, links
+    ("f", "/var/lib/dpkg/status", "l+p+u+g+n+acl+selinux+xattrs+ftype+e2fsattrs+caps"),
+    ("f", "/etc/resolv.conf", "l+p+u+g+n+acl+selinux+xattrs+ftype+e2fsattrs+caps"),
+    ("d", "/etc", "p+u+g+i+n+acl+selinux+xattrs+ftype+e2fsattrs+caps"),
+    # never watched: kernel interfaces, churn with its own integrity
+    ("d", "/proc", "-"), ("d", "/sys", "-"), ("f", "/dev/shm/PostgreSQL.1234", "-"), ("f", "/var/log/auth.log", "-"),
+    ("f", "/var/lib/postgresql/15/main/PG_VERSION", "-"), ("f", "/var/lib/docker/overlay2/x", "-"),
+    ("f", "/run/sshd.pid", "-"), ("f", "/tmp/x", "-"), ("f", "/var/lib/aide/aide.db", "-"),
+])
+def test_the_roles_configuration_watches_what_an_intruder_changes_and_skips_churn(tmp_path, kind, path, attrs):
+    """The role's own configuration (no aide-common) on the real AIDE: a path's rule as AIDE picks it."""
+    conf = _role_config(tmp_path)
+    assert subprocess.run(["aide", "--config", str(conf), "--config-check"], capture_output=True,
+                          timeout=60).returncode == 0
+    assert _rule(conf, kind, path) == attrs
+
+
+def test_the_checks_default_configuration_is_the_roles():
+    assert aide_check.DEFAULT_CONFIG == role_default("aide", "aide_config")

@@ -27,6 +27,8 @@ KINDS = ("added", "removed", "changed")
 SUMMARY = re.compile(r"^\s*(Added|Removed|Changed) entries:\s*(\d+)\s*$", re.M)
 NO_CHANGES = "found NO differences"
 REPORT_LINES = 2000          # the report goes to the journal; past this, say how to see the rest
+# The aide role's aide_config (tests/test_aide_check.py holds the two equal).
+DEFAULT_CONFIG = "/etc/aide/trustops-aide.conf"
 ERROR_CODES_FROM = 14        # aide(1): 0-7 are bit sets of added/removed/changed, 14 and up are errors
 WHEELS_STAMP = ".trustops-wheels"   # the trustops_package role's record of the wheel set it installed
 DEPLOYED = "deployed-wheels"         # beside the baseline: the wheel set the baseline holds
@@ -144,7 +146,7 @@ def check(config: str) -> dict[str, int] | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="trustops-aide-check", description=__doc__.split("\n")[0])
     p.add_argument("out", type=Path, help="the .prom file in the node exporter's textfile directory")
-    p.add_argument("--config", default="/etc/aide/aide.conf")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--db", type=Path, default=Path("/var/lib/aide/aide.db"), help="the baseline (database_in)")
     p.add_argument("--venv", type=Path, help="the trustops package's virtualenv (its deploys update the baseline)")
     p.add_argument("--wheels", type=Path, help="the wheels that virtualenv was installed from")
