@@ -47,10 +47,25 @@ class PolicyError(ValueError):
     """A bucket policy this front cannot evaluate faithfully."""
 
 
-def _wildcard(pattern: str, case: bool = True) -> re.Pattern:
-    """IAM's wildcards: * any run of characters, ? one character; nothing else is special."""
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(f"^{body}$", re.S | (0 if case else re.I))
+def glob_match(pattern: str, value: str, case: bool = True) -> bool:
+    """IAM's wildcards (* any run of characters, ? one character; nothing else is special), matched
+    in time linear in pattern x value: a regex of several stars backtracks (a stored policy and a
+    long key would pin a core before any authentication)."""
+    if not case:
+        pattern, value = pattern.lower(), value.lower()
+    p = v = 0
+    star = mark = -1
+    while v < len(value):
+        if p < len(pattern) and pattern[p] == "*":
+            star, mark, p = p, v, p + 1
+        elif p < len(pattern) and pattern[p] in ("?", value[v]):
+            p, v = p + 1, v + 1
+        elif star >= 0:
+            p, mark = star + 1, mark + 1
+            v = mark
+        else:
+            return False
+    return pattern[p:].strip("*") == ""
 
 
 def _str_eq(value: str, wanted: str) -> bool:
@@ -58,7 +73,7 @@ def _str_eq(value: str, wanted: str) -> bool:
 
 
 def _str_like(value: str, wanted: str) -> bool:
-    return bool(_wildcard(wanted).match(value))
+    return glob_match(wanted, value)
 
 
 def _bool(value: str, wanted: str) -> bool:
@@ -112,6 +127,11 @@ def condition_holds(condition: dict, context: dict[str, str]) -> bool:
     return True
 
 
+def _strings(value, scalars: tuple = (str,)) -> bool:
+    """A policy element IAM takes as one value or a list of them (of the given types)."""
+    return all(isinstance(v, scalars) for v in _as_list(value)) and not (isinstance(value, list) and not value)
+
+
 def check_policy(policy: dict, bucket: str) -> None:
     """PolicyError naming what this front cannot evaluate in `bucket`'s policy (its Allow
     statements are never evaluated here: moto's identity policies decide what is allowed)."""
@@ -123,6 +143,13 @@ def check_policy(policy: dict, bucket: str) -> None:
             raise PolicyError(f"bucket {bucket}: statement {sid}: Effect {st.get('Effect')!r}")
         if st.get("Effect") == "Allow":
             continue
+        for pair in (("Action", "NotAction"), ("Resource", "NotResource")):
+            present = [k for k in pair if k in st]
+            if len(present) != 1:
+                raise PolicyError(f"bucket {bucket}: statement {sid}: exactly one of {' and '.join(pair)}")
+            if not _strings(st[present[0]]):
+                raise PolicyError(f"bucket {bucket}: statement {sid}: {present[0]} is not a string or a list "
+                                  "of strings")
         if not isinstance(st.get("Condition") or {}, dict) or \
                 not all(isinstance(keys, dict) for keys in (st.get("Condition") or {}).values()):
             raise PolicyError(f"bucket {bucket}: statement {sid}: Condition is not an object of objects")
@@ -133,14 +160,17 @@ def check_policy(policy: dict, bucket: str) -> None:
             base = _operator(operator)[0]
             if ":" in base or (base not in OPERATORS and base != "Null"):
                 raise PolicyError(f"bucket {bucket}: statement {sid}: condition operator {operator!r}")
-            for key in keys:
+            for key, values in keys.items():
+                if not _strings(values, scalars=(str, bool, int, float)):
+                    raise PolicyError(f"bucket {bucket}: statement {sid}: {operator} {key}: not a value or a list "
+                                      "of values")
                 if key.lower() not in KNOWN_KEYS:
                     raise PolicyError(f"bucket {bucket}: statement {sid}: condition key {key!r} "
                                       f"(known: {', '.join(sorted(KNOWN_KEYS))})")
 
 
 def _matches(patterns, value: str, case: bool) -> bool:
-    return any(_wildcard(p, case).match(value) for p in _as_list(patterns))
+    return any(glob_match(p, value, case) for p in _as_list(patterns))
 
 
 def denying_statement(policy: dict, action: str, resource: str, context: dict[str, str]) -> str | None:
@@ -324,6 +354,38 @@ def without_motos_own_evaluation() -> None:
     FakeBucket.get_permission = lambda self, action, resource: PermissionResult.NEUTRAL
 
 
+# Bodies werkzeug parses as forms before moto reads them (moto then stores a form field).
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# Query parameters that each name an operation: moto and this front pick among several in
+# different orders, so a request naming two is refused rather than authorised as either.
+SUBRESOURCES = frozenset({*_BUCKET_CONFIG, "policy", "policyStatus", "encryption", "versioning", "lifecycle",
+                          "publicAccessBlock", "ownershipControls", "acl", "tagging", "location", "versions",
+                          "uploads", "delete", "restore", "select", "retention", "legal-hold", "attributes"})
+# moto's own API (/moto-api/: every key, a reset, IAM off) is not AWS's: only its index page,
+# the twin's readiness check, passes.
+MOTO_API, MOTO_API_INDEX = "/moto-api", "/moto-api/"
+
+
+def _refused_request(environ: dict, method: str) -> tuple[str, str, str] | None:
+    """(status, code, message) for a request no AWS endpoint would serve this way, else None."""
+    path = environ.get("PATH_INFO", "")
+    if path.startswith(MOTO_API) and not (method in ("GET", "HEAD") and path == MOTO_API_INDEX):
+        return "403 Forbidden", "AccessDenied", "moto's own API is not served by the twin's S3"
+    host = environ.get("HTTP_HOST", "").strip().lower()
+    name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        if name and name != "localhost":    # an access point or a bucket named in the Host
+            return "400 Bad Request", "InvalidRequest", (f"Host {host!r}: the twin's S3 is addressed by IP, "
+                                                         "path-style only")
+    named = {k for k in urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+             if k in SUBRESOURCES}
+    if len(named) > 1:
+        return "400 Bad Request", "InvalidRequest", f"one operation per request: {', '.join(sorted(named))}"
+    return None
+
+
 class BucketPolicyGate:
     """WSGI middleware: a request a bucket's policy denies gets S3's 403 AccessDenied, a policy
     this front could not enforce is refused before moto stores it; any other request goes on to
@@ -334,33 +396,50 @@ class BucketPolicyGate:
         self._parsed: dict[bytes, dict] = {}
 
     def policy(self, bucket: str) -> dict | None:
+        """The policy in force for `bucket`, checked again as read (PolicyError: moto holds one this
+        front cannot evaluate, which no put through it stores; the caller fails closed)."""
         raw = self.policy_of(bucket)
         if not raw:
             return None
-        if isinstance(raw, dict):
-            return raw
-        if raw not in self._parsed:
+        parsed = raw if isinstance(raw, dict) else self._parsed.get(raw)
+        if parsed is None:
+            try:
+                parsed = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+            except (ValueError, RecursionError) as exc:
+                raise PolicyError(f"bucket {bucket}: the stored policy does not parse: {str(exc)[:200]}") from None
+            check_policy(parsed, bucket)
             if len(self._parsed) > 64:
                 self._parsed.clear()
-            self._parsed[raw] = json.loads(raw)     # stored only once checked: it parses
-        return self._parsed[raw]
+            self._parsed[raw] = parsed
+        elif isinstance(raw, dict):
+            check_policy(parsed, bucket)
+        return parsed
 
     def _refuse_policy(self, environ, start_response, bucket: str) -> list[bytes] | None:
         """A PutBucketPolicy this front could not enforce: S3's MalformedPolicy, with the reason."""
+        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if content_type in FORM_TYPES:      # moto would store a form field, not the body checked here
+            _drain(environ)
+            return _s3_error(start_response, "400 Bad Request", "MalformedPolicy",
+                             f"a bucket policy sent as {content_type}: send it as the request's body")
         body = _read_body(environ, MAX_POLICY_BODY)
         if body is None:
             return _s3_error(start_response, "400 Bad Request", "MalformedPolicy",
                              f"a bucket policy is at most {MAX_POLICY_BODY} bytes")
         try:
-            check_policy(json.loads(body), bucket)
-        except ValueError as exc:      # PolicyError, and JSON's own
+            check_policy(json.loads(body.decode("utf-8")), bucket)
+        except (ValueError, RecursionError) as exc:      # PolicyError, UTF-8's and JSON's own
             return _s3_error(start_response, "400 Bad Request", "MalformedPolicy",
-                             f"the twin's S3 front cannot enforce this policy: {exc}")
+                             f"the twin's S3 front cannot enforce this policy: {str(exc)[:300]}")
         return None
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "").upper()
         query = environ.get("QUERY_STRING", "")
+        refused = _refused_request(environ, method)
+        if refused:
+            _drain(environ)
+            return _s3_error(start_response, *refused, head=method == "HEAD")
         if method == "POST" and "delete" in query:
             body = _read_body(environ, MAX_DELETE_BODY)
             if body is None:
@@ -368,7 +447,15 @@ class BucketPolicyGate:
                                                       f"bytes: 0 to {MAX_DELETE_BODY} here")
             environ["trustops.body"] = body
         for bucket, action, resource, context in request_checks(environ):
-            policy = self.policy(bucket)
+            try:
+                policy = self.policy(bucket)
+            except PolicyError as exc:      # fails closed; the policy itself may still be replaced
+                if action in ("s3:PutBucketPolicy", "s3:DeleteBucketPolicy"):
+                    policy = None
+                else:
+                    _drain(environ)
+                    return _s3_error(start_response, "403 Forbidden", "AccessDenied",
+                                     f"the stored policy cannot be enforced: {exc}", head=method == "HEAD")
             sid = denying_statement(policy, action, resource, context) if policy else None
             if sid is not None:
                 print(f"s3gate: denied {action} on {resource} from {context[SOURCE_IP]} by bucket policy "

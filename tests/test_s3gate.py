@@ -58,6 +58,15 @@ def test_conditions_follow_iams_rules(condition, context, holds):
     ({"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::1:user/x"}, "Action": "s3:*", "Resource": "*"},
      "a Deny for principal"),
     ("not a statement", "not an object with a list of statement objects"),
+    ({"Effect": "Deny", "Principal": "*", "Action": 1, "Resource": "*"}, "Action is not a string or a list"),
+    ({"Effect": "Deny", "Principal": "*", "Action": [None], "Resource": "*"}, "Action is not a string or a list"),
+    ({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "NotResource": True}, "NotResource is not a string"),
+    ({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": {"a": 1}}, "Resource is not a string"),
+    ({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "NotAction": "s3:Get*", "Resource": "*"},
+     "exactly one of Action and NotAction"),
+    ({"Effect": "Deny", "Principal": "*", "Action": "s3:*"}, "exactly one of Resource and NotResource"),
+    ({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+      "Condition": {"StringEquals": {ENC: {"x": 1}}}}, "not a value or a list of values"),
     ({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*", "Condition": {"Bool": "x"}},
      "Condition is not an object of objects"),
 ])
@@ -314,7 +323,7 @@ def test_with_the_twins_moto_settings_a_bucket_named_in_the_host_is_not_another_
     s3.meta.events.register("before-sign.s3.PutObject", virtual_host)
     with pytest.raises(ClientError) as err:
         s3.put_object(Bucket=bucket, Key="postgres/x", Body=b"x", ServerSideEncryption="aws:kms")
-    assert err.value.response["Error"]["Code"] in ("NoSuchBucket", "AccessDenied"), err.value.response
+    assert err.value.response["Error"]["Code"] == "InvalidRequest", err.value.response     # refused at the Host
     s3.meta.events.unregister("before-sign.s3.PutObject", virtual_host)
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 
@@ -363,3 +372,124 @@ def test_sigterm_stops_the_front_at_once(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("pattern, value", [("a*b?c", "axxbyc"), ("*", ""), ("a*", "a"), ("*a*b", "xaybzb"),
+                                            ("a?", "a"), ("b/*/*.tmp", "b/x/y.tmp"), ("A*", "ab")])
+def test_wildcards_match_as_iam_matches_them(pattern, value):
+    import re
+
+    for case in (True, False):
+        body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+        want = bool(re.match(f"^{body}$", value, re.S | (0 if case else re.I)))
+        assert s3gate.glob_match(pattern, value, case) is want, (pattern, value, case)
+
+
+def test_wildcards_match_as_a_regex_would_on_any_input():
+    """The matcher is linear (a regex of several stars backtracked on a long key, before any
+    authentication); its answers are the regex's."""
+    import re
+
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.text("ab*?/", max_size=8), st.text("ab*?/", max_size=10), st.booleans())
+    def same(pattern, value, case):
+        body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+        assert s3gate.glob_match(pattern, value, case) is bool(re.match(f"^{body}$", value, re.S | (0 if case else re.I)))
+    same()
+
+
+def _raw(endpoint, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, bytes]:
+    import http.client
+    import ssl
+
+    url, ca = endpoint
+    host, port = url.removeprefix("https://").split(":")
+    conn = http.client.HTTPSConnection(host, int(port), context=ssl.create_default_context(cafile=ca), timeout=10)
+    conn.request(method, path, body=body, headers=headers or {})
+    answer = conn.getresponse()
+    out = answer.status, answer.read()
+    conn.close()
+    return out
+
+
+@pytest.mark.parametrize("headers, body", [
+    # werkzeug reads a form body before moto does: moto stored b"" (or a form field named 'file')
+    ({"Content-Type": "application/x-www-form-urlencoded"}, json.dumps({"Statement": []}).encode()),
+    ({"Content-Type": "multipart/form-data; boundary=x"}, json.dumps({"Statement": []}).encode()),
+    ({}, json.dumps({"Statement": []}).encode("utf-16")),          # S3 takes UTF-8 only
+    ({}, b"[" * 5000 + b"]" * 5000),                                # nested past the parser's recursion
+])
+def test_a_policy_put_moto_would_not_store_as_checked_is_refused(endpoint, headers, body):
+    s3, bucket = _bucket(endpoint, bucket_policy)
+    status, answer = _raw(endpoint, "PUT", f"/{bucket}?policy", body, headers)
+    assert status == 400 and b"MalformedPolicy" in answer, (status, answer[:300])
+    assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(bucket_policy(bucket))
+
+
+@pytest.mark.parametrize("method, query", [("DELETE", "policy&tagging"), ("PUT", "versioning&policy"),
+                                           ("GET", "policy&versions"), ("PUT", "tagging&policy")])
+def test_a_request_naming_two_operations_is_refused(endpoint, method, query):
+    """moto and the front pick among several subresources in different orders: DELETE ?policy&tagging
+    was authorised by moto as DeleteBucketTagging and deleted the policy."""
+    s3, bucket = _bucket(endpoint, bucket_policy)
+    body = b"<VersioningConfiguration><Status>Suspended</Status></VersioningConfiguration>" if method == "PUT" else b""
+    status, answer = _raw(endpoint, method, f"/{bucket}?{query}", body)
+    assert status == 400 and b"one operation per request" in answer, (status, answer[:300])
+    assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(bucket_policy(bucket))
+
+
+@pytest.mark.parametrize("method, path, status", [("GET", "/moto-api/data.json", 403),
+                                                  ("POST", "/moto-api/reset-auth", 403),
+                                                  ("POST", "/moto-api/reset", 403), ("GET", "/moto-api/", 200)])
+def test_motos_own_api_is_not_served_but_its_index(endpoint, method, path, status):
+    """/moto-api/ gave every secret key, switched IAM off, reset everything, to any VM."""
+    s3, bucket = _bucket(endpoint, bucket_policy)
+    assert _raw(endpoint, method, path, b"inf" if method == "POST" else b"")[0] == status
+    assert s3.head_bucket(Bucket=bucket)       # nothing was reset
+
+
+def test_an_access_point_in_the_host_is_refused(endpoint):
+    """moto maps `<name>-<account>.s3-accesspoint...` to its bucket; the front read the path's."""
+    s3, bucket = _bucket(endpoint, bucket_policy)
+    status, answer = _raw(endpoint, "GET", "/apx-123456789012/k",
+                          headers={"Host": "apx-123456789012.s3-accesspoint.eu-central-1.amazonaws.com"})
+    assert status == 400 and b"addressed by IP" in answer
+
+
+def test_a_stored_policy_the_front_cannot_enforce_fails_closed_and_can_be_replaced(endpoint):
+    """(As a front before these checks could have let one in.) Every request but a new policy or
+    its deletion is refused, naming why; a 500 on every request was the bucket lost."""
+    from botocore.exceptions import ClientError
+    from moto.s3.models import s3_backends
+
+    s3, bucket = _bucket(endpoint, bucket_policy)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"1")
+    partition, account = s3_backends.bucket_accounts[bucket]
+    s3_backends[account][partition].buckets[bucket].policy = json.dumps(
+        {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": 1, "Resource": "*"}]}).encode()
+    with pytest.raises(ClientError, match="stored policy cannot be enforced.*Action is not a string"):
+        s3.get_object(Bucket=bucket, Key="k")
+    s3.put_bucket_policy(Bucket=bucket, Policy=bucket_policy(bucket))
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"1"
+
+
+def test_lab_up_removes_a_policy_the_stack_no_longer_declares(endpoint, monkeypatch, tmp_path):
+    """moto keeps a bucket's policy across lab ups now (no restart on a changed policy)."""
+    import dataclasses
+
+    from botocore.exceptions import ClientError
+    from tests.test_lab_twin import _toy
+    from trustops.lab import environment
+
+    s3 = _client(endpoint)
+    monkeypatch.setattr(environment, "s3_client", lambda cfg, *a, **k: s3)
+    name = f"gate-{uuid.uuid4().hex[:12]}"
+    declared = {"BucketPolicy": {"policy": bucket_policy(name)}}
+    plan = dataclasses.replace(_toy([]), buckets={name: {"resource": name, "tags": {}, "settings": declared}})
+    twin._ensure_buckets(None, plan)
+    assert json.loads(s3.get_bucket_policy(Bucket=name)["Policy"]) == json.loads(bucket_policy(name))
+    twin._ensure_buckets(None, dataclasses.replace(plan, buckets={name: {"resource": name, "tags": {}, "settings": {}}}))
+    with pytest.raises(ClientError, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket=name)
