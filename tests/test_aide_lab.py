@@ -27,6 +27,23 @@ def test_every_host_has_a_baseline_and_a_daily_check_reported_to_prometheus(lab,
     assert not query(lab_config, "sum by (host) (trustops_aide_changed_entries) > 0")
 
 
+def test_aide_and_aide_common_are_installed_with_the_roles_configuration_only(lab, lab_config, converged):
+    """CIS Debian 12 audits aide and aide-common as installed; AIDE runs on the role's configuration,
+    at the path aide-common's tools and Lynis read, and none of aide-common's 211 snippets is there
+    (dpkg left them out: their ucf run was a minute of the first converge)."""
+    for role in ROLES:
+        proc = subprocess.run(["docker", "exec", lab_config.container(role), "bash", "-c",
+                               "dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' aide aide-common && "
+                               "head -1 /etc/aide/aide.conf && aide --config /etc/aide/aide.conf --config-check && "
+                               "find /etc/aide /usr/share/aide/config -type f | sort"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, f"{role}: {proc.stdout} {proc.stderr}"
+        lines = proc.stdout.splitlines()
+        assert lines[:3] == ["aide ii ", "aide-common ii ", "# Managed by trustops (aide role): the whole of AIDE's "
+                             "configuration on this host."], f"{role}: {lines}"
+        assert lines[3:] == ["/etc/aide/aide.conf"], f"{role}: files besides the role's: {lines[3:]}"
+
+
 def test_a_check_on_a_busy_host_finds_nothing_changed(lab, lab_config, converged):
     """A full check on every host at once (about 15 s each with sha512): the state the project's own
     services write (monitor checkpoints, metrics, backups, journals) is excluded, so nothing shows."""

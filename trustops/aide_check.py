@@ -28,7 +28,7 @@ SUMMARY = re.compile(r"^\s*(Added|Removed|Changed) entries:\s*(\d+)\s*$", re.M)
 NO_CHANGES = "found NO differences"
 REPORT_LINES = 2000          # the report goes to the journal; past this, say how to see the rest
 # The aide role's aide_config (tests/test_aide_check.py holds the two equal).
-DEFAULT_CONFIG = "/etc/aide/trustops-aide.conf"
+DEFAULT_CONFIG = "/etc/aide/aide.conf"
 ERROR_CODES_FROM = 14        # aide(1): 0-7 are bit sets of added/removed/changed, 14 and up are errors
 WHEELS_STAMP = ".trustops-wheels"   # the trustops_package role's record of the wheel set it installed
 DEPLOYED = "deployed-wheels"         # beside the baseline: the wheel set the baseline holds
