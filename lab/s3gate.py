@@ -169,6 +169,17 @@ def check_policy(policy: dict, bucket: str) -> None:
                                       f"(known: {', '.join(sorted(KNOWN_KEYS))})")
 
 
+def parse_policy(text: bytes | str, bucket: str) -> dict:
+    """A policy's text as S3 takes it (UTF-8 JSON), checked: PolicyError naming what is wrong, be it
+    the encoding, the JSON (nesting past the parser too) or what this front cannot evaluate."""
+    try:
+        policy = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except (ValueError, RecursionError) as exc:     # UTF-8's and JSON's own
+        raise PolicyError(f"bucket {bucket}: not a policy in UTF-8 JSON: {str(exc)[:200]}") from None
+    check_policy(policy, bucket)
+    return policy
+
+
 def _matches(patterns, value: str, case: bool) -> bool:
     return any(glob_match(p, value, case) for p in _as_list(patterns))
 
@@ -393,7 +404,7 @@ class BucketPolicyGate:
 
     def __init__(self, app, policy_of=moto_policy):
         self.app, self.policy_of = app, policy_of
-        self._parsed: dict[bytes, dict] = {}
+        self._parsed: dict[bytes, dict] = {}     # the policies moto holds, checked, by their bytes
 
     def policy(self, bucket: str) -> dict | None:
         """The policy in force for `bucket`, checked again as read (PolicyError: moto holds one this
@@ -401,18 +412,12 @@ class BucketPolicyGate:
         raw = self.policy_of(bucket)
         if not raw:
             return None
-        parsed = raw if isinstance(raw, dict) else self._parsed.get(raw)
+        parsed = self._parsed.get(raw)
         if parsed is None:
-            try:
-                parsed = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-            except (ValueError, RecursionError) as exc:
-                raise PolicyError(f"bucket {bucket}: the stored policy does not parse: {str(exc)[:200]}") from None
-            check_policy(parsed, bucket)
+            parsed = parse_policy(raw, bucket)
             if len(self._parsed) > 64:
                 self._parsed.clear()
             self._parsed[raw] = parsed
-        elif isinstance(raw, dict):
-            check_policy(parsed, bucket)
         return parsed
 
     def _refuse_policy(self, environ, start_response, bucket: str) -> list[bytes] | None:
@@ -427,10 +432,10 @@ class BucketPolicyGate:
             return _s3_error(start_response, "400 Bad Request", "MalformedPolicy",
                              f"a bucket policy is at most {MAX_POLICY_BODY} bytes")
         try:
-            check_policy(json.loads(body.decode("utf-8")), bucket)
-        except (ValueError, RecursionError) as exc:      # PolicyError, UTF-8's and JSON's own
+            parse_policy(body, bucket)
+        except PolicyError as exc:
             return _s3_error(start_response, "400 Bad Request", "MalformedPolicy",
-                             f"the twin's S3 front cannot enforce this policy: {str(exc)[:300]}")
+                             f"the twin's S3 front cannot enforce this policy: {exc}")
         return None
 
     def __call__(self, environ, start_response):

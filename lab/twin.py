@@ -457,8 +457,8 @@ def _s3_args(cfg, plan: stack.Plan, inet: dict, image: str) -> list[str]:
 
     for bucket, policy in bucket_policies(plan).items():
         try:    # before anything is made (the front would refuse it at the put, after the start)
-            s3gate.check_policy(json.loads(policy), bucket)
-        except ValueError as exc:
+            s3gate.parse_policy(policy, bucket)
+        except s3gate.PolicyError as exc:
             raise LabError(f"the S3 front cannot enforce the stack's bucket policy: {exc}") from None
     d = s3_dir(cfg)
     d.mkdir(mode=0o700, exist_ok=True)
