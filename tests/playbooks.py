@@ -21,6 +21,17 @@ GLOBAL_SYSCTLS = ["kernel/randomize_va_space", "kernel/kptr_restrict", "kernel/d
                   "net/netfilter/nf_log_all_netns"]
 
 
+def role_template(role: str, name: str):
+    """A role's template as Ansible's template module renders it (trim_blocks; an undefined variable
+    fails; the filters the roles' templates use)."""
+    import jinja2
+
+    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined,
+                             loader=jinja2.FileSystemLoader(str(ROOT / "ansible" / "roles" / role / "templates")))
+    env.filters["regex_replace"] = lambda value, pattern, replacement: re.sub(pattern, replacement, value)
+    return env.get_template(name)
+
+
 def machine_sysctls() -> dict[str, str]:
     out = {}
     for key in GLOBAL_SYSCTLS:

@@ -193,18 +193,13 @@ def test_what_a_blue_green_switch_rewrites_is_outside_what_aide_watches():
 
 
 def _role_config(tmp_path: Path) -> Path:
-    """The aide role's configuration, rendered as Ansible renders templates (trim_blocks)."""
-    import jinja2
-    import yaml
+    """The aide role's configuration, rendered as Ansible renders it."""
+    from tests.playbooks import role_template
 
-    role = Path(__file__).resolve().parents[1] / "ansible" / "roles" / "aide"
-    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
-    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined,
-                             loader=jinja2.FileSystemLoader(str(role / "templates")))
     conf = tmp_path / "trustops-aide.conf"
-    conf.write_text(env.get_template("trustops-aide.conf.j2").render(
-        aide_db=str(tmp_path / "aide.db"), aide_checksums=defaults["aide_checksums"],
-        aide_exclude=defaults["aide_exclude"]))
+    conf.write_text(role_template("aide", "trustops-aide.conf.j2").render(
+        aide_db=str(tmp_path / "aide.db"), aide_checksums=role_default("aide", "aide_checksums"),
+        aide_exclude=role_default("aide", "aide_exclude")))
     return conf
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.playbooks import lab_hosts
+from tests.playbooks import lab_hosts, role_template
 from tests.test_alerting import query
+from trustops.converge import role_default
 from trustops.inventory import ROLES
 from trustops.wait import until
 
@@ -31,17 +32,19 @@ def test_aide_and_aide_common_are_installed_with_the_roles_configuration_only(la
     """CIS Debian 12 audits aide and aide-common as installed; AIDE runs on the role's configuration,
     at the path aide-common's tools and Lynis read, and none of aide-common's 211 snippets is there
     (dpkg left them out: their ucf run was a minute of the first converge)."""
+    config = role_default("aide", "aide_config")
+    header = role_template("aide", "trustops-aide.conf.j2").render(aide_db="", aide_checksums="",
+                                                                    aide_exclude=[]).splitlines()[0]
     for role in ROLES:
         proc = subprocess.run(["docker", "exec", lab_config.container(role), "bash", "-c",
                                "dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' aide aide-common && "
-                               "head -1 /etc/aide/aide.conf && aide --config /etc/aide/aide.conf --config-check && "
+                               f"head -1 {config} && aide --config {config} --config-check && "
                                "find /etc/aide /usr/share/aide/config -type f | sort"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, f"{role}: {proc.stdout} {proc.stderr}"
         lines = proc.stdout.splitlines()
-        assert lines[:3] == ["aide ii ", "aide-common ii ", "# Managed by trustops (aide role): the whole of AIDE's "
-                             "configuration on this host."], f"{role}: {lines}"
-        assert lines[3:] == ["/etc/aide/aide.conf"], f"{role}: files besides the role's: {lines[3:]}"
+        assert lines[:3] == ["aide ii ", "aide-common ii ", header], f"{role}: {lines}"
+        assert lines[3:] == [config], f"{role}: files besides the role's: {lines[3:]}"
 
 
 def test_a_check_on_a_busy_host_finds_nothing_changed(lab, lab_config, converged):

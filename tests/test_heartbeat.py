@@ -215,18 +215,15 @@ def test_the_unit_expects_every_ops_host_and_keeps_its_lines_apart():
     """Rendered as Ansible renders templates (trim_blocks): the first version ended ExecStart with
     a for-loop, whose end tag ate the newline, and the live twin ran `--expect ops-2EnvironmentFile=...`
     (ops-2 never beat, and the unit lost its environment file)."""
-    import re
     from pathlib import Path
 
-    import jinja2
     import yaml
+
+    from tests.playbooks import role_template
     role = Path(__file__).resolve().parents[1] / "ansible" / "roles" / "heartbeat"
-    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined,
-                             loader=jinja2.FileSystemLoader(str(role / "templates")))
-    env.filters["regex_replace"] = lambda v, pat, rep: re.sub(pat, rep, v)
     defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
     values = {k: v for k, v in defaults.items() if not isinstance(v, str) or "{{" not in v}
-    text = env.get_template("trustops-heartbeat.service.j2").render(
+    text = role_template("heartbeat", "trustops-heartbeat.service.j2").render(
         **values, heartbeat_expected_replicas=["ops-1", "ops-2"], private_ip="10.0.2.4", trustops_heartbeat_port=9097,
         inventory_hostname="db-1", heartbeat_pager_url="")
     lines = text.splitlines()
