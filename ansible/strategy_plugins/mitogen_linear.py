@@ -11,6 +11,10 @@ change (py-spy). The paths cannot change during a run: collections are found at 
 """
 import ansible.collections.list
 import ansible_mitogen.planner
+from ansible import constants as C
+from ansible._internal._templating._engine import TemplateEngine
+from ansible.executor.task_result import _RawTaskResult
+from ansible.playbook.handler import Handler
 from ansible_mitogen.plugins.strategy.mitogen_linear import StrategyModule  # noqa: F401
 
 _COLLECTION_DIRS = tuple(path.decode("utf-8") if isinstance(path, bytes) else path
@@ -23,3 +27,47 @@ def _load_collections(invocation):
 
 
 ansible_mitogen.planner._load_collections = _load_collections
+
+
+_LinearStrategy = StrategyModule
+
+
+class StrategyModule(_LinearStrategy):  # noqa: F811 - the one Ansible loads, Mitogen's with the change below
+    """Mitogen's linear strategy, where a task that a host skips costs no worker.
+
+    Ansible forks a worker per task and host, and the worker is the one that finds the task's `when`
+    false: a skipped task cost as much as one that ran (61 tasks every host skipped took 5.3 s of a
+    converge with nothing to change). Here the `when` of a plain task (no loop, no delegation, not an
+    include or a handler) is judged in the main process first, with the host's task variables; when it
+    is false the result a worker would have sent (skipped, the false condition, no_log) is sent
+    without the fork. Anything else, or a `when` this cannot judge (an undefined variable, an error),
+    goes to a worker as before, which judges it and reports as it always did.
+    """
+
+    def _queue_task(self, host, task, task_vars, play_context):
+        result = _skipped_here(task, task_vars)
+        if result is None:
+            return super()._queue_task(host, task, task_vars, play_context)
+        self._queued_task_cache[(host.name, task._uuid)] = {
+            "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
+        self._tqm.send_callback("v2_runner_on_start", host, task)
+        self._final_q.send_task_result(_RawTaskResult(host=host, task=task, return_data=result,
+                                                      task_fields=task.dump_attrs()))
+        self._pending_results += 1
+
+
+def _skipped_here(task, task_vars):
+    """The result of a worker that skips `task` by its `when`, or None when a worker must decide."""
+    if (not task.when or task.loop is not None or task.loop_with or task.delegate_to or task.run_once
+            or isinstance(task, Handler) or task.action in C._ACTION_ALL_INCLUDE_IMPORT_TASKS
+            or task.action in C._ACTION_ALL_INCLUDE_ROLE_TASKS or task.action in C._ACTION_META):
+        return None
+    context = {}
+    try:
+        if task._resolve_conditional(task.when, task_vars, result_context=context):
+            return None
+        result = dict(changed=False, skipped=True, skip_reason="Conditional result was False") | context
+        task.update_result_no_log(TemplateEngine(task._loader, variables=task_vars), result)
+    except Exception:  # the worker judges it again and reports the error as Ansible does
+        return None
+    return result
