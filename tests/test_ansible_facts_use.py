@@ -63,6 +63,20 @@ def test_only_what_dpkg_has_fully_installed_is_skipped(names, status, missing):
     assert _packages_filters().packages_missing(names, status) == missing
 
 
+@pytest.mark.parametrize("status, present", [
+    (_dpkg("ii  telnet", "rc  exim4-base", "un  talk", "pn  nis"), ["telnet", "exim4-base"]),
+    (_dpkg("iU  telnet", "iF  rkhunter"), ["telnet", "rkhunter"]),
+    (_dpkg(), []),
+    ({"skipped": True, "changed": False}, ["telnet", "exim4-base", "talk", "nis", "rkhunter"]),
+    (None, ["telnet", "exim4-base", "talk", "nis", "rkhunter"]),
+])
+def test_a_removal_runs_for_what_dpkg_has_even_as_configuration_only(status, present):
+    """Purge: a package dpkg knows in any state but not-installed (`rc`: its configuration left) is
+    removed; unread, apt decides for all."""
+    names = ["telnet", "exim4-base", "talk", "nis", "rkhunter"]
+    assert _packages_filters().packages_present(names, status) == present
+
+
 def test_without_the_read_apt_decides():
     """A run tagged so that the read was skipped, or where it failed: every package counts as
     missing, so the install runs and apt decides, never a skip on no evidence."""

@@ -241,6 +241,12 @@ SKIP_TASKS = """
       when: flag | bool
       no_log: true
       register: secret
+    - name: Include skipped
+      ansible.builtin.include_tasks: inc.yml
+      when: flag | bool
+    - name: Include taken
+      ansible.builtin.include_tasks: inc.yml
+      when: not (flag | bool)
     - name: Runs
       ansible.builtin.command: /bin/true
       when: not (flag | bool)
@@ -254,6 +260,8 @@ SKIP_TASKS = """
 
 
 def test_a_task_skipped_without_a_worker_registers_what_ansibles_own_strategy_does(tmp_path):
+    (tmp_path / "inc.yml").write_text("- name: Included\n  ansible.builtin.shell: echo included >> {{ d }}-{{ tag }}.included\n"
+                                      "  changed_when: false\n")
     ours = _run(tmp_path, SKIP_TASKS, "-e", "tag=ours", vars_={"flag": False})
     theirs = _run(tmp_path, SKIP_TASKS, "-e", "tag=theirs", vars_={"flag": False}, strategy="ansible.builtin.linear")
     assert ours.returncode == 0 and theirs.returncode == 0, ours.stdout[-2000:] + theirs.stdout[-2000:]
@@ -262,6 +270,7 @@ def test_a_task_skipped_without_a_worker_registers_what_ansibles_own_strategy_do
     assert results["plain"] == {"changed": False, "skipped": True, "skip_reason": "Conditional result was False",
                                 "false_condition": "flag | bool"}
     assert results["inner"]["false_condition"] == "never_set is defined" and results["ran"] == 0
+    assert (tmp_path / "out-ours.included").read_text() == "included\n"  # once: the skipped include added nothing
     recap = lambda p: [line.split(":", 1)[1].split() for line in p.stdout.splitlines() if line.startswith("localhost")]  # noqa: E731
     assert recap(ours) == recap(theirs)
 
@@ -273,3 +282,97 @@ def test_a_when_that_cannot_be_judged_fails_as_before(tmp_path):
       when: not_defined_anywhere | bool
 """)
     assert proc.returncode != 0 and "not_defined_anywhere" in proc.stdout and "is undefined" in proc.stdout
+
+
+def _load(relative: str):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(Path(relative).stem, Path(__file__).resolve().parent.parent / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("params, unit, verbs", [
+    ({"state": "started", "enabled": True, "masked": None},
+     {"ActiveState": "active", "UnitFileState": "enabled"}, []),
+    ({"state": "started", "enabled": True, "masked": None},
+     {"ActiveState": "inactive", "UnitFileState": "disabled"}, ["enable", "start"]),
+    ({"state": "started", "enabled": True, "masked": None},
+     {"ActiveState": "activating", "UnitFileState": "static"}, []),
+    ({"state": "stopped", "enabled": False, "masked": True},
+     {"ActiveState": "active", "UnitFileState": "enabled"}, ["mask", "disable", "stop"]),
+    ({"state": "stopped", "enabled": False, "masked": True},
+     {"ActiveState": "inactive", "UnitFileState": "masked"}, []),
+    ({"state": None, "enabled": None, "masked": False},
+     {"ActiveState": "inactive", "UnitFileState": "masked"}, ["unmask"]),
+    ({"state": "stopped", "enabled": False, "masked": None},
+     {"ActiveState": "failed", "UnitFileState": "disabled"}, []),
+])
+def test_units_get_only_the_systemctl_verbs_that_differ(params, unit, verbs):
+    """trustops_units (ansible/library): what it runs for a unit as `systemctl show` reads it (the
+    module itself runs on the lab's hosts, in every converge)."""
+    assert _load("ansible/library/trustops_units.py").wanted_actions(params, unit) == verbs
+
+
+def test_name_entries_make_one_entry_per_name():
+    name_entries = _load("ansible/filter_plugins/entries.py").name_entries
+    assert name_entries(["a", "b"], path="/usr/local/bin/{}", src="/opt/v/bin/{}", state="link") == [
+        {"path": "/usr/local/bin/a", "src": "/opt/v/bin/a", "state": "link"},
+        {"path": "/usr/local/bin/b", "src": "/opt/v/bin/b", "state": "link"}]
+    assert name_entries("solo", path="/x/{}.conf", mode="0644") == [{"path": "/x/solo.conf", "mode": "0644"}]
+
+
+LOCAL_TASKS = """
+    - name: Facts
+      ansible.builtin.set_fact:
+        one: "{{ 40 + 2 }}"
+    - name: Variables from a file, per item
+      ansible.builtin.include_vars: "{{ item }}"
+      loop: [a.yml, b.yml]
+    - name: Holds
+      ansible.builtin.assert:
+        that: [one | int == 42, from_a == 'a', from_b == 'b']
+      register: held
+    - name: Fails, ignored
+      ansible.builtin.assert:
+        that: [one | int == 41]
+        fail_msg: one is not 41
+      ignore_errors: true
+      register: refused
+    - name: Says
+      ansible.builtin.debug:
+        msg: "one is {{ one }}"
+      register: said
+    - name: Results
+      ansible.builtin.copy:
+        dest: "{{ d }}-{{ tag }}.json"
+        content: "{{ {'held': held.msg, 'refused': refused.msg, 'said': said.msg, 'one': one} | to_json }}"
+    - name: A role whose argument is wrong (its check fails the host)
+      ansible.builtin.include_role:
+        name: checked
+      vars:
+        listen_port: not-a-number
+"""
+
+
+def test_control_node_actions_in_the_main_process_give_what_a_worker_gives(tmp_path):
+    """set_fact, include_vars, assert, debug and a role's argument check run in the strategy's own
+    process (no worker forked): the same results, failures and recap as Ansible's own strategy."""
+    (tmp_path / "a.yml").write_text("from_a: a\n")
+    (tmp_path / "b.yml").write_text("from_b: b\n")
+    role = tmp_path / "roles" / "checked"
+    (role / "meta").mkdir(parents=True)
+    (role / "tasks").mkdir()
+    (role / "meta" / "argument_specs.yml").write_text(
+        "argument_specs:\n  main:\n    options:\n      listen_port: {type: int, required: true}\n")
+    (role / "tasks" / "main.yml").write_text("- name: Never reached\n  ansible.builtin.command: /bin/false\n")
+    runs = {tag: _run(tmp_path, LOCAL_TASKS, "-e", f"tag={tag}", strategy=strategy)
+            for tag, strategy in (("ours", None), ("theirs", "ansible.builtin.linear"))}
+    for proc in runs.values():
+        assert proc.returncode == 2, proc.stdout[-3000:]
+    ours, theirs = (json.loads((tmp_path / f"out-{tag}.json").read_text()) for tag in ("ours", "theirs"))
+    assert ours == theirs == {"held": "All assertions passed", "refused": "one is not 41", "said": "one is 42",
+                              "one": 42}
+    recap = lambda p: [line.split(":", 1)[1].split() for line in p.stdout.splitlines() if line.startswith("localhost")]  # noqa: E731
+    assert recap(runs["ours"]) == recap(runs["theirs"])
+    assert "argument 'listen_port' is of type str and we were unable to convert to int" in runs["ours"].stdout

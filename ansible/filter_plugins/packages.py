@@ -32,6 +32,16 @@ def packages_missing(names, status) -> list:
     return [n for n in names if _SPEC.search(str(n)) or str(n) not in installed]
 
 
+def packages_present(names, status) -> list:
+    """The packages of `names` dpkg has in any state but not-installed (configuration files left count:
+    a purge removes them); all of them when unread, so apt decides."""
+    names = [names] if isinstance(names, str) else list(names)
+    if not hasattr(status, "get") or status.get("skipped") or status.get("failed") or "stdout_lines" not in status:
+        return names
+    present = {line.split()[-1] for line in status["stdout_lines"] if len(line) > 1 and line[1] != "n"}
+    return [n for n in names if _SPEC.search(str(n)) or str(n) in present]
+
+
 class FilterModule:
     def filters(self):
-        return {"packages_missing": packages_missing}
+        return {"packages_missing": packages_missing, "packages_present": packages_present}

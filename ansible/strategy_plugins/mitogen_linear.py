@@ -13,8 +13,11 @@ import ansible.collections.list
 import ansible_mitogen.planner
 from ansible import constants as C
 from ansible._internal._templating._engine import TemplateEngine
+from ansible.executor.task_executor import TaskExecutor
 from ansible.executor.task_result import _RawTaskResult
 from ansible.playbook.handler import Handler
+from ansible.plugins import loader as plugin_loader
+from ansible.utils.fqcn import add_internal_fqcns
 from ansible_mitogen.plugins.strategy.mitogen_linear import StrategyModule  # noqa: F401
 
 _COLLECTION_DIRS = tuple(path.decode("utf-8") if isinstance(path, bytes) else path
@@ -33,34 +36,58 @@ _LinearStrategy = StrategyModule
 
 
 class StrategyModule(_LinearStrategy):  # noqa: F811 - the one Ansible loads, Mitogen's with the change below
-    """Mitogen's linear strategy, where a task that a host skips costs no worker.
+    """Mitogen's linear strategy, where a task that a host skips, or a control-node action (see
+    _runs_here), costs no worker.
 
     Ansible forks a worker per task and host, and the worker is the one that finds the task's `when`
     false: a skipped task cost as much as one that ran (61 tasks every host skipped took 5.3 s of a
-    converge with nothing to change). Here the `when` of a plain task (no loop, no delegation, not an
-    include or a handler) is judged in the main process first, with the host's task variables; when it
-    is false the result a worker would have sent (skipped, the false condition, no_log) is sent
-    without the fork. Anything else, or a `when` this cannot judge (an undefined variable, an error),
-    goes to a worker as before, which judges it and reports as it always did.
+    converge with nothing to change). Here the `when` of a plain task or an include_tasks (no loop, no
+    delegation, not an include_role or a handler; a skipped include_tasks includes nothing, as
+    Ansible's IncludedFile passes over a skipped result) is judged in the main process first, with
+    the host's task variables; when it is false the result a worker would have sent (skipped, the
+    false condition, no_log) is sent without the fork. Anything else, or a `when` this cannot judge
+    (an undefined variable, an error), goes to a worker as before, which judges it and reports as it
+    always did.
     """
 
     def _queue_task(self, host, task, task_vars, play_context):
-        result = _skipped_here(task, task_vars)
-        if result is None:
+        skipped = _skipped_here(task, task_vars)
+        if skipped is None and not _runs_here(task):
             return super()._queue_task(host, task, task_vars, play_context)
+        # as the worker would be: in the cache the results thread reads (a loop's items are sent as
+        # they run), announced, run on its own copy of the task (running it finalises the task and
+        # its parents), its result sent
         self._queued_task_cache[(host.name, task._uuid)] = {
             "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
         self._tqm.send_callback("v2_runner_on_start", host, task)
-        self._final_q.send_task_result(_RawTaskResult(host=host, task=task, return_data=result,
-                                                      task_fields=task.dump_attrs()))
+        ran = task if skipped is not None else task.copy()
+        result = skipped if skipped is not None else TaskExecutor(
+            host, ran, task_vars, play_context, self._loader, plugin_loader.get_plugin_loader_namespace(),
+            self._final_q, self._variable_manager).run()
+        self._final_q.send_task_result(_RawTaskResult(host=host, task=ran, return_data=result,
+                                                      task_fields=ran.dump_attrs()))
         self._pending_results += 1
+
+
+# Actions that run on the control node alone and only return a result (no connection, no file on a
+# host, nothing the main process keeps but what the strategy does with the result).
+CONTROL_NODE_ACTIONS = frozenset(add_internal_fqcns(
+    ("set_fact", "include_vars", "assert", "debug", "fail", "validate_argument_spec")))
+
+
+def _runs_here(task) -> bool:
+    """Whether `task` runs in the main process rather than a worker: a control-node action (each of
+    these cost a worker per host, 0.05 to 0.45 s a task on four hosts; the roles' argument checks and
+    OS variables are 35 of them per converge), not delegated, without a timeout or async."""
+    return (task.action in CONTROL_NODE_ACTIONS and not task.delegate_to and not task.timeout
+            and not task.async_val and not isinstance(task, Handler))
 
 
 def _skipped_here(task, task_vars):
     """The result of a worker that skips `task` by its `when`, or None when a worker must decide."""
     if (not task.when or task.loop is not None or task.loop_with or task.delegate_to or task.run_once
-            or isinstance(task, Handler) or task.action in C._ACTION_ALL_INCLUDE_IMPORT_TASKS
-            or task.action in C._ACTION_ALL_INCLUDE_ROLE_TASKS or task.action in C._ACTION_META):
+            or isinstance(task, Handler) or task.action in C._ACTION_IMPORT_TASKS
+            or task.action in C._ACTION_INCLUDE_ROLE or task.action in C._ACTION_META):
         return None
     context = {}
     try:
