@@ -146,8 +146,58 @@ def test_the_diff_shows_no_content_that_is_not_world_readable(playdir):
           - {path: "{{ d }}/conf", content: "public-xyz\\n", mode: "0644"}
 """, "--diff")
     assert proc.returncode == 0, proc.stdout[-2000:]
-    assert "PRIVATE-abc" not in proc.stdout and "(not world-readable, 12 bytes: not shown)" in proc.stdout
+    assert "PRIVATE-abc" not in proc.stdout and "+(the new content, 12 bytes: not shown, not world-readable)" in proc.stdout
     assert "+public-xyz" in proc.stdout
+
+
+def test_no_content_reaches_the_hosts_log_or_verbose_output(playdir):
+    """The contents travel in the module's no_log option: AnsibleModule logs the other arguments to
+    the host's journal and -vvv prints them, never a key."""
+    (playdir / "out").mkdir()
+    proc = _run(playdir, """
+    - name: Files
+      trustops_files:
+        files:
+          - {path: "{{ d }}/key", content: "PRIVATE-KEY-abc\\n", mode: "0600"}
+""", "-vvv")
+    import base64
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "PRIVATE-KEY-abc" not in proc.stdout
+    assert base64.b64encode(b"PRIVATE-KEY-abc\n").decode() not in proc.stdout
+    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in proc.stdout   # the invocation, censored
+
+
+def test_a_diff_hides_old_content_that_was_not_world_readable(playdir):
+    out = playdir / "out"
+    out.mkdir()
+    (out / "was-secret").write_text("SECRET-OLD\n")
+    (out / "was-secret").chmod(0o600)
+    proc = _run(playdir, """
+    - name: Files
+      trustops_files:
+        files:
+          - {path: "{{ d }}/was-secret", content: "public now\\n", mode: "0644"}
+""", "--check", "--diff")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "SECRET-OLD" not in proc.stdout and "-(the old content, 11 bytes: not shown, not world-readable)" in proc.stdout
+
+
+def test_validate_is_not_run_in_check_mode_and_takes_a_path_with_a_space(playdir):
+    spaced = playdir / "out" / "a b"
+    spaced.mkdir(parents=True)
+    tasks = """
+    - name: Files
+      trustops_files:
+        files:
+          - {path: "{{ d }}/a b/x.conf", content: "good\\n", mode: "0644", validate: "grep -q good %s"}
+          - {path: "{{ d }}/y.conf", content: "y\\n", mode: "0644", validate: "cp %s {{ d }}/validated"}
+"""
+    checked = _run(playdir, tasks, "--check")
+    assert checked.returncode == 0, checked.stdout[-2000:]
+    assert sorted(p.name for p in (playdir / "out").iterdir()) == ["a b"]   # nothing validated, nothing written
+    applied = _run(playdir, tasks)
+    assert applied.returncode == 0, applied.stdout[-2000:]
+    assert (spaced / "x.conf").read_text() == "good\n" and (playdir / "out" / "validated").read_text() == "y\n"
 
 
 def test_a_refused_validate_keeps_the_old_file_and_names_it(playdir):
@@ -175,16 +225,23 @@ def test_a_refused_validate_keeps_the_old_file_and_names_it(playdir):
     ('{path: "{{ d }}/f", contnet: "x"}', "unknown keys contnet"),
     ('{path: "{{ d }}/missing/f", content: "x"}', "missing does not exist"),
     ('{path: "{{ d }}/f", template: nope.j2}', "nope.j2"),
-    ('{path: "/tmp/", state: absent}', "/tmp/: a top-level path is never removed"),
+    ('{path: "/tmp", state: absent}', "/tmp: a top-level path is never removed"),
+    ('{path: "/tmp/", state: absent}', "/tmp/: path is not in normal form"),
+    ('{path: "//", state: absent}', "//: path is not in normal form"),
+    ('{path: "//etc", state: absent}', "//etc: path is not in normal form"),
+    ('{path: "/var/lib/{{ empty }}", state: absent}', "/var/lib/: path is not in normal form"),
+    ('{path: "{{ d }}/../out/f", content: "x"}', "path is not in normal form"),
 ])
 def test_a_wrong_entry_fails_in_one_line_naming_it(playdir, entry, said):
+    """In check mode: a refusal comes before anything is done, and a removal that got past its
+    check would not touch this machine's /tmp or /etc."""
     (playdir / "out").mkdir()
     proc = _run(playdir, f"""
     - name: Files
       trustops_files:
         files:
           - {entry}
-""")
+""", "--check", vars_={"empty": ""})
     assert proc.returncode != 0 and said in proc.stdout, proc.stdout[-2000:]
     assert not (playdir / "out" / "f").exists()
 
@@ -353,6 +410,19 @@ LOCAL_TASKS = """
       vars:
         listen_port: not-a-number
 """
+
+
+def test_with_first_found_works_for_an_action_run_in_the_main_process(tmp_path):
+    (tmp_path / "Debian.yml").write_text("picked: debian\n")
+    proc = _run(tmp_path, """
+    - name: OS variables
+      ansible.builtin.include_vars: "{{ item }}"
+      with_first_found: [Nope.yml, Debian.yml]
+    - name: Picked
+      ansible.builtin.assert:
+        that: [picked == 'debian']
+""")
+    assert proc.returncode == 0, proc.stdout[-2000:]
 
 
 def test_control_node_actions_in_the_main_process_give_what_a_worker_gives(tmp_path):

@@ -50,12 +50,14 @@ class ActionModule(ActionBase):
         if not isinstance(files, list) or not files:
             raise AnsibleActionFail("trustops_files: files must be a non-empty list of entries")
         defaults = {k: self._task.args[k] for k in DEFAULT_KEYS if self._task.args.get(k) is not None}
-        entries = [self._entry(index, entry, defaults, task_vars) for index, entry in enumerate(files)]
-        result.update(self._execute_module(module_name="trustops_files", module_args={"files": entries},
+        contents = []   # apart from the entries: the module's no_log option (a key is never logged)
+        entries = [self._entry(index, entry, defaults, task_vars, contents) for index, entry in enumerate(files)]
+        result.update(self._execute_module(module_name="trustops_files",
+                                           module_args={"files": entries, "contents": contents},
                                            task_vars=task_vars))
         return result
 
-    def _entry(self, index, entry, defaults, task_vars):
+    def _entry(self, index, entry, defaults, task_vars, contents):
         """The module's form of one entry: its content read or rendered here, base64."""
         if not isinstance(entry, dict):
             raise AnsibleActionFail(f"trustops_files: entry {index} is not a mapping")
@@ -76,7 +78,8 @@ class ActionModule(ActionBase):
         if state == "file":
             if len(sources) != 1:
                 raise AnsibleActionFail(f"trustops_files: {path}: a file needs exactly one of content, template, src")
-            out["content_b64"] = base64.b64encode(self._content(path, sources[0], entry[sources[0]], task_vars)).decode()
+            out["content"] = len(contents)
+            contents.append(base64.b64encode(self._content(path, sources[0], entry[sources[0]], task_vars)).decode())
         elif state == "link":
             if sources != ["src"]:
                 raise AnsibleActionFail(f"trustops_files: {path}: a link needs src (its target) and nothing else")

@@ -22,11 +22,18 @@ description:
   - Entries are applied in order, so a directory entry before a file entry creates its directory.
 options:
   files:
-    description: Entries with path, state (file, directory, link, absent), content_b64 (file),
-      src (link target), mode (octal string), owner, group, validate (a command with %s).
+    description: Entries with path, state (file, directory, link, absent), content (a file: the index
+      of its content in contents), src (link target), mode (octal string), owner, group, validate
+      (a command with %s).
     type: list
     elements: dict
     required: true
+  contents:
+    description: The files' contents, base64. no_log, so a key's content is neither logged on the
+      host (AnsibleModule logs a module's arguments to the journal) nor shown at -vvv.
+    type: list
+    elements: str
+    default: []
 """
 
 RETURN = r"""
@@ -42,6 +49,7 @@ import grp
 import os
 import pwd
 import re
+import shlex
 import shutil
 import stat
 import tempfile
@@ -57,22 +65,14 @@ class EntryError(Exception):
     """One entry cannot be applied: the message names its path and what is wrong."""
 
 
-def _uid(name):
+def _id(name, lookup, what):
+    """A user's or group's number: given as a number, or looked up by name (pwd.getpwnam, grp.getgrnam)."""
     if isinstance(name, int) or str(name).isdigit():
         return int(name)
     try:
-        return pwd.getpwnam(name).pw_uid
+        return lookup(name)[2]
     except KeyError:
-        raise EntryError(f"no user {name!r} on this host") from None
-
-
-def _gid(name):
-    if isinstance(name, int) or str(name).isdigit():
-        return int(name)
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise EntryError(f"no group {name!r} on this host") from None
+        raise EntryError(f"no {what} {name!r} on this host") from None
 
 
 def _wanted_attrs(entry):
@@ -82,8 +82,8 @@ def _wanted_attrs(entry):
         if not isinstance(mode, str) or not MODE.match(mode):
             raise EntryError(f"mode {mode!r} is not an octal string like '0644'")
         mode = int(mode, 8)
-    uid = _uid(entry["owner"]) if entry.get("owner") not in (None, "") else None
-    gid = _gid(entry["group"]) if entry.get("group") not in (None, "") else None
+    uid = _id(entry["owner"], pwd.getpwnam, "user") if entry.get("owner") not in (None, "") else None
+    gid = _id(entry["group"], grp.getgrnam, "group") if entry.get("group") not in (None, "") else None
     return mode, uid, gid
 
 
@@ -93,10 +93,27 @@ def _attrs_differ(st, mode, uid, gid):
             or (gid is not None and st.st_gid != gid))
 
 
-def _set_attrs(path, mode, uid, gid):
-    os.lchown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+def _set_attrs_fd(fd, mode, uid, gid):
+    os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
     if mode is not None:
-        os.chmod(path, mode)  # after chown: chown clears setuid/setgid bits
+        os.fchmod(fd, mode)  # after chown: chown clears setuid/setgid bits
+
+
+def _set_attrs(path, mode, uid, gid):
+    """Mode and owner of the file or directory at `path` itself: opened without following a symlink,
+    so one swapped in after the lstat (by a service account owning the directory) fails here
+    instead of handing root's chmod another file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        _set_attrs_fd(fd, mode, uid, gid)
+    finally:
+        os.close(fd)
+
+
+def _read(path):
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def _lstat(path):
@@ -106,11 +123,11 @@ def _lstat(path):
         return None
 
 
-def _text(data, mode):
+def _text(which, data, *modes):
     """The diff's text of content, unless it is large, binary or not for everyone's eyes (a key, a
-    password file: a mode without read for others; `--diff` output lands in CI logs)."""
-    if mode is not None and not mode & stat.S_IROTH:
-        return f"(not world-readable, {len(data)} bytes: not shown)\n"
+    password file: a mode, old or new, without read for others; `--diff` output lands in CI logs)."""
+    if any(mode is not None and not mode & stat.S_IROTH for mode in modes):
+        return f"({which} content, {len(data)} bytes: not shown, not world-readable)\n"
     if len(data) > DIFF_LIMIT:
         return f"({len(data)} bytes)\n"
     try:
@@ -127,7 +144,7 @@ def _validate(module, command, data, path):
             f.write(data)
         if "%s" not in command:
             raise EntryError(f"validate {command!r} has no %s for the file")
-        rc, out, err = module.run_command(command.replace("%s", tmp))
+        rc, out, err = module.run_command(command.replace("%s", shlex.quote(tmp)))
         if rc != 0:
             said = (err or out).strip().splitlines()
             raise EntryError(f"validate {command!r} refused the new content (exit {rc}): "
@@ -142,10 +159,6 @@ def _write(path, data, mode, uid, gid, st):
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.trustops-")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         keep = st if st is not None and stat.S_ISREG(st.st_mode) else None
         if mode is None:
             if keep is not None:
@@ -157,7 +170,11 @@ def _write(path, data, mode, uid, gid, st):
         if keep is not None:
             uid = keep.st_uid if uid is None else uid
             gid = keep.st_gid if gid is None else gid
-        _set_attrs(tmp, mode, uid, gid)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            _set_attrs_fd(f.fileno(), mode, uid, gid)
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.lexists(tmp):
@@ -178,6 +195,10 @@ def _apply(module, entry, diffs):
     path = entry.get("path")
     if not isinstance(path, str) or not os.path.isabs(path):
         raise EntryError("path must be an absolute path")
+    if path != os.path.normpath(path) or path.startswith("//"):
+        # `/var/lib/{{ x }}` with x empty is `/var/lib/`: a path made of an empty variable is refused,
+        # whatever its state, rather than taken for its parent
+        raise EntryError("path is not in normal form (a // , a trailing /, . or ..: an empty variable in it?)")
     state = entry.get("state", "file")
     if state not in STATES:
         raise EntryError(f"state {state!r} is not one of {', '.join(STATES)}")
@@ -185,7 +206,7 @@ def _apply(module, entry, diffs):
     st = _lstat(path)
 
     if state == "absent":
-        if os.path.normpath(path).count("/") < 2:
+        if os.path.realpath(path).count("/") < 2:
             raise EntryError("a top-level path is never removed (an empty variable in the path?)")
         if st is None:
             return False
@@ -244,28 +265,28 @@ def _apply(module, entry, diffs):
     # state == "file"
     if not check:
         _remove_leftovers(path)
-    encoded = entry.get("content_b64")
-    if not isinstance(encoded, str):
+    index = entry.get("content")
+    if not isinstance(index, int) or not 0 <= index < len(module.params["contents"]):
         raise EntryError("a file needs its content")
-    data = base64.b64decode(encoded)
+    data = base64.b64decode(module.params["contents"][index])
     same = False
     if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == len(data):
-        with open(path, "rb") as f:
-            same = f.read() == data
+        same = _read(path) == data
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise EntryError("is a directory, not a file")
     if not same:
         before = b""
         if st is not None and stat.S_ISREG(st.st_mode):
-            with open(path, "rb") as f:
-                before = f.read()
-        if entry.get("validate"):
+            before = _read(path)
+        if entry.get("validate") and not check:   # as copy and template: a validator may not be installed yet
             _validate(module, entry["validate"], data, path)
         if not check:
             _write(path, data, mode, uid, gid, st)
-        shown = mode if mode is not None else stat.S_IMODE(st.st_mode) if st is not None else None
+        old = stat.S_IMODE(st.st_mode) if st is not None else None
+        new = mode if mode is not None else old
         diffs.append({"before_header": path, "after_header": path,
-                      "before": _text(before, shown) if st is not None else "", "after": _text(data, shown)})
+                      "before": _text("the old", before, old, new) if st is not None else "",
+                      "after": _text("the new", data, old, new)})
         return True
     if _attrs_differ(st, mode, uid, gid):
         if not check:
@@ -275,7 +296,9 @@ def _apply(module, entry, diffs):
 
 
 def main():
-    module = AnsibleModule(argument_spec={"files": {"type": "list", "elements": "dict", "required": True}},
+    module = AnsibleModule(argument_spec={"files": {"type": "list", "elements": "dict", "required": True},
+                                          "contents": {"type": "list", "elements": "str", "default": [],
+                                                       "no_log": True}},
                            supports_check_mode=True)
     changed_paths, diffs = [], []
     for index, entry in enumerate(module.params["files"]):

@@ -12,6 +12,7 @@ change (py-spy). The paths cannot change during a run: collections are found at 
 import ansible.collections.list
 import ansible_mitogen.planner
 from ansible import constants as C
+from ansible._internal import _task
 from ansible._internal._templating._engine import TemplateEngine
 from ansible.executor.task_executor import TaskExecutor
 from ansible.executor.task_result import _RawTaskResult
@@ -61,9 +62,13 @@ class StrategyModule(_LinearStrategy):  # noqa: F811 - the one Ansible loads, Mi
             "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
         self._tqm.send_callback("v2_runner_on_start", host, task)
         ran = task if skipped is not None else task.copy()
-        result = skipped if skipped is not None else TaskExecutor(
-            host, ran, task_vars, play_context, self._loader, plugin_loader.get_plugin_loader_namespace(),
-            self._final_q, self._variable_manager).run()
+        if skipped is not None:
+            result = skipped
+        else:
+            with _task.TaskContext(ran):   # as WorkerProcess.run (first_found as with_first_found reads it)
+                result = TaskExecutor(host, ran, task_vars, play_context, self._loader,
+                                      plugin_loader.get_plugin_loader_namespace(), self._final_q,
+                                      self._variable_manager).run()
         self._final_q.send_task_result(_RawTaskResult(host=host, task=ran, return_data=result,
                                                       task_fields=ran.dump_attrs()))
         self._pending_results += 1
@@ -78,9 +83,12 @@ CONTROL_NODE_ACTIONS = frozenset(add_internal_fqcns(
 def _runs_here(task) -> bool:
     """Whether `task` runs in the main process rather than a worker: a control-node action (each of
     these cost a worker per host, 0.05 to 0.45 s a task on four hosts; the roles' argument checks and
-    OS variables are 35 of them per converge), not delegated, without a timeout or async."""
+    OS variables are 35 of them per converge), not delegated, without a timeout or async, and nothing
+    that waits (until/retries, a loop's pause): in this process it would hold up every other host.
+    A slow lookup inside one of them would too; the roles have none."""
     return (task.action in CONTROL_NODE_ACTIONS and not task.delegate_to and not task.timeout
-            and not task.async_val and not isinstance(task, Handler))
+            and not task.async_val and not isinstance(task, Handler) and not task.until and not task.retries
+            and not (task.loop_control and task.loop_control.pause))
 
 
 def _skipped_here(task, task_vars):
