@@ -110,6 +110,15 @@ def _set_attrs(path, mode, uid, gid):
         os.close(fd)
 
 
+def _fix_attrs(path, st, mode, uid, gid, check):
+    """Mode and owner of an existing path as wanted; True if they were not (and are now, unless checking)."""
+    if not _attrs_differ(st, mode, uid, gid):
+        return False
+    if not check:
+        _set_attrs(path, mode, uid, gid)
+    return True
+
+
 def _read(path):
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as f:
@@ -232,11 +241,7 @@ def _apply(module, entry, diffs):
                 _set_attrs(path, 0o755 if mode is None else mode, uid, gid)
             diffs.append({"before_header": path, "after_header": path, "before": "absent\n", "after": "directory\n"})
             return True
-        if _attrs_differ(st, mode, uid, gid):
-            if not check:
-                _set_attrs(path, mode, uid, gid)
-            return True
-        return False
+        return _fix_attrs(path, st, mode, uid, gid, check)
 
     if state == "link":
         target = entry.get("src")
@@ -288,11 +293,7 @@ def _apply(module, entry, diffs):
                       "before": _text("the old", before, old, new) if st is not None else "",
                       "after": _text("the new", data, old, new)})
         return True
-    if _attrs_differ(st, mode, uid, gid):
-        if not check:
-            _set_attrs(path, mode, uid, gid)
-        return True
-    return False
+    return _fix_attrs(path, st, mode, uid, gid, check)
 
 
 def main():
