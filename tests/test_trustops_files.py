@@ -29,6 +29,11 @@ def _run(tmp_path: Path, tasks: str, *extra: str, vars_: dict | None = None, str
                           capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
 
 
+def _files(*entries: str) -> str:
+    """A play's one trustops_files task with these entries (YAML flow mappings)."""
+    return "    - name: Files\n      trustops_files:\n        files:\n" + "".join(f"          - {e}\n" for e in entries)
+
+
 def _changed(proc) -> int:
     line = next(line for line in proc.stdout.splitlines() if line.startswith("localhost") and "ok=" in line)
     return int(line.split("changed=")[1].split()[0])
@@ -123,13 +128,8 @@ def test_check_mode_writes_nothing_and_says_what_would_change(playdir):
     out = playdir / "out"
     out.mkdir()
     (out / "content.conf").write_text("old\n")
-    tasks = """
-    - name: Files
-      trustops_files:
-        files:
-          - {path: "{{ d }}/content.conf", content: "new\\n", mode: "0644"}
-          - {path: "{{ d }}/sub", state: directory, mode: "0700"}
-"""
+    tasks = _files('{path: "{{ d }}/content.conf", content: "new\\n", mode: "0644"}',
+                   '{path: "{{ d }}/sub", state: directory, mode: "0700"}')
     proc = _run(playdir, tasks, "--check", "--diff")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (out / "content.conf").read_text() == "old\n" and not (out / "sub").exists()
@@ -138,13 +138,8 @@ def test_check_mode_writes_nothing_and_says_what_would_change(playdir):
 
 def test_the_diff_shows_no_content_that_is_not_world_readable(playdir):
     (playdir / "out").mkdir()
-    proc = _run(playdir, """
-    - name: Files
-      trustops_files:
-        files:
-          - {path: "{{ d }}/key", content: "PRIVATE-abc\\n", mode: "0600"}
-          - {path: "{{ d }}/conf", content: "public-xyz\\n", mode: "0644"}
-""", "--diff")
+    proc = _run(playdir, _files('{path: "{{ d }}/key", content: "PRIVATE-abc\\n", mode: "0600"}',
+                                '{path: "{{ d }}/conf", content: "public-xyz\\n", mode: "0644"}'), "--diff")
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "PRIVATE-abc" not in proc.stdout and "+(the new content, 12 bytes: not shown, not world-readable)" in proc.stdout
     assert "+public-xyz" in proc.stdout
@@ -154,12 +149,7 @@ def test_no_content_reaches_the_hosts_log_or_verbose_output(playdir):
     """The contents travel in the module's no_log option: AnsibleModule logs the other arguments to
     the host's journal and -vvv prints them, never a key."""
     (playdir / "out").mkdir()
-    proc = _run(playdir, """
-    - name: Files
-      trustops_files:
-        files:
-          - {path: "{{ d }}/key", content: "PRIVATE-KEY-abc\\n", mode: "0600"}
-""", "-vvv")
+    proc = _run(playdir, _files('{path: "{{ d }}/key", content: "PRIVATE-KEY-abc\\n", mode: "0600"}'), "-vvv")
     import base64
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "PRIVATE-KEY-abc" not in proc.stdout
@@ -172,12 +162,7 @@ def test_a_diff_hides_old_content_that_was_not_world_readable(playdir):
     out.mkdir()
     (out / "was-secret").write_text("SECRET-OLD\n")
     (out / "was-secret").chmod(0o600)
-    proc = _run(playdir, """
-    - name: Files
-      trustops_files:
-        files:
-          - {path: "{{ d }}/was-secret", content: "public now\\n", mode: "0644"}
-""", "--check", "--diff")
+    proc = _run(playdir, _files('{path: "{{ d }}/was-secret", content: "public now\\n", mode: "0644"}'), "--check", "--diff")
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "SECRET-OLD" not in proc.stdout and "-(the old content, 11 bytes: not shown, not world-readable)" in proc.stdout
 
@@ -185,13 +170,8 @@ def test_a_diff_hides_old_content_that_was_not_world_readable(playdir):
 def test_validate_is_not_run_in_check_mode_and_takes_a_path_with_a_space(playdir):
     spaced = playdir / "out" / "a b"
     spaced.mkdir(parents=True)
-    tasks = """
-    - name: Files
-      trustops_files:
-        files:
-          - {path: "{{ d }}/a b/x.conf", content: "good\\n", mode: "0644", validate: "grep -q good %s"}
-          - {path: "{{ d }}/y.conf", content: "y\\n", mode: "0644", validate: "cp %s {{ d }}/validated"}
-"""
+    tasks = _files('{path: "{{ d }}/a b/x.conf", content: "good\\n", mode: "0644", validate: "grep -q good %s"}',
+                   '{path: "{{ d }}/y.conf", content: "y\\n", mode: "0644", validate: "cp %s {{ d }}/validated"}')
     checked = _run(playdir, tasks, "--check")
     assert checked.returncode == 0, checked.stdout[-2000:]
     assert sorted(p.name for p in (playdir / "out").iterdir()) == ["a b"]   # nothing validated, nothing written
@@ -204,12 +184,7 @@ def test_a_refused_validate_keeps_the_old_file_and_names_it(playdir):
     out = playdir / "out"
     out.mkdir()
     (out / "sshd.conf").write_text("good\n")
-    tasks = """
-    - name: Files
-      trustops_files:
-        files:
-          - {path: "{{ d }}/sshd.conf", content: "bad\\n", mode: "0600", validate: "grep -q good %s"}
-"""
+    tasks = _files('{path: "{{ d }}/sshd.conf", content: "bad\\n", mode: "0600", validate: "grep -q good %s"}')
     proc = _run(playdir, tasks)
     assert proc.returncode != 0
     assert f"{out}/sshd.conf: validate 'grep -q good %s' refused the new content (exit 1)" in proc.stdout
@@ -236,12 +211,7 @@ def test_a_wrong_entry_fails_in_one_line_naming_it(playdir, entry, said):
     """In check mode: a refusal comes before anything is done, and a removal that got past its
     check would not touch this machine's /tmp or /etc."""
     (playdir / "out").mkdir()
-    proc = _run(playdir, f"""
-    - name: Files
-      trustops_files:
-        files:
-          - {entry}
-""", "--check", vars_={"empty": ""})
+    proc = _run(playdir, _files(entry), "--check", vars_={"empty": ""})
     assert proc.returncode != 0 and said in proc.stdout, proc.stdout[-2000:]
     assert not (playdir / "out" / "f").exists()
 
@@ -252,12 +222,7 @@ def test_a_symlink_at_the_path_is_replaced_not_written_through(playdir):
     victim = playdir / "victim"
     victim.write_text("keep\n")
     (out / "conf").symlink_to(victim)
-    proc = _run(playdir, """
-    - name: Files
-      trustops_files:
-        files:
-          - {path: "{{ d }}/conf", content: "mine\\n", mode: "0644"}
-""")
+    proc = _run(playdir, _files('{path: "{{ d }}/conf", content: "mine\\n", mode: "0644"}'))
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert victim.read_text() == "keep\n"
     assert not (out / "conf").is_symlink() and (out / "conf").read_text() == "mine\n"
@@ -271,12 +236,7 @@ def test_what_a_killed_write_left_is_removed(playdir):
     (out / "site.conf").write_text("mine\n")
     (out / ".site.conf.trustops-k1ll3d").write_text("half")
     (out / ".site.conf.trustops-validate-x").write_text("half")
-    proc = _run(playdir, """
-    - name: Files
-      trustops_files:
-        files:
-          - {path: "{{ d }}/site.conf", content: "mine\\n"}
-""")
+    proc = _run(playdir, _files('{path: "{{ d }}/site.conf", content: "mine\\n"}'))
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["site.conf"] and _changed(proc) == 0
 

@@ -15,31 +15,33 @@ import re
 _SPEC = re.compile(r"[=:<>*]")
 
 
-def _installed(status) -> set[str] | None:
-    """The fully installed packages in a registered `dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n'`
-    result; None when there is none (never read, skipped, failed)."""
+def _packages(status, counts) -> set[str] | None:
+    """The packages in a registered `dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n'` result
+    whose status abbreviation `counts` accepts; None when there is none (never read, skipped, failed)."""
     if not hasattr(status, "get") or status.get("skipped") or status.get("failed") or "stdout_lines" not in status:
         return None
-    return {line.split()[-1] for line in status["stdout_lines"] if line.startswith("ii ")}
+    return {line.split()[-1] for line in status["stdout_lines"] if counts(line[:3])}
+
+
+def _judged(names, status, counts, keep_counted: bool) -> list:
+    """The names whose package `counts` accepts (keep_counted) or does not; all of them when unread,
+    and a name with a version or architecture always (apt decides)."""
+    names = [names] if isinstance(names, str) else list(names)
+    found = _packages(status, counts)
+    if found is None:
+        return names
+    return [n for n in names if _SPEC.search(str(n)) or (str(n) in found) == keep_counted]
 
 
 def packages_missing(names, status) -> list:
-    """The packages of `names` that dpkg does not have fully installed; all of them when unread."""
-    names = [names] if isinstance(names, str) else list(names)
-    installed = _installed(status)
-    if installed is None:
-        return names
-    return [n for n in names if _SPEC.search(str(n)) or str(n) not in installed]
+    """The packages of `names` that dpkg does not have fully installed (`ii`); all of them when unread."""
+    return _judged(names, status, lambda abbrev: abbrev == "ii ", keep_counted=False)
 
 
 def packages_present(names, status) -> list:
     """The packages of `names` dpkg has in any state but not-installed (configuration files left count:
     a purge removes them); all of them when unread, so apt decides."""
-    names = [names] if isinstance(names, str) else list(names)
-    if not hasattr(status, "get") or status.get("skipped") or status.get("failed") or "stdout_lines" not in status:
-        return names
-    present = {line.split()[-1] for line in status["stdout_lines"] if len(line) > 1 and line[1] != "n"}
-    return [n for n in names if _SPEC.search(str(n)) or str(n) in present]
+    return _judged(names, status, lambda abbrev: len(abbrev) > 1 and abbrev[1] != "n", keep_counted=True)
 
 
 class FilterModule:

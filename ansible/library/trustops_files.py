@@ -93,8 +93,13 @@ def _attrs_differ(st, mode, uid, gid):
             or (gid is not None and st.st_gid != gid))
 
 
+def _ids(uid, gid):
+    """chown's arguments: -1 leaves the owner or group as it is."""
+    return (-1 if uid is None else uid, -1 if gid is None else gid)
+
+
 def _set_attrs_fd(fd, mode, uid, gid):
-    os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+    os.fchown(fd, *_ids(uid, gid))
     if mode is not None:
         os.fchmod(fd, mode)  # after chown: chown clears setuid/setgid bits
 
@@ -248,12 +253,11 @@ def _apply(module, entry, diffs):
         if not isinstance(target, str) or not target:
             raise EntryError("a link needs src, the path it points to")
         if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(path) == target:
-            if uid is not None or gid is not None:
-                if (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid):
-                    if not check:
-                        os.lchown(path, -1 if uid is None else uid, -1 if gid is None else gid)
-                    return True
-            return False
+            if not _attrs_differ(st, None, uid, gid):   # a link has no mode of its own
+                return False
+            if not check:
+                os.lchown(path, *_ids(uid, gid))
+            return True
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise EntryError("is a directory, not a link")
         before = "absent\n" if st is None else f"-> {os.readlink(path)}\n" if stat.S_ISLNK(st.st_mode) else "a file\n"
@@ -262,7 +266,7 @@ def _apply(module, entry, diffs):
             if os.path.lexists(tmp):
                 os.unlink(tmp)
             os.symlink(target, tmp)
-            os.lchown(tmp, -1 if uid is None else uid, -1 if gid is None else gid)
+            os.lchown(tmp, *_ids(uid, gid))
             os.replace(tmp, path)
         diffs.append({"before_header": path, "after_header": path, "before": before, "after": f"-> {target}\n"})
         return True
@@ -274,15 +278,10 @@ def _apply(module, entry, diffs):
     if not isinstance(index, int) or not 0 <= index < len(module.params["contents"]):
         raise EntryError("a file needs its content")
     data = base64.b64decode(module.params["contents"][index])
-    same = False
-    if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == len(data):
-        same = _read(path) == data
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise EntryError("is a directory, not a file")
-    if not same:
-        before = b""
-        if st is not None and stat.S_ISREG(st.st_mode):
-            before = _read(path)
+    before = _read(path) if st is not None and stat.S_ISREG(st.st_mode) else None   # read once: compared, then diffed
+    if before != data:
         if entry.get("validate") and not check:   # as copy and template: a validator may not be installed yet
             _validate(module, entry["validate"], data, path)
         if not check:
@@ -290,7 +289,7 @@ def _apply(module, entry, diffs):
         old = stat.S_IMODE(st.st_mode) if st is not None else None
         new = mode if mode is not None else old
         diffs.append({"before_header": path, "after_header": path,
-                      "before": _text("the old", before, old, new) if st is not None else "",
+                      "before": _text("the old", before or b"", old, new) if st is not None else "",
                       "after": _text("the new", data, old, new)})
         return True
     return _fix_attrs(path, st, mode, uid, gid, check)

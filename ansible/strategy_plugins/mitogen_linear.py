@@ -61,10 +61,10 @@ class StrategyModule(_LinearStrategy):  # noqa: F811 - the one Ansible loads, Mi
         self._queued_task_cache[(host.name, task._uuid)] = {
             "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
         self._tqm.send_callback("v2_runner_on_start", host, task)
-        ran = task if skipped is not None else task.copy()
         if skipped is not None:
-            result = skipped
+            ran, result = task, skipped
         else:
+            ran = task.copy()
             with _task.TaskContext(ran):   # as WorkerProcess.run (first_found as with_first_found reads it)
                 result = TaskExecutor(host, ran, task_vars, play_context, self._loader,
                                       plugin_loader.get_plugin_loader_namespace(), self._final_q,
