@@ -264,39 +264,68 @@ SKIP_TASKS = """
     - name: Include taken
       ansible.builtin.include_tasks: inc.yml
       when: not (flag | bool)
+    - name: Role skipped
+      ansible.builtin.include_role:
+        name: included
+      when: flag | bool
+    - name: Role taken
+      ansible.builtin.include_role:
+        name: included
+      when: not (flag | bool)
     - name: Runs
       ansible.builtin.command: /bin/true
       when: not (flag | bool)
       changed_when: false
       register: ran
+    - name: A loop with no items
+      ansible.builtin.command: /bin/false
+      loop: "{{ [1, 2] | reject('in', [1, 2]) }}"
+      when: never_set_either | bool
+      register: none_left
+    - name: A loop with items
+      ansible.builtin.command: "echo {{ item }}"
+      loop: "{{ [1, 2] | reject('in', [1]) }}"
+      changed_when: false
+      register: one_left
     - name: Results
       ansible.builtin.copy:
         dest: "{{ d }}-{{ tag }}.json"
-        content: "{{ {'plain': plain, 'inner': inner, 'secret': secret, 'ran': ran.rc} | to_json }}"
+        content: "{{ {'plain': plain, 'inner': inner, 'secret': secret, 'ran': ran.rc, 'none_left': none_left,
+                      'one_left': one_left.results | map(attribute='stdout') | list} | to_json }}"
 """
 
 
-def test_a_task_skipped_without_a_worker_registers_what_ansibles_own_strategy_does(tmp_path):
+@pytest.mark.parametrize("ours_name, theirs_name", [(None, "ansible.builtin.linear"), ("mitogen_free", "ansible.builtin.free")])
+def test_a_task_skipped_without_a_worker_registers_what_ansibles_own_strategy_does(tmp_path, ours_name, theirs_name):
+    """Both of the project's strategies (linear, ansible.cfg's; free, site.yml's play of each group's
+    own services) against Ansible's own."""
     (tmp_path / "inc.yml").write_text("- name: Included\n  ansible.builtin.shell: echo included >> {{ d }}-{{ tag }}.included\n"
                                       "  changed_when: false\n")
-    ours = _run(tmp_path, SKIP_TASKS, "-e", "tag=ours", vars_={"flag": False})
-    theirs = _run(tmp_path, SKIP_TASKS, "-e", "tag=theirs", vars_={"flag": False}, strategy="ansible.builtin.linear")
+    (tmp_path / "roles" / "included" / "tasks").mkdir(parents=True)
+    (tmp_path / "roles" / "included" / "tasks" / "main.yml").write_text(
+        "- name: In the role\n  ansible.builtin.shell: echo role >> {{ d }}-{{ tag }}.included\n  changed_when: false\n")
+    ours = _run(tmp_path, SKIP_TASKS, "-e", "tag=ours", vars_={"flag": False}, strategy=ours_name)
+    theirs = _run(tmp_path, SKIP_TASKS, "-e", "tag=theirs", vars_={"flag": False}, strategy=theirs_name)
     assert ours.returncode == 0 and theirs.returncode == 0, ours.stdout[-2000:] + theirs.stdout[-2000:]
     results = json.loads((tmp_path / "out-ours.json").read_text())
     assert results == json.loads((tmp_path / "out-theirs.json").read_text())
     assert results["plain"] == {"changed": False, "skipped": True, "skip_reason": "Conditional result was False",
                                 "false_condition": "flag | bool"}
     assert results["inner"]["false_condition"] == "never_set is defined" and results["ran"] == 0
-    assert (tmp_path / "out-ours.included").read_text() == "included\n"  # once: the skipped include added nothing
+    assert results["none_left"] == {"changed": False, "skipped": True, "skipped_reason": "No items in the list",
+                                    "results": []} and results["one_left"] == ["2"]
+    # once each: the skipped includes added nothing
+    assert (tmp_path / "out-ours.included").read_text() == "included\nrole\n"
     recap = lambda p: [line.split(":", 1)[1].split() for line in p.stdout.splitlines() if line.startswith("localhost")]  # noqa: E731
     assert recap(ours) == recap(theirs)
 
 
-def test_a_when_that_cannot_be_judged_fails_as_before(tmp_path):
-    proc = _run(tmp_path, """
-    - name: Undefined in the condition
+@pytest.mark.parametrize("judged", ["when: not_defined_anywhere | bool", "loop: \"{{ not_defined_anywhere }}\""])
+def test_a_when_or_loop_that_cannot_be_judged_fails_as_before(tmp_path, judged):
+    proc = _run(tmp_path, f"""
+    - name: Undefined in the condition or the loop
       ansible.builtin.command: /bin/true
-      when: not_defined_anywhere | bool
+      {judged}
 """)
     assert proc.returncode != 0 and "not_defined_anywhere" in proc.stdout and "is undefined" in proc.stdout
 

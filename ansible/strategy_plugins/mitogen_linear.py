@@ -36,23 +36,26 @@ ansible_mitogen.planner._load_collections = _load_collections
 _LinearStrategy = StrategyModule
 
 
-class StrategyModule(_LinearStrategy):  # noqa: F811 - the one Ansible loads, Mitogen's with the change below
-    """Mitogen's linear strategy, where a task that a host skips, or a control-node action (see
-    _runs_here), costs no worker.
+class MainProcessTasks:
+    """What a strategy runs without a worker: a task that a host skips, or a control-node action (see
+    _runs_here). Mixed into Mitogen's linear strategy here and its free one (mitogen_free.py).
 
     Ansible forks a worker per task and host, and the worker is the one that finds the task's `when`
     false: a skipped task cost as much as one that ran (61 tasks every host skipped took 5.3 s of a
-    converge with nothing to change). Here the `when` of a plain task or an include_tasks (no loop, no
-    delegation, not an include_role or a handler; a skipped include_tasks includes nothing, as
+    converge with nothing to change). Here the `when` of a plain task, an include_tasks or an
+    include_role (no loop, no delegation, not a handler; a skipped include includes nothing, as
     Ansible's IncludedFile passes over a skipped result) is judged in the main process first, with
     the host's task variables; when it is false the result a worker would have sent (skipped, the
-    false condition, no_log) is sent without the fork. Anything else, or a `when` this cannot judge
-    (an undefined variable, an error), goes to a worker as before, which judges it and reports as it
-    always did.
+    false condition, no_log) is sent without the fork. So is a loop with no items (the converge's
+    drift loops: the files, keys and rules not yet as wanted, none once they are). Anything else, or
+    a `when` or loop this cannot judge (an undefined variable, an error), goes to a worker as before,
+    which judges it and reports as it always did.
     """
 
     def _queue_task(self, host, task, task_vars, play_context):
         skipped = _skipped_here(task, task_vars)
+        if skipped is None:
+            skipped = _empty_loop_here(task, task_vars)
         if skipped is None and not _runs_here(task):
             return super()._queue_task(host, task, task_vars, play_context)
         # as the worker would be: in the cache the results thread reads (a loop's items are sent as
@@ -72,6 +75,12 @@ class StrategyModule(_LinearStrategy):  # noqa: F811 - the one Ansible loads, Mi
         self._final_q.send_task_result(_RawTaskResult(host=host, task=ran, return_data=result,
                                                       task_fields=ran.dump_attrs()))
         self._pending_results += 1
+
+
+
+
+class StrategyModule(MainProcessTasks, _LinearStrategy):  # noqa: F811 - the one Ansible loads, Mitogen's with the change above
+    """Mitogen's linear strategy, with MainProcessTasks."""
 
 
 # Actions that run on the control node alone and only return a result (no connection, no file on a
@@ -94,8 +103,7 @@ def _runs_here(task) -> bool:
 def _skipped_here(task, task_vars):
     """The result of a worker that skips `task` by its `when`, or None when a worker must decide."""
     if (not task.when or task.loop is not None or task.loop_with or task.delegate_to or task.run_once
-            or isinstance(task, Handler) or task.action in C._ACTION_IMPORT_TASKS
-            or task.action in C._ACTION_INCLUDE_ROLE or task.action in C._ACTION_META):
+            or isinstance(task, Handler) or task.action in C._ACTION_IMPORT_TASKS or task.action in C._ACTION_META):
         return None
     context = {}
     try:
@@ -106,3 +114,19 @@ def _skipped_here(task, task_vars):
     except Exception:  # the worker judges it again and reports the error as Ansible does
         return None
     return result
+
+
+def _empty_loop_here(task, task_vars):
+    """The result of a worker whose `loop` (not a with_ lookup) has no items, or None when a worker
+    must run it. Ansible templates the loop before the `when`, which it judges per item: with no items
+    the result is the same whatever the `when`."""
+    if (task.loop is None or task.loop_with or task.delegate_to or task.run_once or isinstance(task, Handler)
+            or task.action in C._ACTION_ALL_INCLUDES or task.action in C._ACTION_META):
+        return None
+    try:
+        items = TemplateEngine(task._loader, variables=task_vars).template(task.loop)
+    except Exception:  # the worker templates it again and reports the error as Ansible does
+        return None
+    if not isinstance(items, list) or items:
+        return None
+    return dict(changed=False, skipped=True, skipped_reason="No items in the list", results=[])
