@@ -10,6 +10,7 @@ The repairs rewrite files AIDE watches, so the host's AIDE baseline is retaken o
 service takes one when there is none, as at the end of a converge)."""
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -20,6 +21,9 @@ from tests.playbooks import host_of, playbook, recap, task_output
 # a file of its sensitive files, a key of its login.defs settings.
 PACKAGE = "apt-show-versions"
 CRONTAB = "/etc/crontab"
+ASSEMBLER = "/usr/bin/as"          # binutils', on every host; a link the role follows to its file
+HOME = "/home/deploy"
+SSH_USER = "drifter"               # given to the role beside deploy, made outside its group
 
 
 def _sh(container: str, script: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -38,22 +42,32 @@ def aide_retaken(lab_config):
 
 def test_one_run_repairs_a_removed_package_a_loose_file_and_a_weak_login_default(lab, lab_config, converged,
                                                                                   aide_retaken):
+    """Also an assembler, a home directory and an SSH user gone astray: their loops carry only what
+    is not as wanted, which once repaired is nothing (a loop with no items costs no worker)."""
     db, container = host_of(lab_config, "db"), lab_config.container("db")
     drift = _sh(container, f"set -e; DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq {PACKAGE} >/dev/null; "
                            f"chmod 0644 {CRONTAB}; sed -i 's/^UMASK\\t027$/UMASK\\t022/' /etc/login.defs; "
+                           f"chmod 0755 {ASSEMBLER} {HOME}; useradd --no-create-home {SSH_USER}; "
                            "grep -c '^UMASK\t022$' /etc/login.defs")
     assert drift.returncode == 0 and drift.stdout.strip() == "1", drift.stdout + drift.stderr
-    repair = playbook(lab_config.inventory_file, "--tags", "hardening", "--limit", db)
-    assert repair.returncode == 0, repair.stdout[-4000:]
-    for task in ("Install audit and hardening tools", "Sensitive files get their modes and owners",
-                 "Password ageing, umask and hashing set in login.defs"):
-        after = task_output(repair.stdout, f"hardening : {task}]")
-        assert f"changed: [{db}]" in after, f"{task} did not repair:\n{after}"
-    state = _sh(container, f"dpkg-query -W -f='${{Status}}\\n' {PACKAGE}; stat -c %a {CRONTAB}; "
-                           "grep -E '^UMASK' /etc/login.defs")
-    assert state.stdout.split("\n")[:3] == ["install ok installed", "600", "UMASK\t027"], state.stdout
-    again = playbook(lab_config.inventory_file, "--tags", "hardening", "--limit", db)
-    assert again.returncode == 0 and recap(again.stdout)[db]["changed"] == 0, again.stdout[-4000:]
+    extra = ("--tags", "hardening", "--limit", db, "-e", json.dumps({"hardening_ssh_users": ["deploy", SSH_USER]}))
+    try:
+        repair = playbook(lab_config.inventory_file, *extra)
+        assert repair.returncode == 0, repair.stdout[-4000:]
+        for task in ("Install audit and hardening tools", "Sensitive files get their modes and owners",
+                     "Password ageing, umask and hashing set in login.defs", "Compilers and assemblers for root only",
+                     "Home directories are private (0750)",
+                     "Users who log in by SSH are in it (before sshd starts requiring it)"):
+            after = task_output(repair.stdout, f"hardening : {task}]")
+            assert f"changed: [{db}]" in after, f"{task} did not repair:\n{after}"
+        state = _sh(container, f"dpkg-query -W -f='${{Status}}\\n' {PACKAGE}; stat -c %a {CRONTAB}; "
+                               f"grep -E '^UMASK' /etc/login.defs; stat -L -c %a {ASSEMBLER} {HOME}; id -nG {SSH_USER}")
+        assert state.stdout.split("\n")[:6] == ["install ok installed", "600", "UMASK\t027", "700", "750",
+                                                f"{SSH_USER} ssh-users"], state.stdout
+        again = playbook(lab_config.inventory_file, *extra)
+        assert again.returncode == 0 and recap(again.stdout)[db]["changed"] == 0, again.stdout[-4000:]
+    finally:
+        _sh(container, f"userdel {SSH_USER}")
 
 
 # Reinstall the package and SIGKILL dpkg (and apt) at dpkg's first journal entry: the package is
