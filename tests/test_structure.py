@@ -57,6 +57,29 @@ def test_the_wheelhouse_is_built_once_per_source_change(monkeypatch, tmp_path):
     assert package.wheelhouse(tmp_path)["built"] and len(builds) == 2
 
 
+def test_a_second_build_meanwhile_waits_for_the_first_and_takes_its_wheels(monkeypatch, tmp_path):
+    """A converge begins the build in the background; a converge killed meanwhile leaves it running,
+    and the next one's build must not build (or clear the wheels) alongside it."""
+    import threading
+    import time
+    started, builds = threading.Event(), []
+
+    def slow_build(out):
+        builds.append(out)
+        started.set()
+        time.sleep(0.5)
+        (out / "trustops-0-py3-none-any.whl").write_bytes(b"")
+    monkeypatch.setattr(package, "_build", slow_build)
+    results = {}
+    first = threading.Thread(target=lambda: results.update(first=package.wheelhouse(tmp_path)))
+    first.start()
+    assert started.wait(10)
+    results["second"] = package.wheelhouse(tmp_path)
+    first.join(10)
+    assert results["first"]["built"] and not results["second"]["built"] and len(builds) == 1
+    assert (tmp_path / "trustops-0-py3-none-any.whl").exists()
+
+
 def test_no_file_under_ansible_reaches_out_of_it_by_relative_path():
     offenders = []
     for path in sorted((ROOT / "ansible").rglob("*")):

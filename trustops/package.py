@@ -14,6 +14,7 @@ sources builds nothing and says `"built": false` (Ansible's changed_when reads i
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "*.egg-info", "
 HOST_WHEELS = ["pydantic", "pydantic-core", "annotated-types", "typing-extensions", "typing-inspection"]
 PURE_ENV = "TRUSTOPS_BUILD_PURE"   # setup.py leaves the C extension out when it is set
 STAMP = "wheelhouse.json"
+LOCK = ".wheelhouse.lock"   # held while a build checks or fills the wheelhouse
 
 
 class PackageError(RuntimeError):
@@ -116,9 +118,17 @@ def _build(out: Path) -> None:
 
 
 def wheelhouse(out_dir: Path) -> dict:
-    """The wheelhouse for the current sources, built only when they changed since the last build."""
+    """The wheelhouse for the current sources, built only when they changed since the last build.
+    One build at a time: a converge begins it in the background (a converge killed meanwhile leaves
+    it running) and the next converge's build waits for it, then finds its wheels."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _wheelhouse(out_dir)
+
+
+def _wheelhouse(out_dir: Path) -> dict:
     want = fingerprint()
     stamp = out_dir / STAMP
     if stamp.exists():
