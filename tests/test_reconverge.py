@@ -23,6 +23,7 @@ PACKAGE = "apt-show-versions"
 CRONTAB = "/etc/crontab"
 ASSEMBLER = "/usr/bin/as"          # binutils', on every host; a link the role follows to its file
 HOME = "/home/deploy"
+LEGACY = "telnet"                  # of its legacy packages: installed here, removed by the run
 SSH_USER = "drifter"               # given to the role beside deploy, made outside its group
 
 
@@ -42,10 +43,12 @@ def aide_retaken(lab_config):
 
 def test_one_run_repairs_a_removed_package_a_loose_file_and_a_weak_login_default(lab, lab_config, converged,
                                                                                   aide_retaken):
-    """Also an assembler, a home directory and an SSH user gone astray: their loops carry only what
-    is not as wanted, which once repaired is nothing (a loop with no items costs no worker)."""
+    """Also a legacy package installed, an assembler, a home directory and an SSH user gone astray:
+    their reads name only what is not as wanted, so once repaired their loops are empty (and cost no
+    worker)."""
     db, container = host_of(lab_config, "db"), lab_config.container("db")
     drift = _sh(container, f"set -e; DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq {PACKAGE} >/dev/null; "
+                           f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {LEGACY} >/dev/null; "
                            f"chmod 0644 {CRONTAB}; sed -i 's/^UMASK\\t027$/UMASK\\t022/' /etc/login.defs; "
                            f"chmod 0755 {ASSEMBLER} {HOME}; useradd --no-create-home {SSH_USER}; "
                            "grep -c '^UMASK\t022$' /etc/login.defs")
@@ -54,16 +57,21 @@ def test_one_run_repairs_a_removed_package_a_loose_file_and_a_weak_login_default
     try:
         repair = playbook(lab_config.inventory_file, *extra)
         assert repair.returncode == 0, repair.stdout[-4000:]
-        for task in ("Install audit and hardening tools", "Sensitive files get their modes and owners",
+        for task in ("Remove legacy network services and clients", "Install audit and hardening tools",
+                     "Sensitive files get their modes and owners",
                      "Password ageing, umask and hashing set in login.defs", "Compilers and assemblers for root only",
                      "Home directories are private (0750)",
                      "Users who log in by SSH are in it (before sshd starts requiring it)"):
             after = task_output(repair.stdout, f"hardening : {task}]")
             assert f"changed: [{db}]" in after, f"{task} did not repair:\n{after}"
         state = _sh(container, f"dpkg-query -W -f='${{Status}}\\n' {PACKAGE}; stat -c %a {CRONTAB}; "
-                               f"grep -E '^UMASK' /etc/login.defs; stat -L -c %a {ASSEMBLER} {HOME}; id -nG {SSH_USER}")
-        assert state.stdout.split("\n")[:6] == ["install ok installed", "600", "UMASK\t027", "700", "750",
-                                                f"{SSH_USER} ssh-users"], state.stdout
+                               f"grep -E '^UMASK' /etc/login.defs; stat -L -c %a {ASSEMBLER} {HOME}; id -nG {SSH_USER}; "
+                               f"dpkg-query -W -f='${{db:Status-Abbrev}}\\n' {LEGACY} 2>/dev/null | grep -q '^i' "
+                               "&& echo installed || echo removed")
+        assert state.stdout.split("\n")[:7] == ["install ok installed", "600", "UMASK\t027", "700", "750",
+                                                f"{SSH_USER} ssh-users", "removed"], state.stdout
+        # the roles read dpkg's status again after the removal (the removal may take others along)
+        assert f"ok: [{db}]" in task_output(repair.stdout, "hardening : Installed packages after the removals]")
         again = playbook(lab_config.inventory_file, *extra)
         assert again.returncode == 0 and recap(again.stdout)[db]["changed"] == 0, again.stdout[-4000:]
     finally:
