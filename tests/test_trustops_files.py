@@ -287,11 +287,29 @@ SKIP_TASKS = """
       loop: "{{ [1, 2] | reject('in', [1]) }}"
       changed_when: false
       register: one_left
+    - name: Tasks whose loop and when look for files beside them (the task's search path)
+      ansible.builtin.include_tasks: sub/globbed.yml
     - name: Results
       ansible.builtin.copy:
         dest: "{{ d }}-{{ tag }}.json"
         content: "{{ {'plain': plain, 'inner': inner, 'secret': secret, 'ran': ran.rc, 'none_left': none_left,
-                      'one_left': one_left.results | map(attribute='stdout') | list} | to_json }}"
+                      'one_left': one_left.results | map(attribute='stdout') | list,
+                      'globbed': globbed.results | map(attribute='stdout') | list} | to_json }}"
+"""
+
+
+# Beside the tasks file, not the playbook: found through the task's search path, which a worker
+# sets before it templates the loop and the when.
+GLOBBED_TASKS = """
+- name: Each file beside this tasks file
+  ansible.builtin.command: "echo {{ item | basename }}"
+  loop: "{{ query('ansible.builtin.fileglob', '*.conf') }}"
+  changed_when: false
+  register: globbed
+- name: A role when a file is beside this tasks file
+  ansible.builtin.include_role:
+    name: globbed
+  when: query('ansible.builtin.fileglob', '*.conf') | length > 0
 """
 
 
@@ -304,6 +322,12 @@ def test_a_task_skipped_without_a_worker_registers_what_ansibles_own_strategy_do
     (tmp_path / "roles" / "included" / "tasks").mkdir(parents=True)
     (tmp_path / "roles" / "included" / "tasks" / "main.yml").write_text(
         "- name: In the role\n  ansible.builtin.shell: echo role >> {{ d }}-{{ tag }}.included\n  changed_when: false\n")
+    (tmp_path / "sub" / "files").mkdir(parents=True)
+    (tmp_path / "sub" / "files" / "a.conf").write_text("")
+    (tmp_path / "sub" / "globbed.yml").write_text(GLOBBED_TASKS)
+    (tmp_path / "roles" / "globbed" / "tasks").mkdir(parents=True)
+    (tmp_path / "roles" / "globbed" / "tasks" / "main.yml").write_text(
+        "- name: In the role\n  ansible.builtin.shell: echo globbed >> {{ d }}-{{ tag }}.included\n  changed_when: false\n")
     ours = _run(tmp_path, SKIP_TASKS, "-e", "tag=ours", vars_={"flag": False}, strategy=ours_name)
     theirs = _run(tmp_path, SKIP_TASKS, "-e", "tag=theirs", vars_={"flag": False}, strategy=theirs_name)
     assert ours.returncode == 0 and theirs.returncode == 0, ours.stdout[-2000:] + theirs.stdout[-2000:]
@@ -315,9 +339,32 @@ def test_a_task_skipped_without_a_worker_registers_what_ansibles_own_strategy_do
     assert results["none_left"] == {"changed": False, "skipped": True, "skipped_reason": "No items in the list",
                                     "results": []} and results["one_left"] == ["2"]
     # once each: the skipped includes added nothing
-    assert (tmp_path / "out-ours.included").read_text() == "included\nrole\n"
+    assert (tmp_path / "out-ours.included").read_text() == "included\nrole\nglobbed\n"
+    assert results["globbed"] == ["a.conf"]
     recap = lambda p: [line.split(":", 1)[1].split() for line in p.stdout.splitlines() if line.startswith("localhost")]  # noqa: E731
     assert recap(ours) == recap(theirs)
+
+
+def test_the_free_strategy_names_each_result_by_its_own_task(tmp_path):
+    """site.yml's free play: h1 is still in First when h2 starts Second, and h1's result must still
+    be shown under First (the log, and the converge's progress, read the task from it)."""
+    (tmp_path / "play.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  strategy: mitogen_free\n  tasks:\n"
+        "    - name: First\n      ansible.builtin.command: sleep {{ 1.5 if inventory_hostname == 'h1' else 0 }}\n"
+        "      changed_when: false\n"
+        "    - name: Second\n      ansible.builtin.command: /bin/true\n      changed_when: false\n")
+    env = {**ansible_env(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "h1,h2,", "-c", "local",
+                           "-e", f"ansible_python_interpreter={sys.executable}", "play.yml"],
+                          capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    shown, task = set(), None
+    for line in proc.stdout.splitlines():
+        if line.startswith("TASK ["):
+            task = line[6:line.index("]")]
+        elif line.startswith("ok: ["):
+            shown.add((task, line[5:line.index("]")]))
+    assert shown == {("First", "h1"), ("First", "h2"), ("Second", "h1"), ("Second", "h2")}, proc.stdout
 
 
 @pytest.mark.parametrize("judged", ["when: not_defined_anywhere | bool", "loop: \"{{ not_defined_anywhere }}\""])

@@ -17,3 +17,9 @@ _FreeStrategy = ansible_mitogen.loaders.strategy_loader.get("free", class_only=T
 
 class StrategyModule(MainProcessTasks, ansible_mitogen.strategy.StrategyMixin, _FreeStrategy):
     """Mitogen's free strategy, with MainProcessTasks."""
+
+    def run(self, iterator, play_context):
+        # Ansible's default callback prints each result under its own task's name only for a play
+        # whose strategy is named free (it otherwise names the task last started, by any host)
+        iterator._play.strategy = "ansible.builtin.free"
+        return super().run(iterator, play_context)

@@ -53,9 +53,10 @@ class MainProcessTasks:
     """
 
     def _queue_task(self, host, task, task_vars, play_context):
-        skipped = _skipped_here(task, task_vars)
+        judged_with = _as_the_worker_sees_them(task, task_vars, self._loader)
+        skipped = _skipped_here(task, judged_with)
         if skipped is None:
-            skipped = _empty_loop_here(task, task_vars)
+            skipped = _empty_loop_here(task, judged_with)
         if skipped is None and not _runs_here(task):
             return super()._queue_task(host, task, task_vars, play_context)
         # as the worker would be: in the cache the results thread reads (a loop's items are sent as
@@ -81,6 +82,15 @@ class MainProcessTasks:
 
 class StrategyModule(MainProcessTasks, _LinearStrategy):  # noqa: F811 - the one Ansible loads, Mitogen's with the change above
     """Mitogen's linear strategy, with MainProcessTasks."""
+
+
+def _as_the_worker_sees_them(task, task_vars, loader) -> dict:
+    """The task's variables as a worker judges its `when` and loop with them: TaskExecutor adds the
+    task's search path first (a lookup such as fileglob or first_found searches it)."""
+    search = task.get_search_path()
+    if loader.get_basedir() not in search:
+        search = [*search, loader.get_basedir()]
+    return dict(task_vars, ansible_search_path=search)
 
 
 # Actions that run on the control node alone and only return a result (no connection, no file on a
