@@ -125,3 +125,16 @@ def test_a_converge_finishes_a_package_run_killed_inside_dpkg(lab, lab_config, c
     finally:
         if not repaired:
             _sh(container, _CLEAN_UP)   # a failed run's mess
+
+
+def test_the_metrics_units_stopped_are_started_again_by_one_start(lab, lab_config, converged):
+    """The metrics role starts the node exporter and its two timers' units in one task after one
+    flush (each had its own): stopped, all three run again after a converge of the role alone."""
+    db, container = host_of(lab_config, "db"), lab_config.container("db")
+    units = "prometheus-node-exporter trustops-host-metrics.timer trustops-pending-updates.path"
+    assert _sh(container, f"systemctl stop {units}").returncode == 0
+    run = playbook(lab_config.inventory_file, "--tags", "metrics", "--limit", db)
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert f"changed: [{db}]" in task_output(run.stdout, "metrics : The node exporter, the host facts timer and the")
+    state = _sh(container, f"systemctl is-active {units}")
+    assert state.stdout.split() == ["active"] * 3, state.stdout + state.stderr
