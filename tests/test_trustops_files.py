@@ -17,14 +17,16 @@ from trustops.converge import ansible_env
 TEMPLATE = "# {{ ansible_managed | default('none') | length > 0 }}\n{% for n in names %}\nname {{ n }}\n{% endfor %}\nlast\n"
 
 
-def _run(tmp_path: Path, tasks: str, *extra: str, vars_: dict | None = None, strategy: str | None = None):
-    (tmp_path / "play.yml").write_text(f"- hosts: localhost\n  gather_facts: false\n  tasks:\n{tasks}")
+def _run(tmp_path: Path, tasks: str, *extra: str, vars_: dict | None = None, strategy: str | None = None,
+         hosts: str = "localhost,"):
+    """ansible-playbook on a play of `tasks` for `hosts` (an inventory list), each connected locally."""
+    (tmp_path / "play.yml").write_text(f"- hosts: all\n  gather_facts: false\n  tasks:\n{tasks}")
     (tmp_path / "vars.json").write_text(json.dumps({"d": str(tmp_path / "out"), **(vars_ or {})}))
     env = {**ansible_env(), "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
            "ANSIBLE_NOCOLOR": "1"}
     if strategy:
         env["ANSIBLE_STRATEGY"] = strategy
-    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", hosts, "-c", "local",
                            "-e", "@vars.json", "-e", f"ansible_python_interpreter={sys.executable}", *extra, "play.yml"],
                           capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
 
@@ -348,15 +350,10 @@ def test_a_task_skipped_without_a_worker_registers_what_ansibles_own_strategy_do
 def test_the_free_strategy_names_each_result_by_its_own_task(tmp_path):
     """site.yml's free play: h1 is still in First when h2 starts Second, and h1's result must still
     be shown under First (the log, and the converge's progress, read the task from it)."""
-    (tmp_path / "play.yml").write_text(
-        "- hosts: all\n  gather_facts: false\n  strategy: mitogen_free\n  tasks:\n"
-        "    - name: First\n      ansible.builtin.command: sleep {{ 1.5 if inventory_hostname == 'h1' else 0 }}\n"
-        "      changed_when: false\n"
-        "    - name: Second\n      ansible.builtin.command: /bin/true\n      changed_when: false\n")
-    env = {**ansible_env(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "h1,h2,", "-c", "local",
-                           "-e", f"ansible_python_interpreter={sys.executable}", "play.yml"],
-                          capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    proc = _run(tmp_path, "    - name: First\n      ansible.builtin.command: sleep {{ 1.5 if inventory_hostname == 'h1' else 0 }}\n"
+                          "      changed_when: false\n"
+                          "    - name: Second\n      ansible.builtin.command: /bin/true\n      changed_when: false\n",
+                strategy="mitogen_free", hosts="h1,h2,")
     assert proc.returncode == 0, proc.stdout[-3000:]
     shown, task = set(), None
     for line in proc.stdout.splitlines():

@@ -53,10 +53,12 @@ class MainProcessTasks:
     """
 
     def _queue_task(self, host, task, task_vars, play_context):
-        judged_with = _as_the_worker_sees_them(task, task_vars, self._loader)
-        skipped = _skipped_here(task, judged_with)
-        if skipped is None:
-            skipped = _empty_loop_here(task, judged_with)
+        skipped = None
+        if task.when or task.loop is not None:   # only these are judged here (no copy of the variables else)
+            judged_with = _as_the_worker_sees_them(task, task_vars, self._loader)
+            skipped = _skipped_here(task, judged_with)
+            if skipped is None:
+                skipped = _empty_loop_here(task, judged_with)
         if skipped is None and not _runs_here(task):
             return super()._queue_task(host, task, task_vars, play_context)
         # as the worker would be: in the cache the results thread reads (a loop's items are sent as
@@ -76,8 +78,6 @@ class MainProcessTasks:
         self._final_q.send_task_result(_RawTaskResult(host=host, task=ran, return_data=result,
                                                       task_fields=ran.dump_attrs()))
         self._pending_results += 1
-
-
 
 
 class StrategyModule(MainProcessTasks, _LinearStrategy):  # noqa: F811 - the one Ansible loads, Mitogen's with the change above
